@@ -1,0 +1,231 @@
+// The Bus: pages of raw bytes, versioned deltas, the in-memory TLog, the
+// dependency graph and events.
+//
+// Threading contract
+//   - Every mutating call (create_page, write, apply, propagate, dependency and
+//     subscription changes) may come from any thread. Writes are serialized by
+//     one lock into a single epoch order.
+//   - read(), copy_page(), info() and state_hash() take the same lock: they see
+//     a page between two deltas, never half of one.
+//   - page_bytes() returns the page's memory without locking. The span stays
+//     valid for the bus's lifetime (page memory never moves), but its contents
+//     are only stable while no other thread writes the page.
+//   - Event callbacks run on the writing thread, with the lock held, in epoch
+//     order. They may call the reading methods (info, find, read, copy_page,
+//     page_bytes, the hashes); mutating methods return kFailedPrecondition
+//     instead of deadlocking.
+//   - Dependency update functions run without the lock, one propagation at a
+//     time. They write their dependent page through UpdateContext only; the
+//     bus's mutating methods (write, apply, assign, create_page, propagate,
+//     dependency changes) return kFailedPrecondition from inside them.
+//   - create_page() and dependency changes wait for a running propagation.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "mmsb/arena.h"
+#include "mmsb/delta.h"
+#include "mmsb/status.h"
+#include "mmsb/tlog.h"
+#include "mmsb/types.h"
+
+namespace mmsb {
+
+class Bus;
+
+enum class Propagation : uint8_t {
+  kImmediate,  // dependents update before write()/apply() returns
+  kDeferred,   // changes accumulate until propagate(); several coalesce
+};
+
+struct BusOptions {
+  size_t tlog_capacity = size_t{1} << 20;
+  Propagation propagation = Propagation::kImmediate;
+  std::unique_ptr<Arena> arena;  // null: an anonymous MmapArena
+};
+
+struct PageInfo {
+  PageId id = kNoPage;
+  uint64_t size = 0;
+  std::string name;
+  Version version = 0;
+  Epoch created_epoch = 0;  // bus epoch when the page was created
+  Epoch last_epoch = 0;     // epoch of the last delta applied to it (0: none)
+};
+
+// ---- events ----
+enum class EventKind : uint8_t {
+  kPageCreated = 1 << 0,
+  kDeltaApplied = 1 << 1,
+  kPageChanged = 1 << 2,
+  kDependencyTriggered = 1 << 3,
+};
+inline constexpr uint32_t kAllEvents = 0xF;
+constexpr uint32_t mask_of(EventKind k) { return static_cast<uint32_t>(k); }
+
+struct Event {
+  EventKind kind;
+  Epoch epoch = 0;        // bus epoch when the event happened
+  PageId page = kNoPage;  // the page created / changed / to be updated
+  Version version = 0;    // page version after the change
+  const DeltaView* delta = nullptr;  // kDeltaApplied: the stamped delta
+  PageId source = kNoPage;           // kDependencyTriggered: the changed page
+  Epoch cause = kNoCause;            // kDependencyTriggered: its last delta
+};
+using EventCallback = std::function<void(const Event&)>;
+using SubscriptionId = uint64_t;
+
+// ---- dependencies ----
+// What an update function sees: the dependent page it maintains, the source
+// page whose change fired it, and the epoch of the source's last delta. Every
+// delta written through the context carries that epoch as its cause.
+class UpdateContext {
+ public:
+  PageId page() const noexcept { return page_; }
+  PageId source() const noexcept { return source_; }
+  Epoch cause() const noexcept { return cause_; }
+  Bus& bus() const noexcept { return *bus_; }
+  std::span<const std::byte> bytes() const;         // the dependent page
+  std::span<const std::byte> source_bytes() const;  // the source page
+  // Writes `values` at `offset` of the dependent page.
+  Status write(uint64_t offset, std::span<const std::byte> values);
+  // Replaces the dependent page's contents by `image` (its full size),
+  // writing only the bytes that differ; nothing when they are all equal.
+  Status assign(std::span<const std::byte> image);
+  // Number of deltas written through this context.
+  uint32_t writes() const noexcept { return writes_; }
+
+ private:
+  friend class Bus;
+  UpdateContext(Bus* bus, PageId page, PageId source, Epoch cause)
+      : bus_(bus), page_(page), source_(source), cause_(cause) {}
+  Bus* bus_;
+  PageId page_, source_;
+  Epoch cause_;
+  uint32_t writes_ = 0;
+};
+using UpdateFn = std::function<Status(UpdateContext&)>;
+
+class Bus {
+ public:
+  explicit Bus(BusOptions options = {});
+  ~Bus();
+  Bus(const Bus&) = delete;
+  Bus& operator=(const Bus&) = delete;
+
+  // ---- pages ----
+  // A zero-filled page. Names are optional and unique ("" = unnamed).
+  Result<PageId> create_page(uint64_t size = kDefaultPageSize, std::string_view name = {});
+  Result<PageId> find(std::string_view name) const;
+  Result<PageInfo> info(PageId id) const;
+  uint32_t page_count() const noexcept { return page_count_.load(std::memory_order_acquire); }
+  // Unlocked view of a page's memory (see the threading contract); empty span
+  // for an unknown id.
+  std::span<const std::byte> page_bytes(PageId id) const noexcept;
+  // Consistent copies (locked).
+  Status read(PageId id, uint64_t offset, std::span<std::byte> out) const;
+  Status copy_page(PageId id, std::vector<std::byte>* out) const;
+
+  // ---- changes ----
+  Epoch epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }
+  // Writes `values` at `offset` as one delta on top of the current version.
+  Status write(PageId id, uint64_t offset, std::span<const std::byte> values,
+               Epoch* epoch_out = nullptr);
+  // In immediate mode, write()/apply()/assign() also run the propagation the
+  // change fired; an update function's error is then returned by the write
+  // (which itself stays applied; *epoch_out is set).
+  //
+  // Applies a delta built by the caller. Its epoch and cause fields are
+  // ignored: the bus stamps them. kConflict if d.base_version is not the
+  // page's version; on any error nothing changes.
+  Status apply(const DeltaView& d, Epoch* epoch_out = nullptr);
+  // Diffs `image` (the page's full size) against the page and applies the
+  // difference; no delta when nothing differs (*epoch_out is then 0).
+  Status assign(PageId id, std::span<const std::byte> image, Epoch* epoch_out = nullptr);
+
+  // ---- dependency graph ----
+  // `dependent` is recomputed by `fn` whenever `source` changes. kCycle if the
+  // edge would close a cycle, kAlreadyExists for a duplicate edge.
+  Status add_dependency(PageId source, PageId dependent, UpdateFn fn);
+  Status remove_dependency(PageId source, PageId dependent);
+  // Runs the update functions of every page that depends (transitively) on a
+  // page changed since the last propagation, in topological order, ties by
+  // page id. Immediate mode calls it from write()/apply(). Returns the first
+  // error an update function returned (the pass still runs the others).
+  Status propagate();
+  // Pages changed by the application and not yet propagated (deferred mode:
+  // every changed page; immediate mode: none once a write has returned).
+  size_t pending() const;
+
+  // ---- events ----
+  Result<SubscriptionId> subscribe(uint32_t kinds, EventCallback cb);
+  Status unsubscribe(SubscriptionId id);
+
+  // ---- state ----
+  uint64_t page_hash(PageId id) const;  // 0 for an unknown page
+  uint64_t state_hash() const;
+
+  // ---- for TLog consumers (mirrors, the recorder) ----
+  TLog& tlog() noexcept { return tlog_; }
+  // Holds the write lock: no delta is applied while the lock lives. Unpinned
+  // TLog cursors read under it; a consumer also uses it to open a cursor and
+  // copy the state at one exact epoch.
+  std::unique_lock<std::mutex> lock_writes() const;
+  // info() for a caller that already holds lock_writes().
+  Result<PageInfo> info_locked(PageId id) const;
+
+ private:
+  friend class UpdateContext;
+  struct Edge;
+  struct Slot;
+  struct Subscriber {
+    SubscriptionId id;
+    uint32_t kinds;
+    EventCallback fn;
+  };
+
+  Slot* slot(PageId id) const noexcept;
+  std::unique_lock<std::mutex> read_lock() const;
+  Status check_callable(const char* what) const;  // not from an event callback
+  Status check_writable(const char* what) const;  // ... nor an update function
+  Status apply_locked(Slot& s, const DeltaView& d, Epoch cause, Epoch* epoch_out);
+  Status write_locked(PageId id, uint64_t offset, std::span<const std::byte> values, Epoch cause,
+                      Epoch* epoch_out);
+  Status assign_locked(PageId id, std::span<const std::byte> image, Epoch cause, Epoch* epoch_out);
+  bool owes_propagation_locked() const;
+  void emit_locked(const Event& e);
+  Status run_pass(std::vector<PageId>& changed);
+  bool reaches_locked(PageId from, PageId to, std::vector<PageId>* path) const;
+
+  static constexpr size_t kSlotsPerChunk = 1024;
+  static constexpr size_t kMaxChunks = 16384;  // 16M pages
+
+  BusOptions options_;
+  std::unique_ptr<Arena> arena_;
+  mutable std::mutex mu_;      // the write lock
+  std::mutex prop_mu_;         // one propagation at a time; guards graph reads
+  std::unique_ptr<std::atomic<Slot*>[]> chunks_;
+  std::atomic<uint32_t> page_count_{0};
+  std::atomic<Epoch> epoch_{0};
+  std::unordered_map<std::string, PageId> names_;
+  TLog tlog_;
+
+  // Dependency graph (guarded by mu_ and prop_mu_: either suffices to read).
+  std::vector<std::vector<Edge>> in_edges_;   // by dependent, sorted by source
+  std::vector<std::vector<PageId>> out_edges_;  // by source, sorted
+  std::vector<PageId> dirty_;                 // changed since last propagation
+
+  std::vector<Subscriber> subscribers_;
+  Delta scratch_;  // assign()'s diff output, reused (guarded by mu_)
+  SubscriptionId next_subscription_ = 1;
+};
+
+}  // namespace mmsb

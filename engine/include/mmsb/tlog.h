@@ -1,0 +1,128 @@
+// The in-memory TLog: every page creation and every applied delta, in epoch
+// order, in a ring of bounded size.
+//
+// The bus appends records while holding its write lock. Records are laid out
+// contiguously in the ring (a padding record fills the end before a wrap), so a
+// reader gets a DeltaView that points straight into the ring: no copy.
+//
+// Slow consumers -- the policy. The ring keeps the last `capacity` bytes of
+// the record stream. A consumer reads through a Cursor, which is one of:
+//   - pinned: the producer never overwrites records a pinned cursor has not
+//     consumed. When the ring is full, the producer (the writing thread) waits
+//     until the consumer advances: back-pressure, nothing dropped. Pinned
+//     cursors read without the bus lock (the recorder's writer thread).
+//   - unpinned: the producer overwrites old records freely. A cursor whose
+//     records were overwritten gets kLagged from read() -- never a silent gap --
+//     and must resync from a full copy of the state (CpuMirror does so).
+//     Unpinned cursors read while holding the bus write lock.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string_view>
+
+#include "mmsb/delta.h"
+
+namespace mmsb {
+
+enum class RecordKind : uint16_t { kPadding = 0, kDelta = 1, kPageCreated = 2 };
+
+struct PageCreatedView {
+  PageId page = kNoPage;
+  uint64_t size = 0;
+  Epoch epoch = 0;  // the bus epoch when the page was created
+  std::string_view name;
+};
+
+// One record read from the ring; views stay valid until the cursor advances
+// past it (pinned) or the bus lock is released (unpinned).
+struct TLogRecord {
+  RecordKind kind = RecordKind::kPadding;
+  DeltaView delta;        // kDelta
+  PageCreatedView page;   // kPageCreated
+  uint64_t next = 0;      // stream position just after this record
+};
+
+class TLog {
+ public:
+  static constexpr size_t kMaxPinned = 8;
+  static constexpr size_t kHeaderBytes = 48;
+
+  class Cursor {
+   public:
+    uint64_t position() const noexcept { return pos_; }
+    bool pinned() const noexcept { return slot_ >= 0; }
+
+   private:
+    friend class TLog;
+    uint64_t pos_ = 0;
+    int slot_ = -1;
+  };
+
+  // capacity is rounded up to a power of two, at least 64 KiB.
+  explicit TLog(size_t capacity);
+  ~TLog();
+  TLog(const TLog&) = delete;
+  TLog& operator=(const TLog&) = delete;
+
+  size_t capacity() const noexcept { return capacity_; }
+  // The largest record the ring accepts (half its capacity).
+  size_t max_record_bytes() const noexcept { return capacity_ / 2; }
+  static size_t delta_record_bytes(const DeltaView& d) noexcept {
+    return pad8(kHeaderBytes + d.ranges.size() * sizeof(Range) + d.bytes.size());
+  }
+  // Stream position of the next record to be written.
+  uint64_t head() const noexcept { return head_.load(std::memory_order_acquire); }
+
+  // --- producer (one at a time: the bus holds its write lock) ---
+  // The caller checked delta_record_bytes(d) <= max_record_bytes().
+  void append_delta(const DeltaView& d);
+  void append_page_created(const PageCreatedView& p);
+
+  // --- consumers ---
+  // A cursor at the current head. kResourceExhausted if kMaxPinned pinned
+  // cursors are open.
+  Result<Cursor> open(bool pinned);
+  void close(Cursor& c);
+  // The record at the cursor. *got = false when the cursor is at the head.
+  // kLagged when an unpinned cursor's records were overwritten.
+  Status read(const Cursor& c, TLogRecord* rec, bool* got) const;
+  // Moves the cursor past `rec` (which read() returned for it).
+  void advance(Cursor& c, const TLogRecord& rec);
+  // Waits up to `timeout` for a record past the cursor; true if there is one.
+  bool wait(const Cursor& c, std::chrono::microseconds timeout);
+
+ private:
+  static constexpr size_t pad8(size_t n) noexcept { return (n + 7) & ~size_t{7}; }
+  // Makes room for `bytes` contiguous bytes at the head (wrapping with a
+  // padding record if needed; waiting for pinned cursors) and returns where;
+  // *start is the record's stream position.
+  std::byte* reserve(size_t bytes, uint64_t* start);
+  std::byte* reserve_slow(size_t bytes, uint64_t* start);  // wrap or wait
+  uint64_t pinned_low_water() const noexcept;
+  void publish(uint64_t new_head);
+
+  size_t capacity_;
+  size_t mask_;
+  std::unique_ptr<std::byte[]> ring_;
+  std::atomic<uint64_t> head_{0};
+  uint64_t low_water_cache_ = 0;  // producer-only: last known pinned minimum
+
+  std::atomic<uint64_t> pinned_pos_[kMaxPinned];
+  std::atomic<bool> pinned_used_[kMaxPinned];
+  std::mutex pin_mu_;  // guards opening/closing pinned slots
+
+  // Producer waits for space; consumers wait for data. Both only sleep when
+  // they must; the other side notifies only when someone sleeps.
+  std::mutex wait_mu_;
+  std::condition_variable space_cv_;
+  std::condition_variable data_cv_;
+  std::atomic<int> producer_waiting_{0};
+  std::atomic<int> consumers_waiting_{0};
+};
+
+}  // namespace mmsb

@@ -1,0 +1,246 @@
+#include "mmsb/tlog.h"
+
+#include <bit>
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+namespace mmsb {
+namespace {
+
+// Fixed header at the start of every record (48 bytes, 8-aligned):
+//   u32 size  (whole record, header included, padded to 8)
+//   u16 kind  u16 reserved
+//   u32 page  u32 count (delta: ranges; page created: name length)
+//   u64 base_version (page created: page size)
+//   u64 epoch  u64 cause  u64 nbytes
+struct Header {
+  uint32_t size;
+  uint16_t kind;
+  uint16_t reserved;
+  uint32_t page;
+  uint32_t count;
+  uint64_t base_version;
+  uint64_t epoch;
+  uint64_t cause;
+  uint64_t nbytes;
+};
+static_assert(sizeof(Header) == TLog::kHeaderBytes);
+
+}  // namespace
+
+TLog::TLog(size_t capacity) {
+  if (capacity < (size_t{64} << 10)) capacity = size_t{64} << 10;
+  capacity_ = std::bit_ceil(capacity);
+  mask_ = capacity_ - 1;
+  // Uninitialized: pages of the ring become resident only as records reach them.
+  ring_.reset(new std::byte[capacity_]);
+  for (size_t i = 0; i < kMaxPinned; ++i) {
+    pinned_pos_[i].store(0, std::memory_order_relaxed);
+    pinned_used_[i].store(false, std::memory_order_relaxed);
+  }
+}
+
+TLog::~TLog() = default;
+
+uint64_t TLog::pinned_low_water() const noexcept {
+  uint64_t low = head_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < kMaxPinned; ++i) {
+    if (pinned_used_[i].load(std::memory_order_acquire)) {
+      uint64_t p = pinned_pos_[i].load(std::memory_order_acquire);
+      if (p < low) low = p;
+    }
+  }
+  return low;
+}
+
+inline std::byte* TLog::reserve(size_t bytes, uint64_t* start) {
+  const uint64_t head = head_.load(std::memory_order_relaxed);
+  const size_t off = head & mask_;
+  const size_t contiguous = capacity_ - off;
+  if (bytes <= contiguous && head + bytes - low_water_cache_ <= capacity_) [[likely]] {
+    *start = head;
+    return ring_.get() + off;
+  }
+  return reserve_slow(bytes, start);
+}
+
+std::byte* TLog::reserve_slow(size_t bytes, uint64_t* start) {
+  const uint64_t head = head_.load(std::memory_order_relaxed);
+  const size_t off = head & mask_;
+  const size_t contiguous = capacity_ - off;
+  const size_t need = bytes <= contiguous ? bytes : contiguous + bytes;
+  // low_water_cache_ never exceeds the true pinned minimum, so this test is
+  // conservative; it is refreshed only when it fails.
+  if (head + need - low_water_cache_ > capacity_) {
+    low_water_cache_ = pinned_low_water();
+    while (head + need - low_water_cache_ > capacity_) {
+      // Back-pressure: a pinned consumer still needs the bytes we would
+      // overwrite. Sleep until it advances (timed, so no wakeup is lost).
+      producer_waiting_.fetch_add(1, std::memory_order_acq_rel);
+      {
+        std::unique_lock<std::mutex> lk(wait_mu_);
+        space_cv_.wait_for(lk, std::chrono::milliseconds(1));
+      }
+      producer_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+      low_water_cache_ = pinned_low_water();
+    }
+  }
+  if (bytes > contiguous) {
+    // Padding to the end of the ring; the record starts at offset 0.
+    Header pad{};
+    pad.size = static_cast<uint32_t>(contiguous);
+    pad.kind = static_cast<uint16_t>(RecordKind::kPadding);
+    std::memcpy(ring_.get() + off, &pad, 8);  // size + kind fit in 8 bytes
+    *start = head + contiguous;
+    return ring_.get();
+  }
+  *start = head;
+  return ring_.get() + off;
+}
+
+void TLog::publish(uint64_t new_head) {
+  const uint64_t old = head_.load(std::memory_order_relaxed);
+  head_.store(new_head, std::memory_order_release);
+  // Wake a sleeping consumer only once the ring fills up a bit: consumers
+  // also wake on their own timeout, so idle producers make no syscalls.
+  if (consumers_waiting_.load(std::memory_order_acquire) > 0 &&
+      ((old ^ new_head) & ~(uint64_t{capacity_ / 8} - 1)) != 0) {
+    data_cv_.notify_all();
+  }
+}
+
+namespace {
+template <class T>
+inline void store(std::byte* p, T v) noexcept {
+  std::memcpy(p, &v, sizeof v);
+}
+// Writes the header field by field straight into the ring (building it on
+// the stack first costs a store-forwarding stall on every record).
+inline void store_header(std::byte* p, uint32_t size, RecordKind kind, uint32_t page, uint32_t count,
+                         uint64_t base_version, uint64_t epoch, uint64_t cause, uint64_t nbytes) noexcept {
+  store<uint32_t>(p + offsetof(Header, size), size);
+  store<uint16_t>(p + offsetof(Header, kind), static_cast<uint16_t>(kind));
+  store<uint16_t>(p + offsetof(Header, reserved), 0);
+  store<uint32_t>(p + offsetof(Header, page), page);
+  store<uint32_t>(p + offsetof(Header, count), count);
+  store<uint64_t>(p + offsetof(Header, base_version), base_version);
+  store<uint64_t>(p + offsetof(Header, epoch), epoch);
+  store<uint64_t>(p + offsetof(Header, cause), cause);
+  store<uint64_t>(p + offsetof(Header, nbytes), nbytes);
+}
+}  // namespace
+
+void TLog::append_delta(const DeltaView& d) {
+  const size_t size = delta_record_bytes(d);
+  uint64_t start;
+  std::byte* p = reserve(size, &start);
+  store_header(p, static_cast<uint32_t>(size), RecordKind::kDelta, d.page,
+               static_cast<uint32_t>(d.ranges.size()), d.base_version, d.epoch, d.cause, d.bytes.size());
+  std::byte* q = p + kHeaderBytes;
+  if (d.ranges.size() == 1) {
+    store<Range>(q, d.ranges[0]);
+    q += sizeof(Range);
+  } else {
+    std::memcpy(q, d.ranges.data(), d.ranges.size() * sizeof(Range));
+    q += d.ranges.size() * sizeof(Range);
+  }
+  std::memcpy(q, d.bytes.data(), d.bytes.size());
+  publish(start + size);
+}
+
+void TLog::append_page_created(const PageCreatedView& pc) {
+  const size_t size = pad8(kHeaderBytes + pc.name.size());
+  uint64_t start;
+  std::byte* p = reserve(size, &start);
+  store_header(p, static_cast<uint32_t>(size), RecordKind::kPageCreated, pc.page,
+               static_cast<uint32_t>(pc.name.size()), pc.size, pc.epoch, 0, 0);
+  std::memcpy(p + kHeaderBytes, pc.name.data(), pc.name.size());
+  publish(start + size);
+}
+
+Result<TLog::Cursor> TLog::open(bool pinned) {
+  Cursor c;
+  if (!pinned) {
+    c.pos_ = head_.load(std::memory_order_acquire);
+    return c;
+  }
+  std::lock_guard<std::mutex> lock(pin_mu_);
+  for (size_t i = 0; i < kMaxPinned; ++i) {
+    if (!pinned_used_[i].load(std::memory_order_relaxed)) {
+      c.pos_ = head_.load(std::memory_order_acquire);
+      c.slot_ = static_cast<int>(i);
+      pinned_pos_[i].store(c.pos_, std::memory_order_release);
+      pinned_used_[i].store(true, std::memory_order_release);
+      return c;
+    }
+  }
+  return Status(Code::kResourceExhausted,
+                "all " + std::to_string(kMaxPinned) + " pinned TLog cursors are in use; close one first");
+}
+
+void TLog::close(Cursor& c) {
+  if (c.slot_ < 0) return;
+  {
+    std::lock_guard<std::mutex> lock(pin_mu_);
+    pinned_used_[c.slot_].store(false, std::memory_order_release);
+  }
+  c.slot_ = -1;
+  if (producer_waiting_.load(std::memory_order_acquire) > 0) space_cv_.notify_all();
+}
+
+Status TLog::read(const Cursor& c, TLogRecord* rec, bool* got) const {
+  const uint64_t head = head_.load(std::memory_order_acquire);
+  *got = false;
+  uint64_t pos = c.pos_;
+  if (pos == head) return Status::OK();
+  if (c.slot_ < 0 && head - pos > capacity_)
+    return Status(Code::kLagged, "TLog consumer at stream position " + std::to_string(pos) +
+                                     " fell behind the ring (head " + std::to_string(head) + ", capacity " +
+                                     std::to_string(capacity_) + " bytes); resync from a full copy");
+  Header h;
+  std::memcpy(&h, ring_.get() + (pos & mask_), 8);
+  if (h.kind == static_cast<uint16_t>(RecordKind::kPadding)) {
+    pos += h.size;
+    if (pos == head) return Status::OK();  // not reached: padding is published with its record
+  }
+  const std::byte* p = ring_.get() + (pos & mask_);
+  std::memcpy(&h, p, sizeof h);
+  rec->kind = static_cast<RecordKind>(h.kind);
+  rec->next = pos + h.size;
+  if (rec->kind == RecordKind::kDelta) {
+    const auto* ranges = reinterpret_cast<const Range*>(p + sizeof h);
+    rec->delta = DeltaView{h.page,
+                           h.base_version,
+                           h.epoch,
+                           h.cause,
+                           std::span<const Range>(ranges, h.count),
+                           std::span<const std::byte>(p + sizeof h + h.count * sizeof(Range), h.nbytes)};
+  } else {
+    rec->page = PageCreatedView{h.page, h.base_version, h.epoch,
+                                std::string_view(reinterpret_cast<const char*>(p + sizeof h), h.count)};
+  }
+  *got = true;
+  return Status::OK();
+}
+
+void TLog::advance(Cursor& c, const TLogRecord& rec) {
+  c.pos_ = rec.next;
+  if (c.slot_ >= 0) {
+    pinned_pos_[c.slot_].store(c.pos_, std::memory_order_release);
+    if (producer_waiting_.load(std::memory_order_acquire) > 0) space_cv_.notify_all();
+  }
+}
+
+bool TLog::wait(const Cursor& c, std::chrono::microseconds timeout) {
+  if (head_.load(std::memory_order_acquire) != c.pos_) return true;
+  consumers_waiting_.fetch_add(1, std::memory_order_acq_rel);
+  {
+    std::unique_lock<std::mutex> lk(wait_mu_);
+    data_cv_.wait_for(lk, timeout, [&] { return head_.load(std::memory_order_acquire) != c.pos_; });
+  }
+  consumers_waiting_.fetch_sub(1, std::memory_order_acq_rel);
+  return head_.load(std::memory_order_acquire) != c.pos_;
+}
+
+}  // namespace mmsb
