@@ -88,6 +88,15 @@ Status Bus::check_writable(const char* what) const {
 
 std::unique_lock<std::mutex> Bus::lock_writes() const { return std::unique_lock<std::mutex>(mu_); }
 
+std::unique_lock<std::mutex> Bus::try_lock_writes() const {
+  return std::unique_lock<std::mutex>(mu_, std::try_to_lock);
+}
+
+Version Bus::version_locked(PageId id) const noexcept {
+  const Slot* s = slot(id);
+  return s ? s->version : 0;
+}
+
 // Event callbacks run with mu_ held by their thread: reads from them need no
 // (and must not take the) lock.
 std::unique_lock<std::mutex> Bus::read_lock() const {

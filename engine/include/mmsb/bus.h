@@ -179,8 +179,12 @@ class Bus {
   // TLog cursors read under it; a consumer also uses it to open a cursor and
   // copy the state at one exact epoch.
   std::unique_lock<std::mutex> lock_writes() const;
+  // Does not wait: the lock is not owned when another thread holds it.
+  std::unique_lock<std::mutex> try_lock_writes() const;
   // info() for a caller that already holds lock_writes().
   Result<PageInfo> info_locked(PageId id) const;
+  // The page's version (0 for an unknown page), for a caller holding the lock.
+  Version version_locked(PageId id) const noexcept;
 
  private:
   friend class UpdateContext;
