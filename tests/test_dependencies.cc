@@ -452,19 +452,27 @@ TEST_CASE("an update function may not write the bus directly", "[deps]") {
     inner.push_back(ctx.bus().write(1, 0, B({1})));
     inner.push_back(ctx.bus().propagate());
     inner.push_back(ctx.bus().add_dependency(1, 2, [](UpdateContext&) { return mmsb::Status::OK(); }));
+    inner.push_back(ctx.bus().create_page(8).status());
+    mmsb::Delta d = mmsb::Delta::from_write(2, 0, 0, B({1}));
+    inner.push_back(ctx.bus().apply(d.view()));
+    std::vector<std::byte> img(16, std::byte{1});
+    inner.push_back(ctx.bus().assign(2, img));
+    inner.push_back(ctx.bus().remove_dependency(0, 1));
     return mmsb::Status::OK();
   }).ok());
   h.touch(0);
-  REQUIRE(inner.size() == 4);
+  REQUIRE(inner.size() == 8);
   for (size_t i = 0; i < inner.size(); ++i) {
     INFO("inner call " << i << ": " << inner[i].to_string());
     CHECK(inner[i].code() == Code::kFailedPrecondition);
   }
   CHECK(h.bus.epoch() == 1u);
+  CHECK(h.bus.page_count() == 3u);
   CHECK(h.bus.info(1)->version == 0u);
   CHECK(h.bus.info(2)->version == 0u);
-  // The refused edge was not added: 1 -> 2 can be added now.
+  // The refused edge was not added: 1 -> 2 can be added now; 0 -> 1 is still there.
   CHECK(h.bus.add_dependency(1, 2, h.recorder()).ok());
+  CHECK(h.bus.add_dependency(0, 1, h.recorder()).code() == Code::kAlreadyExists);
 }
 
 TEST_CASE("deferred: an edge added after the change but before propagate() still fires",

@@ -7,6 +7,7 @@
 
 #include "engine_model.h"
 #include "mmsb/bus.h"
+#include "mmsb/hash.h"
 
 using mmsb::Bus;
 using mmsb::BusOptions;
@@ -296,4 +297,52 @@ TEST_CASE("a callback may not unsubscribe itself from inside", "[events]") {
   REQUIRE(bus.write(0, 0, B({2})).ok());
   CHECK(calls == 2);  // still subscribed
   REQUIRE(bus.unsubscribe(self).ok());
+}
+
+TEST_CASE("a callback may read the bus: it sees the state right after the event", "[events]") {
+  Bus bus;
+  model::Model m;
+  model::Rng rng(0xe7e70002);
+  REQUIRE(*bus.create_page(100, "a") == m.create(100, "a"));
+  REQUIRE(*bus.create_page(7, "b") == m.create(7, "b"));
+
+  std::vector<std::string> problems;
+  int calls = 0;
+  auto sub = bus.subscribe(mmsb::mask_of(EventKind::kDeltaApplied), [&](const Event& e) {
+    ++calls;
+    // The model was updated before the write: it holds the state after this delta.
+    const model::Page& want = m.pages.at(e.page);
+    auto info = bus.info(e.page);
+    if (!info.ok() || info->version != want.version || info->last_epoch != e.epoch)
+      problems.push_back("info");
+    std::vector<std::byte> buf(want.bytes.size());
+    if (!bus.read(e.page, 0, buf).ok() || !model::same(buf, want.bytes)) problems.push_back("read");
+    std::vector<std::byte> copy;
+    if (!bus.copy_page(e.page, &copy).ok() || !model::same(copy, want.bytes)) problems.push_back("copy_page");
+    if (!model::same(bus.page_bytes(e.page), want.bytes)) problems.push_back("page_bytes");
+    auto found = bus.find(want.name);
+    if (!found.ok() || *found != e.page) problems.push_back("find");
+    if (bus.page_hash(e.page) != mmsb::hash_bytes(model::to_bytes(want.bytes))) problems.push_back("page_hash");
+    mmsb::StateHasher h;
+    for (PageId id = 0; id < m.pages.size(); ++id) {
+      std::vector<std::byte> b = model::to_bytes(m.pages[id].bytes);
+      h.add_page(id, b);
+    }
+    if (bus.state_hash() != h.digest()) problems.push_back("state_hash");
+  });
+  REQUIRE(sub.ok());
+
+  for (int i = 0; i < 100; ++i) {
+    PageId id = static_cast<PageId>(rng.below(2));
+    uint64_t n = m.pages[id].bytes.size();
+    uint64_t off = rng.below(n);
+    std::vector<uint8_t> v = rng.bytes(rng.between(1, n - off));
+    uint64_t want_epoch = m.write(id, off, v);
+    mmsb::Epoch e = 0;
+    REQUIRE(bus.write(id, off, model::to_bytes(v), &e).ok());
+    REQUIRE(e == want_epoch);
+  }
+  CHECK(calls == 100);
+  INFO((problems.empty() ? std::string() : problems.front()));
+  CHECK(problems.empty());
 }

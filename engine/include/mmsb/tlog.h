@@ -15,6 +15,10 @@
 //     records were overwritten gets kLagged from read() -- never a silent gap --
 //     and must resync from a full copy of the state (CpuMirror does so).
 //     Unpinned cursors read while holding the bus write lock.
+// Open pinned cursors under Bus::lock_writes(), so no record is appended
+// between reading the head and registering the cursor. A pinned consumer must
+// never wait for the bus lock while it has records to consume: a producer
+// blocked on a full ring holds that lock (see Bus::try_lock_writes).
 #pragma once
 
 #include <atomic>
