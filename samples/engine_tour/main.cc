@@ -15,11 +15,13 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
 
 #include <CLI/CLI.hpp>
+#include <mmsb/capture/recorder.h>
 #include <mmsb/mmsb.h>
 
 namespace {
@@ -110,7 +112,9 @@ int main(int argc, char** argv) {
   CLI::App app{"A short tour of the MMSB engine: pages, deltas, the diff engine, a dependency, "
                "events and a CPU mirror."};
   int steps = 3;
+  std::string record;
   app.add_option("--steps", steps, "Simulation steps to run")->check(CLI::Range(1, 1000000));
+  app.add_option("--record", record, "Record the run into this new directory");
   CLI11_PARSE(app, argc, argv);
 
   mmsb::Bus bus;  // anonymous mmap'ed pages, dependents updated immediately
@@ -123,6 +127,16 @@ int main(int argc, char** argv) {
   names = {{clock, "clock"}, {particles, "particles"}, {summary, "summary"}};
   std::printf("pages: %u 'clock' (%zu B), %u 'particles' (%zu B), %u 'summary' (%zu B)\n", clock,
               sizeof(uint64_t), particles, sizeof(Particles), summary, sizeof(Summary));
+
+  // Recording: a writer thread persists every delta from here on; this
+  // thread only keeps applying them.
+  std::unique_ptr<mmsb::capture::Recorder> recorder;
+  if (!record.empty()) {
+    mmsb::capture::RecorderOptions options;
+    options.labels = {{"sample", "tour"}, {"steps", std::to_string(steps)}};
+    recorder = check(mmsb::capture::Recorder::start(bus, record, options), "Recorder::start");
+    std::printf("recording into %s\n", record.c_str());
+  }
 
   // 'summary' is derived from 'particles': the bus runs summarize() whenever
   // the particles change, and its deltas carry the triggering delta's epoch.
@@ -163,6 +177,14 @@ int main(int argc, char** argv) {
   const mmsb::Status refused = bus.apply(stale.view());
   std::printf("a delta built on v%" PRIu64 " of 'particles' (now v%" PRIu64 "): %s\n",
               stale.base_version, info.version, refused.to_string().c_str());
+
+  if (recorder) {
+    check(recorder->stop(), "Recorder::stop");  // last frames, index, trailer
+    const mmsb::capture::RecorderStats st = recorder->stats();
+    std::printf("recorded %" PRIu64 " deltas (epochs up to %" PRIu64 ") in %" PRIu64 " frame(s), %" PRIu64
+                " byte(s), %" PRIu64 " segment(s) under %s\n",
+                st.deltas, st.last_epoch, st.frames, st.total_bytes, st.segments, record.c_str());
+  }
 
   Summary s;
   check(bus.read(summary, 0, std::as_writable_bytes(std::span(&s, 1))), "read");

@@ -1,0 +1,446 @@
+#include "mmsb/capture/recorder.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "mmsb/capture/segment_writer.h"
+#include "mmsb/fb/mmsb_tlog_generated.h"
+#include "mmsb/format.h"
+
+namespace mmsb::capture {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string segment_name(uint32_t n) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "seg-%06u.tlog", n);
+  return buf;
+}
+
+std::string this_program() {
+  return program_invocation_short_name ? program_invocation_short_name : "";  // glibc, <errno.h>
+}
+
+std::string this_host() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "";
+  return buf;
+}
+
+std::span<const std::byte> bytes_of(const flatbuffers::FlatBufferBuilder& fbb) {
+  return {reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()), fbb.GetSize()};
+}
+
+}  // namespace
+
+// Everything the writer thread owns. Methods without "Locked"/"request" in
+// their description run on the writer thread only.
+class Recorder::Writer {
+ public:
+  Writer(Bus& bus, fs::path dir, RecorderOptions opt)
+      : bus_(bus), log_(bus.tlog()), dir_(std::move(dir)), opt_(std::move(opt)), zstd_(opt_.zstd_level) {}
+
+  // On the caller's thread, before the writer thread starts.
+  Status begin();
+  void run();
+
+  // Called from application threads.
+  Status flush();
+  void request_stop() {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  Status error() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return error_;
+  }
+  RecorderStats stats() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return stats_;
+  }
+
+ private:
+  Status drain(bool may_emit);
+  Status emit_batch();
+  Status emit_pages();
+  Status append(format::FrameKind kind, Epoch first, Epoch last, const flatbuffers::FlatBufferBuilder& fbb);
+  Status open_segment(Epoch start_epoch);
+  Status rotate_if_needed();
+  Status snapshot();
+  bool snapshot_due() const;
+  std::unique_lock<std::mutex> lock_bus_draining();
+  void finish(Status s);
+
+  Bus& bus_;
+  TLog& log_;
+  fs::path dir_;
+  RecorderOptions opt_;
+  TLog::Cursor cursor_;
+  format::Compressor zstd_;
+  format::BatchBuilder batch_;
+  Clock::time_point batch_started_;
+  flatbuffers::FlatBufferBuilder fbb_{size_t{1} << 20};  // meta, pages, deltas
+  flatbuffers::FlatBufferBuilder snap_{size_t{1} << 20};  // snapshot parts
+  std::unique_ptr<SegmentWriter> seg_;
+  uint32_t segment_no_ = 0;
+  Epoch start_epoch_ = 0;    // bus epoch when recording began
+  Epoch consumed_ = 0;       // last delta epoch read from the ring
+  Epoch written_ = 0;        // last delta epoch in a frame
+  struct NewPage {
+    PageId id;
+    uint64_t size;
+    std::string name;
+    Epoch epoch;
+  };
+  std::vector<NewPage> new_pages_;     // created, not yet in a PageTable frame
+  std::vector<uint64_t> page_sizes_;   // every page known, by id
+  uint64_t state_bytes_ = 0;
+  uint64_t log_since_snapshot_ = 0;
+  uint64_t deltas_since_snapshot_ = 0;
+  uint32_t snapshot_id_ = 0;
+  bool initial_snapshot_ = false;
+
+  mutable std::mutex mu_;  // guards the members below
+  std::condition_variable cv_;
+  Status error_;
+  RecorderStats stats_;
+  uint64_t flush_requests_ = 0;  // tickets handed out by flush()
+  uint64_t flush_served_ = 0;    // tickets whose deltas are all in frames
+  bool stop_ = false;
+  bool done_ = false;
+};
+
+Status Recorder::Writer::begin() {
+  {
+    auto lock = bus_.lock_writes();
+    Result<TLog::Cursor> c = log_.open(/*pinned=*/true);
+    if (!c.ok()) return c.status();
+    cursor_ = *c;
+    start_epoch_ = consumed_ = written_ = bus_.epoch();
+    for (PageId id = 0; id < bus_.page_count(); ++id) {
+      Result<PageInfo> info = bus_.info_locked(id);
+      new_pages_.push_back(NewPage{id, info->size, info->name, info->created_epoch});
+      page_sizes_.push_back(info->size);
+      state_bytes_ += info->size;
+    }
+  }
+  initial_snapshot_ = start_epoch_ > 0;
+  Status s = open_segment(start_epoch_);
+  if (s.ok()) s = emit_pages();
+  if (!s.ok()) log_.close(cursor_);
+  return s;
+}
+
+Status Recorder::Writer::open_segment(Epoch start_epoch) {
+  Result<std::unique_ptr<SegmentWriter>> w =
+      SegmentWriter::create(dir_ / segment_name(segment_no_), segment_no_, start_epoch);
+  if (!w.ok()) return w.status();
+  seg_ = std::move(*w);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.total_bytes += seg_->size();  // the file header
+    ++stats_.segments;
+  }
+  fbb_.Clear();
+  std::vector<flatbuffers::Offset<fb::Label>> labels;
+  for (const auto& [k, v] : opt_.labels) labels.push_back(fb::CreateLabelDirect(fbb_, k.c_str(), v.c_str()));
+  auto meta = fb::CreateMetaDirect(
+      fbb_, format::kMajor, format::kMinor, (opt_.program.empty() ? this_program() : opt_.program).c_str(),
+      this_host().c_str(), static_cast<uint32_t>(::getpid()),
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count()),
+      static_cast<uint32_t>(kDefaultPageSize), &labels, segment_no_, start_epoch);
+  fbb_.Finish(fb::CreateFrame(fbb_, fb::Body::Meta, meta.Union()), fb::FrameIdentifier());
+  return append(format::FrameKind::kMeta, start_epoch, start_epoch, fbb_);
+}
+
+Status Recorder::Writer::append(format::FrameKind kind, Epoch first, Epoch last,
+                                const flatbuffers::FlatBufferBuilder& fbb) {
+  const uint64_t before = seg_->size();
+  Status s = seg_->append(kind, first, last, bytes_of(fbb), zstd_);
+  const uint64_t n = seg_->size() - before;
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.total_bytes += n;
+  if (!s.ok()) return s;
+  ++stats_.frames;
+  if (kind == format::FrameKind::kDeltas) stats_.delta_bytes += n;
+  if (kind == format::FrameKind::kSnapshot) stats_.snapshot_bytes += n;
+  return s;
+}
+
+Status Recorder::Writer::rotate_if_needed() {
+  if (seg_->size() < opt_.segment_bytes) return Status::OK();
+  const uint64_t before = seg_->size();
+  Status s = seg_->close(written_, zstd_, opt_.durability != Durability::kProcess);
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.total_bytes += seg_->size() - before;
+  }
+  if (!s.ok()) return s;
+  ++segment_no_;
+  return open_segment(written_);
+}
+
+Status Recorder::Writer::emit_pages() {
+  if (new_pages_.empty()) return Status::OK();
+  fbb_.Clear();
+  std::vector<uint32_t> ids;
+  std::vector<uint64_t> sizes, epochs;
+  std::vector<flatbuffers::Offset<flatbuffers::String>> names;
+  for (const NewPage& p : new_pages_) {
+    ids.push_back(p.id);
+    sizes.push_back(p.size);
+    epochs.push_back(p.epoch);
+    names.push_back(fbb_.CreateString(p.name));
+  }
+  auto table = fb::CreatePageTableDirect(fbb_, &ids, &sizes, &names, &epochs);
+  fbb_.Finish(fb::CreateFrame(fbb_, fb::Body::PageTable, table.Union()), fb::FrameIdentifier());
+  Status s = append(format::FrameKind::kPageTable, new_pages_.front().epoch, new_pages_.back().epoch, fbb_);
+  new_pages_.clear();
+  return s;
+}
+
+Status Recorder::Writer::emit_batch() {
+  // Pages first: a durable delta never refers to a page the file lacks.
+  if (Status s = emit_pages(); !s.ok()) return s;
+  if (batch_.empty()) return Status::OK();
+  fbb_.Clear();
+  batch_.build(fbb_);
+  const uint64_t before = seg_->size();
+  if (Status s = append(format::FrameKind::kDeltas, batch_.first_epoch(), batch_.last_epoch(), fbb_); !s.ok())
+    return s;
+  log_since_snapshot_ += seg_->size() - before;
+  deltas_since_snapshot_ += batch_.count();
+  written_ = batch_.last_epoch();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stats_.deltas += batch_.count();
+    stats_.last_epoch = written_;
+  }
+  batch_.clear();
+  return rotate_if_needed();
+}
+
+// Moves every record the ring holds into the batch (and pending pages);
+// emits full batches when may_emit.
+Status Recorder::Writer::drain(bool may_emit) {
+  for (;;) {
+    TLogRecord rec;
+    bool got = false;
+    if (Status s = log_.read(cursor_, &rec, &got); !s.ok()) return s;
+    if (!got) return Status::OK();
+    if (rec.kind == RecordKind::kPageCreated) {
+      new_pages_.push_back(NewPage{rec.page.page, rec.page.size, std::string(rec.page.name), rec.page.epoch});
+      page_sizes_.push_back(rec.page.size);
+      state_bytes_ += rec.page.size;
+    } else {
+      if (batch_.empty()) batch_started_ = Clock::now();
+      batch_.add(rec.delta);
+      consumed_ = rec.delta.epoch;
+    }
+    log_.advance(cursor_, rec);
+    if (may_emit && (batch_.count() >= opt_.batch_deltas || batch_.data_bytes() >= opt_.batch_bytes)) {
+      if (Status s = emit_batch(); !s.ok()) return s;
+    }
+  }
+}
+
+// The bus lock, taken without deadlocking against an application thread
+// that holds it while waiting for ring space: keep draining until it is free,
+// then drain what is left, so the ring is empty and no delta can arrive.
+std::unique_lock<std::mutex> Recorder::Writer::lock_bus_draining() {
+  for (;;) {
+    (void)drain(false);  // reading a pinned cursor cannot fail
+    std::unique_lock<std::mutex> lk = bus_.try_lock_writes();
+    if (lk.owns_lock()) {
+      (void)drain(false);
+      return lk;
+    }
+    std::this_thread::yield();
+  }
+}
+
+bool Recorder::Writer::snapshot_due() const {
+  if (initial_snapshot_) return true;
+  if (opt_.snapshot_every_deltas && deltas_since_snapshot_ >= opt_.snapshot_every_deltas) return true;
+  return opt_.snapshot_log_ratio > 0 && state_bytes_ > 0 &&
+         static_cast<double>(log_since_snapshot_) >= opt_.snapshot_log_ratio * static_cast<double>(state_bytes_);
+}
+
+// A fuzzy snapshot in parts of about snapshot_part_bytes: each part is copied
+// under the bus lock at one epoch, and written after every delta up to that
+// epoch. The page list is fixed under the first part's lock, so the snapshot
+// holds every page that exists at its first epoch.
+Status Recorder::Writer::snapshot() {
+  std::vector<std::pair<uint32_t, uint32_t>> parts;  // [first, last) page ids
+  std::vector<uint32_t> ids;
+  std::vector<uint64_t> versions, epochs, sizes;
+  uint32_t n = 0;
+  for (uint32_t p = 0; p == 0 || p < parts.size(); ++p) {
+    Epoch e;
+    flatbuffers::Offset<flatbuffers::Vector<uint8_t>> data;
+    {
+      std::unique_lock<std::mutex> lk = lock_bus_draining();
+      if (p == 0) {
+        n = static_cast<uint32_t>(page_sizes_.size());
+        for (uint32_t i = 0; i < n;) {
+          uint32_t j = i;
+          uint64_t bytes = 0;
+          while (j < n && (j == i || bytes + page_sizes_[j] <= opt_.snapshot_part_bytes)) bytes += page_sizes_[j++];
+          parts.emplace_back(i, j);
+          i = j;
+        }
+        if (parts.empty()) break;  // no pages: nothing to snapshot
+      }
+      const auto [first, last] = parts[p];
+      uint64_t total = 0;
+      for (uint32_t id = first; id < last; ++id) total += page_sizes_[id];
+      snap_.Clear();
+      uint8_t* dst = nullptr;
+      data = snap_.CreateUninitializedVector<uint8_t>(total, &dst);
+      ids.clear();
+      versions.clear();
+      epochs.clear();
+      sizes.clear();
+      e = bus_.epoch();
+      for (uint32_t id = first; id < last; ++id) {
+        std::span<const std::byte> page = bus_.page_bytes(id);
+        std::memcpy(dst, page.data(), page.size());
+        dst += page.size();
+        ids.push_back(id);
+        versions.push_back(bus_.version_locked(id));
+        epochs.push_back(e);
+        sizes.push_back(page.size());
+      }
+    }
+    // Every delta up to e reaches the file before the part that holds it.
+    if (Status s = emit_batch(); !s.ok()) return s;
+    auto snap = fb::CreateSnapshot(snap_, snapshot_id_, p, static_cast<uint32_t>(parts.size()), n,
+                                   snap_.CreateVector(ids), snap_.CreateVector(versions), snap_.CreateVector(epochs),
+                                   snap_.CreateVector(sizes), data);
+    snap_.Finish(fb::CreateFrame(snap_, fb::Body::Snapshot, snap.Union()), fb::FrameIdentifier());
+    if (Status s = append(format::FrameKind::kSnapshot, e, e, snap_); !s.ok()) return s;
+  }
+  initial_snapshot_ = false;
+  log_since_snapshot_ = 0;
+  deltas_since_snapshot_ = 0;
+  if (parts.empty()) return Status::OK();
+  ++snapshot_id_;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++stats_.snapshots;
+  }
+  return rotate_if_needed();
+}
+
+void Recorder::Writer::finish(Status s) {
+  log_.close(cursor_);  // the application never waits for us again
+  std::lock_guard<std::mutex> lk(mu_);
+  if (error_.ok()) error_ = std::move(s);
+  done_ = true;
+  cv_.notify_all();
+}
+
+void Recorder::Writer::run() {
+  ::pthread_setname_np(::pthread_self(), "mmsb-recorder");  // shows in top, gdb, perf
+  const auto nap = std::chrono::microseconds(1000);
+  for (;;) {
+    bool stop;
+    uint64_t requests;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop = stop_;
+      requests = flush_requests_;
+    }
+    // Read after the request: draining now reaches every delta applied
+    // before flush() was called.
+    Status s = drain(true);
+    const bool aged = !batch_.empty() && Clock::now() - batch_started_ >= opt_.flush_interval;
+    const bool flushing = requests > flush_served_ || stop;
+    if (s.ok() && (aged || flushing || !new_pages_.empty())) s = emit_batch();
+    if (s.ok() && opt_.durability == Durability::kFsyncFlush && (aged || flushing)) s = seg_->sync();
+    if (s.ok() && (!stop || initial_snapshot_) && snapshot_due()) s = snapshot();
+    if (s.ok() && stop) {
+      const uint64_t before = seg_->size();
+      s = seg_->close(written_, zstd_, opt_.durability != Durability::kProcess);
+      std::lock_guard<std::mutex> lk(mu_);
+      stats_.total_bytes += seg_->size() - before;
+    }
+    if (s.ok() && flushing) {
+      std::lock_guard<std::mutex> lk(mu_);
+      flush_served_ = requests;
+      cv_.notify_all();
+    }
+    if (!s.ok() || stop) {
+      finish(std::move(s));
+      return;
+    }
+    log_.wait(cursor_, nap);
+  }
+}
+
+Status Recorder::Writer::flush() {
+  std::unique_lock<std::mutex> lk(mu_);
+  const uint64_t ticket = ++flush_requests_;
+  cv_.wait(lk, [&] { return flush_served_ >= ticket || done_; });
+  return error_;
+}
+
+// ---------------------------------------------------------------- Recorder
+
+Recorder::Recorder(Bus& bus, fs::path dir) : bus_(bus), dir_(std::move(dir)) {}
+
+Result<std::unique_ptr<Recorder>> Recorder::start(Bus& bus, const fs::path& dir, RecorderOptions options) {
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    if (!fs::is_directory(dir, ec))
+      return Status(Code::kAlreadyExists, dir.string() + " exists and is not a directory; choose another path");
+    if (!fs::is_empty(dir, ec))
+      return Status(Code::kAlreadyExists, "recording directory " + dir.string() +
+                                              " already exists and is not empty; choose a new directory or remove it");
+  } else if (!fs::create_directories(dir, ec)) {
+    return Status(Code::kIOError, "cannot create recording directory " + dir.string() + ": " + ec.message());
+  }
+  // A write past RLIMIT_FSIZE must come back as EFBIG (a clear error), not
+  // kill the process with SIGXFSZ.
+  struct sigaction old = {};
+  if (::sigaction(SIGXFSZ, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) ::signal(SIGXFSZ, SIG_IGN);
+
+  std::unique_ptr<Recorder> r(new Recorder(bus, dir));
+  r->writer_ = std::make_unique<Writer>(bus, dir, std::move(options));
+  if (Status s = r->writer_->begin(); !s.ok()) {
+    r->stopped_ = true;
+    return s;
+  }
+  r->thread_ = std::thread([w = r->writer_.get()] { w->run(); });
+  return r;
+}
+
+Recorder::~Recorder() { (void)stop(); }
+
+Status Recorder::flush() { return stopped_ ? writer_->error() : writer_->flush(); }
+
+Status Recorder::stop() {
+  if (stopped_) return writer_->error();
+  stopped_ = true;
+  writer_->request_stop();
+  if (thread_.joinable()) thread_.join();
+  return writer_->error();
+}
+
+Status Recorder::status() const { return writer_->error(); }
+
+RecorderStats Recorder::stats() const { return writer_->stats(); }
+
+}  // namespace mmsb::capture

@@ -1,0 +1,325 @@
+#include "mmsb/format.h"
+
+#include <zstd.h>
+
+#include <cstring>
+
+#include "mmsb/fb/mmsb_tlog_generated.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace mmsb::format {
+namespace {
+
+template <class T>
+void put(std::byte* p, size_t off, T v) {
+  std::memcpy(p + off, &v, sizeof v);
+}
+template <class T>
+T get(const std::byte* p, size_t off) {
+  T v;
+  std::memcpy(&v, p + off, sizeof v);
+  return v;
+}
+
+Status corrupt(const std::string& where, const std::string& what) {
+  return Status(Code::kCorruption, where + ": " + what);
+}
+
+}  // namespace
+
+const char* kind_name(FrameKind k) noexcept {
+  switch (k) {
+    case FrameKind::kMeta: return "meta";
+    case FrameKind::kPageTable: return "pages";
+    case FrameKind::kDeltas: return "deltas";
+    case FrameKind::kSnapshot: return "snapshot";
+    case FrameKind::kIndex: return "index";
+  }
+  return "unknown";
+}
+
+uint32_t checksum(std::span<const std::byte> bytes) noexcept {
+  return static_cast<uint32_t>(XXH3_64bits(bytes.data(), bytes.size()));
+}
+
+// ---- file header: magic[8] u16 major u16 minor u32 segment u64 start_epoch
+//      u32 reserved u32 checksum(bytes 0..27)
+void encode(const FileHeader& h, std::byte* out) {
+  std::memset(out, 0, kFileHeaderBytes);
+  std::memcpy(out, kFileMagic, 8);
+  put<uint16_t>(out, 8, h.major);
+  put<uint16_t>(out, 10, h.minor);
+  put<uint32_t>(out, 12, h.segment);
+  put<uint64_t>(out, 16, h.start_epoch);
+  put<uint32_t>(out, 28, checksum({out, 28}));
+}
+
+Status decode(std::span<const std::byte> in, FileHeader* h, const std::string& where) {
+  if (in.size() < kFileHeaderBytes)
+    return corrupt(where, "file is " + std::to_string(in.size()) + " bytes, shorter than a segment header (" +
+                              std::to_string(kFileHeaderBytes) + ")");
+  if (std::memcmp(in.data(), kFileMagic, 8) != 0)
+    return corrupt(where, "not an MMSB recording segment (bad magic)");
+  if (get<uint32_t>(in.data(), 28) != checksum(in.first(28)))
+    return corrupt(where, "segment header checksum mismatch");
+  h->major = get<uint16_t>(in.data(), 8);
+  h->minor = get<uint16_t>(in.data(), 10);
+  h->segment = get<uint32_t>(in.data(), 12);
+  h->start_epoch = get<uint64_t>(in.data(), 16);
+  if (h->major > kMajor)
+    return Status(Code::kUnsupported, where + ": recording format " + std::to_string(h->major) + "." +
+                                          std::to_string(h->minor) + " is newer than this reader (" +
+                                          std::to_string(kMajor) + "." + std::to_string(kMinor) +
+                                          "); upgrade MMSB to read it");
+  return Status::OK();
+}
+
+// ---- frame header: magic[4] u8 kind u8 flags u16 header_bytes(40)
+//      u32 payload_bytes u32 raw_bytes u64 first_epoch u64 last_epoch
+//      u32 payload_checksum u32 header_checksum(bytes 0..35)
+void encode(const FrameHeader& h, std::byte* out) {
+  std::memcpy(out, kFrameMagic, 4);
+  put<uint8_t>(out, 4, static_cast<uint8_t>(h.kind));
+  put<uint8_t>(out, 5, h.flags);
+  put<uint16_t>(out, 6, static_cast<uint16_t>(kFrameHeaderBytes));
+  put<uint32_t>(out, 8, h.payload_bytes);
+  put<uint32_t>(out, 12, h.raw_bytes);
+  put<uint64_t>(out, 16, h.first_epoch);
+  put<uint64_t>(out, 24, h.last_epoch);
+  put<uint32_t>(out, 32, h.payload_checksum);
+  put<uint32_t>(out, 36, checksum({out, 36}));
+}
+
+Status decode(std::span<const std::byte> in, FrameHeader* h, const std::string& where) {
+  if (in.size() < kFrameHeaderBytes)
+    return corrupt(where, "truncated frame header (" + std::to_string(in.size()) + " of " +
+                              std::to_string(kFrameHeaderBytes) + " bytes)");
+  if (std::memcmp(in.data(), kFrameMagic, 4) != 0) return corrupt(where, "no frame starts here (bad magic)");
+  if (get<uint32_t>(in.data(), 36) != checksum(in.first(36))) return corrupt(where, "frame header checksum mismatch");
+  if (get<uint16_t>(in.data(), 6) != kFrameHeaderBytes)
+    return corrupt(where, "frame header size " + std::to_string(get<uint16_t>(in.data(), 6)) + " is not " +
+                              std::to_string(kFrameHeaderBytes));
+  // Kinds this reader does not know (added by a later minor version) decode
+  // fine; readers skip them.
+  const uint8_t kind = get<uint8_t>(in.data(), 4);
+  if (kind == 0) return corrupt(where, "frame kind 0 is invalid");
+  h->kind = static_cast<FrameKind>(kind);
+  h->flags = get<uint8_t>(in.data(), 5);
+  h->payload_bytes = get<uint32_t>(in.data(), 8);
+  h->raw_bytes = get<uint32_t>(in.data(), 12);
+  h->first_epoch = get<uint64_t>(in.data(), 16);
+  h->last_epoch = get<uint64_t>(in.data(), 24);
+  h->payload_checksum = get<uint32_t>(in.data(), 32);
+  if (h->payload_bytes > kMaxFrameBytes || h->raw_bytes > kMaxFrameBytes)
+    return corrupt(where, "frame sizes out of bounds");
+  if (h->first_epoch > h->last_epoch)
+    return corrupt(where, "frame epoch range " + std::to_string(h->first_epoch) + ".." +
+                              std::to_string(h->last_epoch) + " is reversed");
+  return Status::OK();
+}
+
+// ---- trailer: magic[8] u64 index_offset u64 last_epoch u32 frames
+//      u32 checksum(bytes 0..27)
+void encode(const Trailer& t, std::byte* out) {
+  std::memcpy(out, kTrailerMagic, 8);
+  put<uint64_t>(out, 8, t.index_offset);
+  put<uint64_t>(out, 16, t.last_epoch);
+  put<uint32_t>(out, 24, t.frames);
+  put<uint32_t>(out, 28, checksum({out, 28}));
+}
+
+Status decode(std::span<const std::byte> in, Trailer* t, const std::string& where) {
+  if (in.size() < kTrailerBytes) return corrupt(where, "too short for a trailer");
+  if (std::memcmp(in.data(), kTrailerMagic, 8) != 0) return corrupt(where, "no trailer (bad magic)");
+  if (get<uint32_t>(in.data(), 28) != checksum(in.first(28))) return corrupt(where, "trailer checksum mismatch");
+  t->index_offset = get<uint64_t>(in.data(), 8);
+  t->last_epoch = get<uint64_t>(in.data(), 16);
+  t->frames = get<uint32_t>(in.data(), 24);
+  return Status::OK();
+}
+
+// ---- zstd
+Compressor::Compressor(int level) : ctx_(ZSTD_createCCtx()), level_(level) {
+  ZSTD_CCtx_setParameter(static_cast<ZSTD_CCtx*>(ctx_), ZSTD_c_compressionLevel, level_);
+}
+Compressor::~Compressor() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(ctx_)); }
+
+Status Compressor::compress(std::span<const std::byte> in, std::vector<std::byte>* out) {
+  out->resize(ZSTD_compressBound(in.size()));
+  const size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(ctx_), out->data(), out->size(), in.data(), in.size());
+  if (ZSTD_isError(n)) {
+    out->clear();
+    return Status(Code::kInvalidArgument, std::string("zstd compression failed: ") + ZSTD_getErrorName(n));
+  }
+  out->resize(n);
+  return Status::OK();
+}
+
+Decompressor::Decompressor() : ctx_(ZSTD_createDCtx()) {}
+Decompressor::~Decompressor() { ZSTD_freeDCtx(static_cast<ZSTD_DCtx*>(ctx_)); }
+
+Status Decompressor::decompress(std::span<const std::byte> in, size_t raw_bytes, std::vector<std::byte>* out,
+                                const std::string& where) {
+  out->resize(raw_bytes);
+  const size_t n = ZSTD_decompressDCtx(static_cast<ZSTD_DCtx*>(ctx_), out->data(), out->size(), in.data(), in.size());
+  if (ZSTD_isError(n)) return corrupt(where, std::string("zstd: ") + ZSTD_getErrorName(n));
+  if (n != raw_bytes)
+    return corrupt(where, "payload decompressed to " + std::to_string(n) + " bytes, header says " +
+                              std::to_string(raw_bytes));
+  return Status::OK();
+}
+
+// ---- delta batches
+void BatchBuilder::add(const DeltaView& d) {
+  if (count_ == 0) first_epoch_ = d.epoch;
+  if (d.cause != kNoCause) {
+    derived_.push_back(count_);
+    causes_.push_back(d.cause);
+  }
+  ++count_;
+  pages_.push_back(d.page);
+  max_page_ = std::max(max_page_, d.page);
+  range_counts_.push_back(static_cast<uint32_t>(d.ranges.size()));
+  if (d.ranges.size() != 1) multi_range_ = true;
+  for (const Range& r : d.ranges) {
+    offsets_.push_back(r.offset);
+    lengths_.push_back(r.length);
+    max_offset_ = std::max(max_offset_, r.offset);
+    max_length_ = std::max(max_length_, r.length);
+  }
+  data_.insert(data_.end(), d.bytes.begin(), d.bytes.end());
+}
+
+void BatchBuilder::clear() {
+  first_epoch_ = 0;
+  count_ = 0;
+  max_page_ = max_offset_ = max_length_ = 0;
+  multi_range_ = false;
+  pages_.clear();
+  range_counts_.clear();
+  offsets_.clear();
+  lengths_.clear();
+  derived_.clear();
+  causes_.clear();
+  data_.clear();
+}
+
+namespace {
+// A 16-bit copy of a column when every value fits, else the 32-bit one.
+template <class Fbb>
+std::pair<flatbuffers::Offset<flatbuffers::Vector<uint16_t>>, flatbuffers::Offset<flatbuffers::Vector<uint32_t>>>
+column(Fbb& fbb, const std::vector<uint32_t>& v, uint32_t max) {
+  if (max <= 0xFFFF) {
+    uint16_t* p;
+    auto off = fbb.template CreateUninitializedVector<uint16_t>(v.size(), &p);
+    for (size_t i = 0; i < v.size(); ++i) p[i] = static_cast<uint16_t>(v[i]);
+    return {off, 0};
+  }
+  return {0, fbb.CreateVector(v)};
+}
+}  // namespace
+
+void BatchBuilder::build(flatbuffers::FlatBufferBuilder& fbb) const {
+  // Created first, the data vector ends up last in the buffer: the columns
+  // sit together in front of it, so zstd sees like with like.
+  auto data = fbb.CreateVector(reinterpret_cast<const uint8_t*>(data_.data()), data_.size());
+  auto lengths = column(fbb, lengths_, max_length_);
+  auto offsets = column(fbb, offsets_, max_offset_);
+  auto pages = column(fbb, pages_, max_page_);
+  flatbuffers::Offset<flatbuffers::Vector<uint32_t>> counts = 0;
+  if (multi_range_) counts = fbb.CreateVector(range_counts_);
+  flatbuffers::Offset<flatbuffers::Vector<uint32_t>> derived = 0;
+  flatbuffers::Offset<flatbuffers::Vector<uint64_t>> causes = 0;
+  if (!derived_.empty()) {
+    derived = fbb.CreateVector(derived_);
+    causes = fbb.CreateVector(causes_);
+  }
+  auto batch = fb::CreateDeltaBatch(fbb, first_epoch_, count_, pages.first, pages.second, counts, offsets.first,
+                                    offsets.second, lengths.first, lengths.second, data, derived, causes);
+  fbb.Finish(fb::CreateFrame(fbb, fb::Body::DeltaBatch, batch.Union()), fb::FrameIdentifier());
+}
+
+namespace {
+// Copies a 16- or 32-bit column (exactly one present) into out.
+template <class V16, class V32>
+bool read_column(const V16* v16, const V32* v32, std::vector<uint32_t>& out) {
+  if ((v16 == nullptr) == (v32 == nullptr)) return false;
+  out.clear();
+  if (v16) {
+    out.reserve(v16->size());
+    for (auto x : *v16) out.push_back(x);
+  } else {
+    out.assign(v32->begin(), v32->end());
+  }
+  return true;
+}
+}  // namespace
+
+Status BatchReader::open(const fb::DeltaBatch* b, const std::string& where) {
+  if (!b) return corrupt(where, "frame holds no delta batch");
+  first_epoch_ = b->first_epoch();
+  count_ = b->count();
+  if (count_ == 0) return corrupt(where, "empty delta batch");
+  if (first_epoch_ == 0) return corrupt(where, "delta batch starts at epoch 0 (deltas start at 1)");
+  std::vector<uint32_t>& offs = offsets_;
+  std::vector<uint32_t>& lens = lengths_;
+  if (!read_column(b->page16(), b->page32(), pages_) || pages_.size() != count_)
+    return corrupt(where, "delta batch page column is missing or has the wrong length");
+  if (!read_column(b->offset16(), b->offset32(), offs) || !read_column(b->length16(), b->length32(), lens) ||
+      offs.size() != lens.size())
+    return corrupt(where, "delta batch range columns are missing or disagree in length");
+  range_start_.resize(count_ + 1);
+  data_start_.resize(count_ + 1);
+  const auto* counts = b->range_counts();
+  if (counts && counts->size() != count_) return corrupt(where, "delta batch range_counts has the wrong length");
+  uint64_t r = 0, bytes = 0;
+  ranges_.resize(offs.size());
+  for (uint32_t i = 0; i < count_; ++i) {
+    range_start_[i] = static_cast<uint32_t>(r);
+    data_start_[i] = bytes;
+    const uint32_t n = counts ? counts->Get(i) : 1;
+    if (n == 0 || r + n > offs.size())
+      return corrupt(where, "delta " + std::to_string(first_epoch_ + i) + " has a bad range count");
+    for (uint32_t k = 0; k < n; ++k, ++r) {
+      ranges_[r] = Range{offs[r], lens[r]};
+      bytes += lens[r];
+    }
+  }
+  if (r != offs.size()) return corrupt(where, "delta batch has ranges that belong to no delta");
+  range_start_[count_] = static_cast<uint32_t>(r);
+  data_start_[count_] = bytes;
+  const auto* data = b->data();
+  if (!data || data->size() != bytes)
+    return corrupt(where, "delta batch data has " + std::to_string(data ? data->size() : 0) +
+                              " bytes but its ranges cover " + std::to_string(bytes));
+  data_ = reinterpret_cast<const std::byte*>(data->data());
+  causes_.assign(count_, 0);
+  const auto* derived = b->derived();
+  const auto* causes = b->causes();
+  if ((derived == nullptr) != (causes == nullptr) || (derived && derived->size() != causes->size()))
+    return corrupt(where, "delta batch derived/causes columns disagree");
+  if (derived) {
+    for (uint32_t k = 0; k < derived->size(); ++k) {
+      const uint32_t i = derived->Get(k);
+      const uint64_t c = causes->Get(k);
+      if (i >= count_ || c == 0 || c >= first_epoch_ + i)
+        return corrupt(where, "delta batch names an impossible cause (index " + std::to_string(i) + ", cause " +
+                                  std::to_string(c) + ")");
+      causes_[i] = c;
+    }
+  }
+  return Status::OK();
+}
+
+DeltaView BatchReader::delta(uint32_t i) const noexcept {
+  return DeltaView{pages_[i],
+                   0,
+                   first_epoch_ + i,
+                   causes_[i],
+                   std::span<const Range>(ranges_.data() + range_start_[i], range_start_[i + 1] - range_start_[i]),
+                   std::span<const std::byte>(data_ + data_start_[i], data_start_[i + 1] - data_start_[i])};
+}
+
+}  // namespace mmsb::format
