@@ -1,0 +1,125 @@
+// Recording: a recording directory opened for reading.
+//
+// open() reads every segment's header, then its index when the segment was
+// closed cleanly, or scans its frames when it was not (the writer died). A
+// frame that fails its checks ends the readable part of its segment; that
+// frame and everything after it are never applied. What was found wrong is
+// kept in damage() with the file, offset and epoch.
+//
+// Page tables and the positions of every frame are loaded at open; delta and
+// snapshot payloads are read (and their checksums verified) on demand.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mmsb/format.h"
+#include "mmsb/status.h"
+#include "mmsb/types.h"
+
+namespace mmsb::replay {
+
+struct SegmentInfo {
+  std::filesystem::path path;
+  uint32_t number = 0;
+  Epoch start_epoch = 0;
+  uint64_t file_bytes = 0;
+  uint64_t good_bytes = 0;  // end of the last frame that passed its checks
+  bool closed = false;      // has a valid index and trailer
+};
+
+struct FrameRef {
+  uint32_t segment = 0;  // index into segments()
+  uint64_t offset = 0;   // of the frame header in its file
+  format::FrameHeader header;
+};
+
+struct PageMeta {
+  PageId id = kNoPage;
+  uint64_t size = 0;
+  std::string name;
+  Epoch created = 0;
+};
+
+struct SnapshotInfo {
+  uint32_t id = 0;
+  Epoch first_epoch = 0;      // epoch of part 0 (e0)
+  Epoch last_epoch = 0;       // epoch of the last part
+  std::vector<size_t> parts;  // indices into frames(), in part order
+  bool complete = false;      // every part present and readable
+};
+
+struct MetaInfo {
+  uint16_t format_major = 0, format_minor = 0;
+  std::string program, host;
+  uint32_t pid = 0;
+  uint64_t start_time_ns = 0;
+  uint32_t default_page_size = 0;
+  std::map<std::string, std::string> labels;
+};
+
+class Recording {
+ public:
+  // kNotFound if `dir` is missing, kCorruption if it holds no readable
+  // segment, kUnsupported for a newer major format version.
+  static Result<std::unique_ptr<Recording>> open(const std::filesystem::path& dir);
+
+  const std::filesystem::path& dir() const noexcept { return dir_; }
+  const MetaInfo& meta() const noexcept { return meta_; }
+  const std::vector<SegmentInfo>& segments() const noexcept { return segments_; }
+  const std::vector<FrameRef>& frames() const noexcept { return frames_; }
+  const std::vector<PageMeta>& pages() const noexcept { return pages_; }
+  const std::vector<SnapshotInfo>& snapshots() const noexcept { return snapshots_; }
+  // The state is known from start_epoch() (0, or the first snapshot's last
+  // epoch for a recording attached to a running bus) to last_epoch(), the
+  // last delta of the durable, gap-free history.
+  Epoch start_epoch() const noexcept { return start_epoch_; }
+  Epoch last_epoch() const noexcept { return last_epoch_; }
+  // Deltas in the durable history (epochs first_delta_epoch()..last_epoch()).
+  uint64_t delta_count() const noexcept { return delta_count_; }
+  Epoch first_delta_epoch() const noexcept { return first_delta_epoch_; }
+  // The first problem met while opening (OK for an intact recording).
+  const Status& damage() const noexcept { return damage_; }
+  std::string describe(const FrameRef& f) const;  // "seg-000000.tlog offset 1234"
+
+  // Reads frame i: checks the payload checksum, decompresses, verifies the
+  // FlatBuffer. *raw holds the FlatBuffer (its root is fb::Frame).
+  Status read_frame(size_t i, std::vector<std::byte>* raw) const;
+  // Indices into frames() of the delta frames, in epoch order.
+  const std::vector<size_t>& delta_frames() const noexcept { return delta_frames_; }
+  // The delta frame holding `epoch`, or frames().size() if none does.
+  size_t delta_frame_of(Epoch epoch) const noexcept;
+
+ private:
+  Recording() = default;
+ public:
+  ~Recording();
+  Recording(const Recording&) = delete;
+  Recording& operator=(const Recording&) = delete;
+
+ private:
+  Status scan_segment(uint32_t seg_index);
+  Status load_tables();
+
+  std::filesystem::path dir_;
+  MetaInfo meta_;
+  std::vector<SegmentInfo> segments_;
+  std::vector<FrameRef> frames_;
+  std::vector<size_t> delta_frames_;
+  std::vector<PageMeta> pages_;
+  std::vector<SnapshotInfo> snapshots_;
+  Epoch start_epoch_ = 0;
+  Epoch first_delta_epoch_ = 0;
+  Epoch last_epoch_ = 0;
+  uint64_t delta_count_ = 0;
+  std::vector<int> fds_;  // one per segment
+  Status damage_;
+  mutable format::Decompressor zstd_;
+  mutable std::vector<std::byte> scratch_;
+};
+
+}  // namespace mmsb::replay

@@ -1,0 +1,312 @@
+#include "mmsb/replay/recording.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "mmsb/fb/mmsb_tlog_generated.h"
+
+namespace mmsb::replay {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+Status pread_all(int fd, uint64_t offset, size_t n, std::byte* out, const std::string& where) {
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t r = ::pread(fd, out + done, n - done, static_cast<off_t>(offset + done));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Status(Code::kIOError, where + ": read failed: " + std::strerror(errno));
+    }
+    if (r == 0) return Status(Code::kCorruption, where + ": file ends early");
+    done += static_cast<size_t>(r);
+  }
+  return Status::OK();
+}
+
+const fb::Frame* as_frame(const std::vector<std::byte>& raw) {
+  return fb::GetFrame(raw.data());
+}
+
+}  // namespace
+
+Recording::~Recording() {
+  for (int fd : fds_)
+    if (fd >= 0) ::close(fd);
+}
+
+std::string Recording::describe(const FrameRef& f) const {
+  return segments_[f.segment].path.string() + " offset " + std::to_string(f.offset);
+}
+
+Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::exists(dir, ec)) return Status(Code::kNotFound, "no recording at " + dir.string() + " (no such directory)");
+  if (!fs::is_directory(dir, ec))
+    return Status(Code::kCorruption, dir.string() + " is not a recording directory (it is a file)");
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() == 15 && name.rfind("seg-", 0) == 0 && e.path().extension() == ".tlog") files.push_back(e.path());
+  }
+  if (ec) return Status(Code::kIOError, "cannot list " + dir.string() + ": " + ec.message());
+  if (files.empty())
+    return Status(Code::kCorruption, dir.string() + " holds no segment file (seg-NNNNNN.tlog): not an MMSB recording");
+  std::sort(files.begin(), files.end());
+
+  std::unique_ptr<Recording> r(new Recording());
+  r->dir_ = dir;
+  for (uint32_t i = 0; i < files.size(); ++i) {
+    SegmentInfo seg;
+    seg.path = files[i];
+    const int fd = ::open(files[i].c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status(Code::kIOError, files[i].string() + ": cannot open: " + std::strerror(errno));
+    r->fds_.push_back(fd);
+    seg.file_bytes = fs::file_size(files[i], ec);
+    std::byte hdr[format::kFileHeaderBytes] = {};
+    const size_t n = std::min<uint64_t>(seg.file_bytes, sizeof hdr);
+    format::FileHeader fh;
+    Status s = pread_all(fd, 0, n, hdr, files[i].string());
+    if (s.ok()) s = format::decode({hdr, n}, &fh, files[i].string() + " offset 0");
+    if (!s.ok()) {
+      if (s.code() == Code::kUnsupported || i == 0) return s;
+      r->damage_ = s;  // a later segment is unreadable: the history ends before it
+      r->fds_.pop_back();
+      ::close(fd);
+      break;
+    }
+    if (fh.segment != i) {
+      r->damage_ = Status(Code::kCorruption, files[i].string() + ": header says segment " +
+                                                 std::to_string(fh.segment) + ", expected " + std::to_string(i) +
+                                                 " (a segment is missing or renamed)");
+      r->fds_.pop_back();
+      ::close(fd);
+      break;
+    }
+    seg.number = fh.segment;
+    seg.start_epoch = fh.start_epoch;
+    r->segments_.push_back(seg);
+    if (Status sc = r->scan_segment(i); !sc.ok()) return sc;
+    if (!r->damage_.ok()) break;  // nothing after damage is trusted
+  }
+  if (Status s = r->load_tables(); !s.ok()) return s;
+  return r;
+}
+
+// Lists the frames of segment i: from its index when the trailer and index
+// check out, otherwise by walking frame after frame until one fails.
+Status Recording::scan_segment(uint32_t i) {
+  SegmentInfo& seg = segments_[i];
+  const int fd = fds_[i];
+  const std::string file = seg.path.string();
+  const size_t first_frame = frames_.size();
+
+  // Closed segment: trailer -> index frame -> frame headers.
+  if (seg.file_bytes >= format::kFileHeaderBytes + format::kTrailerBytes) {
+    std::byte tb[format::kTrailerBytes];
+    format::Trailer t;
+    if (pread_all(fd, seg.file_bytes - format::kTrailerBytes, sizeof tb, tb, file).ok() &&
+        format::decode(tb, &t, file).ok() && t.index_offset + format::kFrameHeaderBytes <= seg.file_bytes) {
+      FrameRef idx{i, t.index_offset, {}};
+      std::byte hb[format::kFrameHeaderBytes];
+      bool ok = pread_all(fd, t.index_offset, sizeof hb, hb, file).ok() &&
+                format::decode(hb, &idx.header, file).ok() && idx.header.kind == format::FrameKind::kIndex;
+      std::vector<std::byte> raw;
+      if (ok) {
+        frames_.push_back(idx);
+        ok = read_frame(frames_.size() - 1, &raw).ok();
+        frames_.pop_back();
+      }
+      const fb::SegmentIndex* index = ok ? as_frame(raw)->body_as_SegmentIndex() : nullptr;
+      if (index && index->frames() && index->frames()->size() == t.frames) {
+        bool headers_ok = true;
+        for (const fb::FrameEntry* e : *index->frames()) {
+          FrameRef f{i, e->offset(), {}};
+          if (!pread_all(fd, f.offset, sizeof hb, hb, file).ok() ||
+              !format::decode(hb, &f.header, file + " offset " + std::to_string(f.offset)).ok() ||
+              static_cast<uint8_t>(f.header.kind) != e->kind() || f.header.first_epoch != e->first_epoch() ||
+              f.header.last_epoch != e->last_epoch()) {
+            headers_ok = false;
+            break;
+          }
+          frames_.push_back(f);
+        }
+        if (headers_ok) {
+          seg.closed = true;
+          seg.good_bytes = seg.file_bytes;
+          return Status::OK();
+        }
+        frames_.resize(first_frame);  // index disagrees with the file: scan instead
+      }
+    }
+  }
+
+  // Open (or damaged) segment: walk the frames.
+  uint64_t off = format::kFileHeaderBytes;
+  std::vector<std::byte> payload;
+  while (off < seg.file_bytes) {
+    const std::string where = file + " offset " + std::to_string(off);
+    if (seg.file_bytes - off < format::kFrameHeaderBytes) {
+      damage_ = Status(Code::kCorruption, where + ": torn frame header (" + std::to_string(seg.file_bytes - off) +
+                                              " bytes before the end of the file)");
+      break;
+    }
+    std::byte hb[format::kFrameHeaderBytes];
+    FrameRef f{i, off, {}};
+    if (Status s = pread_all(fd, off, sizeof hb, hb, file); !s.ok()) return s;
+    if (Status s = format::decode(hb, &f.header, where); !s.ok()) {
+      // A trailer right after the index frame is the clean end.
+      std::byte tb[format::kTrailerBytes];
+      format::Trailer t;
+      if (seg.file_bytes - off == format::kTrailerBytes && pread_all(fd, off, sizeof tb, tb, file).ok() &&
+          format::decode(tb, &t, where).ok())
+        break;
+      damage_ = s;
+      break;
+    }
+    if (f.header.payload_bytes > seg.file_bytes - off - format::kFrameHeaderBytes) {
+      damage_ = Status(Code::kCorruption, where + ": torn frame: the header announces " +
+                                              std::to_string(f.header.payload_bytes) + " payload bytes, the file has " +
+                                              std::to_string(seg.file_bytes - off - format::kFrameHeaderBytes));
+      break;
+    }
+    payload.resize(f.header.payload_bytes);
+    if (Status s = pread_all(fd, off + format::kFrameHeaderBytes, payload.size(), payload.data(), file); !s.ok())
+      return s;
+    if (format::checksum(payload) != f.header.payload_checksum) {
+      damage_ = Status(Code::kCorruption, where + ": payload checksum mismatch (epochs " +
+                                              std::to_string(f.header.first_epoch) + ".." +
+                                              std::to_string(f.header.last_epoch) + ")");
+      break;
+    }
+    off += format::kFrameHeaderBytes + f.header.payload_bytes;
+    if (f.header.kind != format::FrameKind::kIndex) frames_.push_back(f);
+  }
+  seg.good_bytes = off;
+  return Status::OK();
+}
+
+// Meta, page tables, snapshot parts, and the gap-free run of delta frames.
+Status Recording::load_tables() {
+  std::vector<std::byte> raw;
+  bool have_meta = false;
+  std::map<uint32_t, size_t> snapshot_index;  // snapshot id -> snapshots_ index
+  Epoch expect = 0;  // next delta epoch expected (0: not known yet)
+  const Epoch e0 = segments_.front().start_epoch;
+  for (size_t i = 0; i < frames_.size(); ++i) {
+    const FrameRef& f = frames_[i];
+    const format::FrameKind k = f.header.kind;
+    if (k != format::FrameKind::kMeta && k != format::FrameKind::kPageTable && k != format::FrameKind::kSnapshot &&
+        k != format::FrameKind::kDeltas)
+      continue;  // index frames and kinds from a later minor version
+    if (k == format::FrameKind::kDeltas) {
+      if (expect == 0) expect = e0 + 1;
+      if (f.header.first_epoch != expect) {
+        damage_ = Status(Code::kCorruption, describe(f) + ": delta frame starts at epoch " +
+                                                std::to_string(f.header.first_epoch) + ", expected " +
+                                                std::to_string(expect) + " (the history has a gap)");
+        break;
+      }
+      if (delta_frames_.empty()) first_delta_epoch_ = f.header.first_epoch;
+      delta_frames_.push_back(i);
+      last_epoch_ = f.header.last_epoch;
+      expect = last_epoch_ + 1;
+      continue;
+    }
+    if (Status s = read_frame(i, &raw); !s.ok()) {
+      damage_ = s;
+      break;
+    }
+    const fb::Frame* frame = as_frame(raw);
+    if (k == format::FrameKind::kMeta && !have_meta) {
+      const fb::Meta* m = frame->body_as_Meta();
+      if (!m) return Status(Code::kCorruption, describe(f) + ": meta frame holds no Meta table");
+      have_meta = true;
+      meta_.format_major = m->format_major();
+      meta_.format_minor = m->format_minor();
+      meta_.program = m->program() ? m->program()->str() : "";
+      meta_.host = m->host() ? m->host()->str() : "";
+      meta_.pid = m->pid();
+      meta_.start_time_ns = m->start_time_ns();
+      meta_.default_page_size = m->default_page_size();
+      if (m->labels())
+        for (const fb::Label* l : *m->labels())
+          if (l->key()) meta_.labels[l->key()->str()] = l->value() ? l->value()->str() : "";
+    } else if (k == format::FrameKind::kPageTable) {
+      const fb::PageTable* t = frame->body_as_PageTable();
+      const size_t n = t && t->ids() ? t->ids()->size() : 0;
+      if (!t || !t->sizes() || !t->epochs() || t->sizes()->size() != n || t->epochs()->size() != n ||
+          (t->names() && t->names()->size() != n))
+        return Status(Code::kCorruption, describe(f) + ": page table columns disagree");
+      for (size_t j = 0; j < n; ++j) {
+        const PageId id = t->ids()->Get(j);
+        if (id != pages_.size())
+          return Status(Code::kCorruption, describe(f) + ": page table declares page " + std::to_string(id) +
+                                               ", expected " + std::to_string(pages_.size()));
+        const uint64_t size = t->sizes()->Get(j);
+        if (size == 0 || size > kMaxPageSize)
+          return Status(Code::kCorruption, describe(f) + ": page " + std::to_string(id) + " has size " +
+                                               std::to_string(size));
+        pages_.push_back(PageMeta{id, size, t->names() ? t->names()->Get(j)->str() : "", t->epochs()->Get(j)});
+      }
+    } else if (k == format::FrameKind::kSnapshot) {
+      const fb::Snapshot* sn = frame->body_as_Snapshot();
+      if (!sn || sn->parts() == 0 || sn->part() >= sn->parts())
+        return Status(Code::kCorruption, describe(f) + ": snapshot frame has bad part numbers");
+      auto [it, fresh] = snapshot_index.try_emplace(sn->id(), snapshots_.size());
+      if (fresh) snapshots_.push_back(SnapshotInfo{sn->id(), f.header.first_epoch, f.header.last_epoch, {}, false});
+      SnapshotInfo& info = snapshots_[it->second];
+      if (sn->part() != info.parts.size()) continue;  // out of order: never complete
+      info.parts.push_back(i);
+      info.last_epoch = f.header.last_epoch;
+      info.complete = info.parts.size() == sn->parts();
+    }
+  }
+  // Snapshots beyond the durable history cannot be used.
+  for (SnapshotInfo& s : snapshots_)
+    if (s.last_epoch > std::max(last_epoch_, e0)) s.complete = false;
+  start_epoch_ = e0;
+  if (e0 > 0) {
+    auto first = std::find_if(snapshots_.begin(), snapshots_.end(), [](const SnapshotInfo& s) { return s.complete; });
+    if (first == snapshots_.end())
+      return Status(Code::kCorruption, dir_.string() + ": the recording began at epoch " + std::to_string(e0) +
+                                           " but holds no complete snapshot, so no state can be rebuilt");
+    start_epoch_ = first->last_epoch;
+  }
+  if (delta_frames_.empty()) last_epoch_ = start_epoch_;
+  delta_count_ = delta_frames_.empty() ? 0 : last_epoch_ - first_delta_epoch_ + 1;
+  return Status::OK();
+}
+
+Status Recording::read_frame(size_t i, std::vector<std::byte>* raw) const {
+  const FrameRef& f = frames_[i];
+  const std::string where = describe(f);
+  scratch_.resize(f.header.payload_bytes);
+  if (Status s = pread_all(fds_[f.segment], f.offset + format::kFrameHeaderBytes, scratch_.size(), scratch_.data(),
+                           where);
+      !s.ok())
+    return s;
+  if (format::checksum(scratch_) != f.header.payload_checksum)
+    return Status(Code::kCorruption, where + ": payload checksum mismatch");
+  if (Status s = zstd_.decompress(scratch_, f.header.raw_bytes, raw, where); !s.ok()) return s;
+  flatbuffers::Verifier v(reinterpret_cast<const uint8_t*>(raw->data()), raw->size(),
+                          /*max_depth=*/64, /*max_tables=*/1u << 30);
+  if (!fb::VerifyFrameBuffer(v)) return Status(Code::kCorruption, where + ": payload is not a valid Frame FlatBuffer");
+  return Status::OK();
+}
+
+size_t Recording::delta_frame_of(Epoch epoch) const noexcept {
+  auto it = std::lower_bound(delta_frames_.begin(), delta_frames_.end(), epoch,
+                             [&](size_t fi, Epoch e) { return frames_[fi].header.last_epoch < e; });
+  if (it == delta_frames_.end() || frames_[*it].header.first_epoch > epoch) return frames_.size();
+  return *it;
+}
+
+}  // namespace mmsb::replay
