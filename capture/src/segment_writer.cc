@@ -48,7 +48,10 @@ Status SegmentWriter::write_all(std::span<const std::byte> a, std::span<const st
     const ssize_t n = ::writev(fd_, iov + first, 2 - first);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return io_error(path_, "write at offset " + std::to_string(size_ + done) + " failed", errno);
+      return io_error(path_,
+                      "writing " + std::to_string(total) + " bytes at offset " + std::to_string(size_) +
+                          " failed after " + std::to_string(done),
+                      errno);
     }
     done += static_cast<size_t>(n);
     // Partial write: skip what went out.
