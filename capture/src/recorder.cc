@@ -109,6 +109,7 @@ class Recorder::Writer {
   uint64_t deltas_since_snapshot_ = 0;
   uint32_t snapshot_id_ = 0;
   bool initial_snapshot_ = false;
+  uint64_t drained_ = 0;  // records consumed from the ring so far
 
   mutable std::mutex mu_;  // guards the members below
   std::condition_variable cv_;
@@ -250,6 +251,7 @@ Status Recorder::Writer::drain(bool may_emit) {
       consumed_ = rec.delta.epoch;
     }
     log_.advance(cursor_, rec);
+    ++drained_;
     if (may_emit && (batch_.count() >= opt_.batch_deltas || batch_.data_bytes() >= opt_.batch_bytes)) {
       if (Status s = emit_batch(); !s.ok()) return s;
     }
@@ -267,7 +269,9 @@ std::unique_lock<std::mutex> Recorder::Writer::lock_bus_draining() {
       (void)drain(false);
       return lk;
     }
-    std::this_thread::yield();
+    // A busy application holds the lock most of the time; retrying at once
+    // would only bounce its cache line between the cores.
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
   }
 }
 
@@ -365,6 +369,7 @@ void Recorder::Writer::run() {
     }
     // Read after the request: draining now reaches every delta applied
     // before flush() was called.
+    const uint64_t drained_before = drained_;
     Status s = drain(true);
     const bool aged = !batch_.empty() && Clock::now() - batch_started_ >= opt_.flush_interval;
     const bool flushing = requests > flush_served_ || stop;
@@ -386,7 +391,10 @@ void Recorder::Writer::run() {
       finish(std::move(s));
       return;
     }
-    log_.wait(cursor_, nap);
+    // Sleep only when the ring ran dry: a writer that just found records
+    // looks again at once, so a busy application is not left waiting on a
+    // wakeup.
+    if (drained_ == drained_before) log_.wait(cursor_, nap);
   }
 }
 

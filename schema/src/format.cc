@@ -207,17 +207,26 @@ void BatchBuilder::clear() {
 }
 
 namespace {
-// A 16-bit copy of a column when every value fits, else the 32-bit one.
-template <class Fbb>
-std::pair<flatbuffers::Offset<flatbuffers::Vector<uint16_t>>, flatbuffers::Offset<flatbuffers::Vector<uint32_t>>>
-column(Fbb& fbb, const std::vector<uint32_t>& v, uint32_t max) {
-  if (max <= 0xFFFF) {
-    uint16_t* p;
-    auto off = fbb.template CreateUninitializedVector<uint16_t>(v.size(), &p);
-    for (size_t i = 0; i < v.size(); ++i) p[i] = static_cast<uint16_t>(v[i]);
-    return {off, 0};
-  }
-  return {0, fbb.CreateVector(v)};
+// The narrowest copy of a column that holds its values: 8, 16 or 32 bits.
+struct Column {
+  flatbuffers::Offset<flatbuffers::Vector<uint8_t>> v8;
+  flatbuffers::Offset<flatbuffers::Vector<uint16_t>> v16;
+  flatbuffers::Offset<flatbuffers::Vector<uint32_t>> v32;
+};
+template <class T>
+flatbuffers::Offset<flatbuffers::Vector<T>> narrow(flatbuffers::FlatBufferBuilder& fbb,
+                                                   const std::vector<uint32_t>& v) {
+  T* p;
+  auto off = fbb.CreateUninitializedVector<T>(v.size(), &p);
+  for (size_t i = 0; i < v.size(); ++i) p[i] = static_cast<T>(v[i]);
+  return off;
+}
+Column column(flatbuffers::FlatBufferBuilder& fbb, const std::vector<uint32_t>& v, uint32_t max) {
+  Column c{0, 0, 0};
+  if (max <= 0xFF) c.v8 = narrow<uint8_t>(fbb, v);
+  else if (max <= 0xFFFF) c.v16 = narrow<uint16_t>(fbb, v);
+  else c.v32 = fbb.CreateVector(v);
+  return c;
 }
 }  // namespace
 
@@ -236,23 +245,21 @@ void BatchBuilder::build(flatbuffers::FlatBufferBuilder& fbb) const {
     derived = fbb.CreateVector(derived_);
     causes = fbb.CreateVector(causes_);
   }
-  auto batch = fb::CreateDeltaBatch(fbb, first_epoch_, count_, pages.first, pages.second, counts, offsets.first,
-                                    offsets.second, lengths.first, lengths.second, data, derived, causes);
+  auto batch = fb::CreateDeltaBatch(fbb, first_epoch_, count_, pages.v16, pages.v32, counts, offsets.v16,
+                                    offsets.v32, lengths.v16, lengths.v32, data, derived, causes, pages.v8,
+                                    offsets.v8, lengths.v8);
   fbb.Finish(fb::CreateFrame(fbb, fb::Body::DeltaBatch, batch.Union()), fb::FrameIdentifier());
 }
 
 namespace {
-// Copies a 16- or 32-bit column (exactly one present) into out.
-template <class V16, class V32>
-bool read_column(const V16* v16, const V32* v32, std::vector<uint32_t>& out) {
-  if ((v16 == nullptr) == (v32 == nullptr)) return false;
+// Copies a column (exactly one of its 8/16/32-bit vectors present) into out.
+template <class V8, class V16, class V32>
+bool read_column(const V8* v8, const V16* v16, const V32* v32, std::vector<uint32_t>& out) {
+  if ((v8 != nullptr) + (v16 != nullptr) + (v32 != nullptr) != 1) return false;
   out.clear();
-  if (v16) {
-    out.reserve(v16->size());
-    for (auto x : *v16) out.push_back(x);
-  } else {
-    out.assign(v32->begin(), v32->end());
-  }
+  if (v8) out.assign(v8->begin(), v8->end());
+  if (v16) out.assign(v16->begin(), v16->end());
+  if (v32) out.assign(v32->begin(), v32->end());
   return true;
 }
 }  // namespace
@@ -265,9 +272,10 @@ Status BatchReader::open(const fb::DeltaBatch* b, const std::string& where) {
   if (first_epoch_ == 0) return corrupt(where, "delta batch starts at epoch 0 (deltas start at 1)");
   std::vector<uint32_t>& offs = offsets_;
   std::vector<uint32_t>& lens = lengths_;
-  if (!read_column(b->page16(), b->page32(), pages_) || pages_.size() != count_)
+  if (!read_column(b->page8(), b->page16(), b->page32(), pages_) || pages_.size() != count_)
     return corrupt(where, "delta batch page column is missing or has the wrong length");
-  if (!read_column(b->offset16(), b->offset32(), offs) || !read_column(b->length16(), b->length32(), lens) ||
+  if (!read_column(b->offset8(), b->offset16(), b->offset32(), offs) ||
+      !read_column(b->length8(), b->length16(), b->length32(), lens) ||
       offs.size() != lens.size())
     return corrupt(where, "delta batch range columns are missing or disagree in length");
   range_start_.resize(count_ + 1);
