@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 
+#include "apply_loop.h"
 #include "json.h"
 #include "mmsb/bus.h"
 #include "registry.h"
@@ -65,57 +66,69 @@ bool check_against_model(const Bus& bus, const std::vector<PageId>& ids, const M
 
 }  // namespace
 
+Status create_workload_pages(Bus& bus, const Workload& w, std::vector<PageId>* ids) {
+  ids->resize(w.spec.pages);
+  std::string name;
+  for (uint32_t p = 0; p < w.spec.pages; ++p) {
+    name.assign(1, 'p');
+    name += std::to_string(p);  // (not "p" + ...: GCC 12 -O3 gives a bogus -Wrestrict)
+    Result<PageId> id = bus.create_page(w.spec.page_size, name);
+    if (!id.ok())
+      return Status(id.status().code(), "create_page " + name + ": " + id.status().message());
+    (*ids)[p] = *id;
+  }
+  return Status::OK();
+}
+
+ApplyLoop apply_workload(Bus& bus, const Workload& w, const std::vector<PageId>& ids,
+                         std::vector<Version>& versions) {
+  const size_t n = w.count();
+  versions.assign(w.spec.pages, Version{0});
+  ApplyLoop out;
+  out.failed_at = n;
+  out.start = Clock::now();
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t p = w.page[i];
+    const Range range{w.offset[i], w.length[i]};
+    DeltaView d;
+    d.page = ids[p];
+    d.base_version = versions[p]++;
+    d.ranges = std::span<const Range>(&range, 1);
+    d.bytes = std::span<const std::byte>(w.delta_bytes(i), range.length);
+    Status st = bus.apply(d);
+    if (!st.ok()) [[unlikely]] {
+      out.error = std::move(st);
+      out.failed_at = i;
+      break;
+    }
+  }
+  out.seconds = seconds_since(out.start);
+  return out;
+}
+
 Outcome run_apply(Context& ctx) {
   const Workload& w = ctx.workload;
   const std::string wl(w.spec.name);
   const size_t n = w.count();
   const Model model = build_model(w);
 
-  std::vector<PageId> ids(w.spec.pages);
-  std::vector<Version> versions(w.spec.pages);
+  std::vector<PageId> ids;
+  std::vector<Version> versions;
   std::vector<double> secs;
   for (int r = 0; r < ctx.repeat(); ++r) {
     auto bus = std::make_unique<Bus>();
-    std::string name;
-    for (uint32_t p = 0; p < w.spec.pages; ++p) {
-      name.assign(1, 'p');
-      name += std::to_string(p);  // (not "p" + ...: GCC 12 -O3 gives a bogus -Wrestrict)
-      Result<PageId> id = bus->create_page(w.spec.page_size, name);
-      if (!id.ok()) {
-        note("apply %s: FAILED: create_page p%u: %s", wl.c_str(), p,
-             id.status().to_string().c_str());
-        return Outcome::kFailed;
-      }
-      ids[p] = *id;
+    if (Status st = create_workload_pages(*bus, w, &ids); !st.ok()) {
+      note("apply %s: FAILED: %s", wl.c_str(), st.to_string().c_str());
+      return Outcome::kFailed;
     }
-    std::fill(versions.begin(), versions.end(), Version{0});
-
-    size_t failed_at = n;
-    Status error;
-    const auto t0 = Clock::now();
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t p = w.page[i];
-      const Range range{w.offset[i], w.length[i]};
-      DeltaView d;
-      d.page = ids[p];
-      d.base_version = versions[p]++;
-      d.ranges = std::span<const Range>(&range, 1);
-      d.bytes = std::span<const std::byte>(w.delta_bytes(i), range.length);
-      Status st = bus->apply(d);
-      if (!st.ok()) [[unlikely]] {
-        error = std::move(st);
-        failed_at = i;
-        break;
-      }
-    }
-    const double s = seconds_since(t0);
-    if (failed_at != n) {
-      note("apply %s: FAILED: delta %zu (page p%u): %s", wl.c_str(), failed_at,
-           w.page[failed_at], error.to_string().c_str());
+    const ApplyLoop run = apply_workload(*bus, w, ids, versions);
+    if (!run.ok()) {
+      note("apply %s: FAILED: delta %zu (page p%u): %s", wl.c_str(), run.failed_at,
+           w.page[run.failed_at], run.error.to_string().c_str());
       return Outcome::kFailed;
     }
     if (!check_against_model(*bus, ids, model, w)) return Outcome::kFailed;
-    secs.push_back(s);
+    secs.push_back(run.seconds);
     bus.reset();  // outside the clock
   }
 

@@ -35,7 +35,8 @@ void print_context(const Options& opt) {
   cpu_set_t set;
   int usable = -1;
   if (sched_getaffinity(0, sizeof set, &set) == 0) usable = CPU_COUNT(&set);
-  note("cpu: %s; %u hardware threads, %d usable by this process; every bench runs on one thread",
+  note("cpu: %s; %u hardware threads, %d usable by this process; every bench runs on one thread, "
+       "except record (application thread + recorder writer thread)",
        cpu_model().c_str(), std::thread::hardware_concurrency(), usable);
   note("build: %s, compiler %s %s, flags \"%s\"%s%s", kBuildType, kCompilerId, __VERSION__,
        kCxxFlags,
@@ -80,7 +81,8 @@ int run(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--keep", opt.keep_dir,
-                 "Recordings left in DIR, one subdirectory per workload; used by record benches")
+                 "record: leave the last run's recording in DIR/<workload>/ (default: a temporary "
+                 "directory, deleted after each run)")
       ->type_name("DIR");
   app.footer("Benches (run in this order):\n" + bench_list + "Workloads (splitmix64, seed 42):\n" +
              workload_list);

@@ -28,5 +28,6 @@ const BenchDef* find_bench(std::string_view name);  // nullptr if unknown
 Outcome run_reference(Context& ctx);  // bench_reference.cc
 Outcome run_apply(Context& ctx);      // bench_apply.cc
 Outcome run_diff(Context& ctx);       // bench_diff.cc
+Outcome run_record(Context& ctx);     // bench_record.cc
 
 }  // namespace mmsb::bench
