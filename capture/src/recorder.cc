@@ -78,7 +78,7 @@ class Recorder::Writer {
   Status rotate_if_needed();
   Status snapshot();
   bool snapshot_due() const;
-  std::unique_lock<std::mutex> lock_bus_draining();
+  Status lock_bus_draining(std::unique_lock<std::mutex>* lk);
   void finish(Status s);
 
   Bus& bus_;
@@ -240,7 +240,10 @@ Status Recorder::Writer::drain(bool may_emit) {
     TLogRecord rec;
     bool got = false;
     if (Status s = log_.read(cursor_, &rec, &got); !s.ok()) return s;
-    if (!got) return Status::OK();
+    if (!got) {
+      log_.commit(cursor_);  // show the producer the space we freed
+      return Status::OK();
+    }
     if (rec.kind == RecordKind::kPageCreated) {
       new_pages_.push_back(NewPage{rec.page.page, rec.page.size, std::string(rec.page.name), rec.page.epoch});
       page_sizes_.push_back(rec.page.size);
@@ -261,18 +264,24 @@ Status Recorder::Writer::drain(bool may_emit) {
 // The bus lock, taken without deadlocking against an application thread
 // that holds it while waiting for ring space: keep draining until it is free,
 // then drain what is left, so the ring is empty and no delta can arrive.
-std::unique_lock<std::mutex> Recorder::Writer::lock_bus_draining() {
+// Writers are asked to step aside (Bus::want_lock) meanwhile: a busy
+// application holds the lock nearly all the time. Outside the lock, full
+// batches still go out, so the batch cannot grow without bound.
+Status Recorder::Writer::lock_bus_draining(std::unique_lock<std::mutex>* lk) {
+  bus_.want_lock(true);
   for (;;) {
-    (void)drain(false);  // reading a pinned cursor cannot fail
-    std::unique_lock<std::mutex> lk = bus_.try_lock_writes();
-    if (lk.owns_lock()) {
-      (void)drain(false);
-      return lk;
+    if (Status s = drain(true); !s.ok()) {
+      bus_.want_lock(false);
+      return s;
     }
-    // A busy application holds the lock most of the time; retrying at once
-    // would only bounce its cache line between the cores.
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
+    *lk = bus_.try_lock_writes();
+    if (lk->owns_lock()) break;
+#if defined(__x86_64__) || defined(__i386__)
+    for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
+#endif
   }
+  bus_.want_lock(false);
+  return drain(false);  // under the lock: the ring empties, nothing arrives
 }
 
 bool Recorder::Writer::snapshot_due() const {
@@ -295,7 +304,8 @@ Status Recorder::Writer::snapshot() {
     Epoch e;
     flatbuffers::Offset<flatbuffers::Vector<uint8_t>> data;
     {
-      std::unique_lock<std::mutex> lk = lock_bus_draining();
+      std::unique_lock<std::mutex> lk;
+      if (Status s = lock_bus_draining(&lk); !s.ok()) return s;
       if (p == 0) {
         n = static_cast<uint32_t>(page_sizes_.size());
         for (uint32_t i = 0; i < n;) {

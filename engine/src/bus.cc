@@ -277,6 +277,16 @@ Status Bus::assign_locked(PageId id, std::span<const std::byte> image, Epoch cau
   return apply_locked(*s, scratch_.view(), cause, epoch_out);
 }
 
+// A consumer wants the lock (want_lock): wait here, outside the lock, until
+// it has it -- bounded, so a consumer that stalls cannot stop the writers.
+void Bus::step_aside() const noexcept {
+  for (int i = 0; i < 20000 && lock_wanted_.load(std::memory_order_acquire) != 0; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
 // True when an application write left changes for immediate propagation.
 bool Bus::owes_propagation_locked() const {
   return options_.propagation == Propagation::kImmediate && !dirty_.empty();
@@ -292,6 +302,8 @@ Status Bus::write(PageId id, uint64_t offset, std::span<const std::byte> values,
     st = write_locked(id, offset, values, kNoCause, epoch_out);
     owed = owes_propagation_locked();
   }
+  if (lock_wanted_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+    step_aside();
   if (owed && st.ok()) return propagate();
   return st;
 }
@@ -307,6 +319,8 @@ Status Bus::apply(const DeltaView& d, Epoch* epoch_out) {
     st = s ? apply_locked(*s, d, kNoCause, epoch_out) : unknown_page(d.page, page_count());
     owed = owes_propagation_locked();
   }
+  if (lock_wanted_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+    step_aside();
   if (owed && st.ok()) return propagate();
   return st;
 }
@@ -321,6 +335,8 @@ Status Bus::assign(PageId id, std::span<const std::byte> image, Epoch* epoch_out
     st = assign_locked(id, image, kNoCause, epoch_out);
     owed = owes_propagation_locked();
   }
+  if (lock_wanted_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+    step_aside();
   if (owed && st.ok()) return propagate();
   return st;
 }

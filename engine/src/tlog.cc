@@ -35,10 +35,6 @@ TLog::TLog(size_t capacity) {
   mask_ = capacity_ - 1;
   // Uninitialized: pages of the ring become resident only as records reach them.
   ring_.reset(new std::byte[capacity_]);
-  for (size_t i = 0; i < kMaxPinned; ++i) {
-    pinned_pos_[i].store(0, std::memory_order_relaxed);
-    pinned_used_[i].store(false, std::memory_order_relaxed);
-  }
 }
 
 TLog::~TLog() = default;
@@ -46,8 +42,8 @@ TLog::~TLog() = default;
 uint64_t TLog::pinned_low_water() const noexcept {
   uint64_t low = head_.load(std::memory_order_relaxed);
   for (size_t i = 0; i < kMaxPinned; ++i) {
-    if (pinned_used_[i].load(std::memory_order_acquire)) {
-      uint64_t p = pinned_pos_[i].load(std::memory_order_acquire);
+    if (pins_[i].used.load(std::memory_order_acquire)) {
+      uint64_t p = pins_[i].pos.load(std::memory_order_acquire);
       if (p < low) low = p;
     }
   }
@@ -175,11 +171,11 @@ Result<TLog::Cursor> TLog::open(bool pinned) {
   }
   std::lock_guard<std::mutex> lock(pin_mu_);
   for (size_t i = 0; i < kMaxPinned; ++i) {
-    if (!pinned_used_[i].load(std::memory_order_relaxed)) {
-      c.pos_ = head_.load(std::memory_order_acquire);
+    if (!pins_[i].used.load(std::memory_order_relaxed)) {
+      c.pos_ = c.head_seen_ = c.published_ = head_.load(std::memory_order_acquire);
       c.slot_ = static_cast<int>(i);
-      pinned_pos_[i].store(c.pos_, std::memory_order_release);
-      pinned_used_[i].store(true, std::memory_order_release);
+      pins_[i].pos.store(c.pos_, std::memory_order_release);
+      pins_[i].used.store(true, std::memory_order_release);
       return c;
     }
   }
@@ -191,21 +187,29 @@ void TLog::close(Cursor& c) {
   if (c.slot_ < 0) return;
   {
     std::lock_guard<std::mutex> lock(pin_mu_);
-    pinned_used_[c.slot_].store(false, std::memory_order_release);
+    pins_[c.slot_].used.store(false, std::memory_order_release);
   }
   c.slot_ = -1;
   if (producer_waiting_.load(std::memory_order_acquire) > 0) space_cv_.notify_all();
 }
 
-Status TLog::read(const Cursor& c, TLogRecord* rec, bool* got) const {
-  const uint64_t head = head_.load(std::memory_order_acquire);
+Status TLog::read(Cursor& c, TLogRecord* rec, bool* got) const {
   *got = false;
   uint64_t pos = c.pos_;
+  uint64_t head;
+  if (c.slot_ >= 0) {
+    // Pinned: what the producer published stays until we release it, so a
+    // head loaded earlier is still good; load it again only when reached.
+    if (pos == c.head_seen_) c.head_seen_ = head_.load(std::memory_order_acquire);
+    head = c.head_seen_;
+  } else {
+    head = head_.load(std::memory_order_acquire);
+    if (head - pos > capacity_)
+      return Status(Code::kLagged, "TLog consumer at stream position " + std::to_string(pos) +
+                                       " fell behind the ring (head " + std::to_string(head) + ", capacity " +
+                                       std::to_string(capacity_) + " bytes); resync from a full copy");
+  }
   if (pos == head) return Status::OK();
-  if (c.slot_ < 0 && head - pos > capacity_)
-    return Status(Code::kLagged, "TLog consumer at stream position " + std::to_string(pos) +
-                                     " fell behind the ring (head " + std::to_string(head) + ", capacity " +
-                                     std::to_string(capacity_) + " bytes); resync from a full copy");
   Header h;
   std::memcpy(&h, ring_.get() + (pos & mask_), 8);
   if (h.kind == static_cast<uint16_t>(RecordKind::kPadding)) {
@@ -233,25 +237,27 @@ Status TLog::read(const Cursor& c, TLogRecord* rec, bool* got) const {
 }
 
 void TLog::advance(Cursor& c, const TLogRecord& rec) {
-  const uint64_t old = c.pos_;
   c.pos_ = rec.next;
-  if (c.slot_ >= 0) {
-    pinned_pos_[c.slot_].store(c.pos_, std::memory_order_release);
-    // Wake a waiting producer once an eighth of the ring is free again, not
-    // per record (the producer also spins briefly and wakes on a timeout).
-    if (producer_waiting_.load(std::memory_order_acquire) > 0 &&
-        ((old ^ c.pos_) & ~(uint64_t{capacity_ / 8} - 1)) != 0)
-      space_cv_.notify_all();
-  }
+  if (c.slot_ >= 0 && c.pos_ - c.published_ >= capacity_ / 16) commit(c);
 }
 
-bool TLog::wait(const Cursor& c, std::chrono::microseconds timeout) {
+void TLog::commit(Cursor& c) {
+  if (c.slot_ < 0 || c.published_ == c.pos_) return;
+  pins_[c.slot_].pos.store(c.pos_, std::memory_order_release);
+  c.published_ = c.pos_;
+  if (producer_waiting_.load(std::memory_order_acquire) > 0) space_cv_.notify_all();
+}
+
+bool TLog::wait(Cursor& c, std::chrono::microseconds timeout) {
+  commit(c);
   // A busy producer appends again within microseconds: look a few times
   // before paying for a sleep and a wakeup.
-  for (int spin = 0; spin < 2048; ++spin) {
+  // (Spaced out, so the spinning does not pull head_'s line away from the
+  // producer on every record.)
+  for (int spin = 0; spin < 64; ++spin) {
     if (head_.load(std::memory_order_acquire) != c.pos_) return true;
 #if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
+    for (int i = 0; i < 32; ++i) __builtin_ia32_pause();
 #endif
   }
   consumers_waiting_.fetch_add(1, std::memory_order_acq_rel);

@@ -181,6 +181,12 @@ class Bus {
   std::unique_lock<std::mutex> lock_writes() const;
   // Does not wait: the lock is not owned when another thread holds it.
   std::unique_lock<std::mutex> try_lock_writes() const;
+  // A consumer that must not block on the lock (a pinned TLog reader) but
+  // needs it while writers are busy raises want_lock(true): writers then
+  // pause between deltas, outside the lock, until it is lowered, so
+  // try_lock_writes() succeeds within a delta or two. Lower it once the lock
+  // is held (or given up).
+  void want_lock(bool on) noexcept { lock_wanted_.fetch_add(on ? 1 : -1, std::memory_order_acq_rel); }
   // info() for a caller that already holds lock_writes().
   Result<PageInfo> info_locked(PageId id) const;
   // The page's version (0 for an unknown page), for a caller holding the lock.
@@ -205,6 +211,7 @@ class Bus {
                       Epoch* epoch_out);
   Status assign_locked(PageId id, std::span<const std::byte> image, Epoch cause, Epoch* epoch_out);
   bool owes_propagation_locked() const;
+  void step_aside() const noexcept;
   void emit_locked(const Event& e);
   Status run_pass(std::vector<PageId>& changed);
   bool reaches_locked(PageId from, PageId to, std::vector<PageId>* path) const;
@@ -212,6 +219,7 @@ class Bus {
   static constexpr size_t kSlotsPerChunk = 1024;
   static constexpr size_t kMaxChunks = 16384;  // 16M pages
 
+  alignas(64) std::atomic<int> lock_wanted_{0};  // see want_lock()
   BusOptions options_;
   std::unique_ptr<Arena> arena_;
   mutable std::mutex mu_;      // the write lock

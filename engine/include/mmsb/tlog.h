@@ -64,6 +64,8 @@ class TLog {
    private:
     friend class TLog;
     uint64_t pos_ = 0;
+    uint64_t head_seen_ = 0;  // pinned: a head already loaded (<= the head)
+    uint64_t published_ = 0;  // pinned: the position the producer sees
     int slot_ = -1;
   };
 
@@ -94,11 +96,18 @@ class TLog {
   void close(Cursor& c);
   // The record at the cursor. *got = false when the cursor is at the head.
   // kLagged when an unpinned cursor's records were overwritten.
-  Status read(const Cursor& c, TLogRecord* rec, bool* got) const;
-  // Moves the cursor past `rec` (which read() returned for it).
+  Status read(Cursor& c, TLogRecord* rec, bool* got) const;
+  // Moves the cursor past `rec` (which read() returned for it). A pinned
+  // cursor shows its position to the producer every 1/16 of the ring and on
+  // commit(), not per record: consumer and producer do not share a cache
+  // line per record.
   void advance(Cursor& c, const TLogRecord& rec);
-  // Waits up to `timeout` for a record past the cursor; true if there is one.
-  bool wait(const Cursor& c, std::chrono::microseconds timeout);
+  // Shows a pinned cursor's position to the producer now (a consumer calls it
+  // when it has drained what there was).
+  void commit(Cursor& c);
+  // Commits, then waits up to `timeout` for a record past the cursor; true
+  // if there is one.
+  bool wait(Cursor& c, std::chrono::microseconds timeout);
 
  private:
   static constexpr size_t pad8(size_t n) noexcept { return (n + 7) & ~size_t{7}; }
@@ -110,23 +119,30 @@ class TLog {
   uint64_t pinned_low_water() const noexcept;
   void publish(uint64_t new_head);
 
+  // Read-only after construction.
   size_t capacity_;
   size_t mask_;
   std::unique_ptr<std::byte[]> ring_;
-  std::atomic<uint64_t> head_{0};
-  uint64_t low_water_cache_ = 0;  // producer-only: last known pinned minimum
-
-  std::atomic<uint64_t> pinned_pos_[kMaxPinned];
-  std::atomic<bool> pinned_used_[kMaxPinned];
+  // Written by the producer per record; read by consumers.
+  alignas(64) std::atomic<uint64_t> head_{0};
+  // Producer-only.
+  alignas(64) uint64_t low_water_cache_ = 0;  // last known pinned minimum
+  // Each pinned consumer writes its own cache line.
+  struct alignas(64) Pin {
+    std::atomic<uint64_t> pos{0};
+    std::atomic<bool> used{false};
+  };
+  Pin pins_[kMaxPinned];
   std::mutex pin_mu_;  // guards opening/closing pinned slots
 
   // Producer waits for space; consumers wait for data. Both only sleep when
-  // they must; the other side notifies only when someone sleeps.
+  // they must; the other side notifies only when someone sleeps. The counts
+  // change only around sleeps, so the line stays shared-clean.
+  alignas(64) std::atomic<int> producer_waiting_{0};
+  std::atomic<int> consumers_waiting_{0};
   std::mutex wait_mu_;
   std::condition_variable space_cv_;
   std::condition_variable data_cv_;
-  std::atomic<int> producer_waiting_{0};
-  std::atomic<int> consumers_waiting_{0};
 };
 
 }  // namespace mmsb
