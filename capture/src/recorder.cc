@@ -96,6 +96,7 @@ class Recorder::Writer {
   Epoch start_epoch_ = 0;    // bus epoch when recording began
   Epoch consumed_ = 0;       // last delta epoch read from the ring
   Epoch written_ = 0;        // last delta epoch in a frame
+  Epoch segment_last_ = 0;   // last delta epoch in the current segment (0: none)
   struct NewPage {
     PageId id;
     uint64_t size;
@@ -147,6 +148,7 @@ Status Recorder::Writer::open_segment(Epoch start_epoch) {
       SegmentWriter::create(dir_ / segment_name(segment_no_), segment_no_, start_epoch);
   if (!w.ok()) return w.status();
   seg_ = std::move(*w);
+  segment_last_ = 0;
   {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.total_bytes += seg_->size();  // the file header
@@ -183,7 +185,7 @@ Status Recorder::Writer::append(format::FrameKind kind, Epoch first, Epoch last,
 Status Recorder::Writer::rotate_if_needed() {
   if (seg_->size() < opt_.segment_bytes) return Status::OK();
   const uint64_t before = seg_->size();
-  Status s = seg_->close(written_, zstd_, opt_.durability != Durability::kProcess);
+  Status s = seg_->close(segment_last_, zstd_, opt_.durability != Durability::kProcess);
   {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.total_bytes += seg_->size() - before;
@@ -223,7 +225,7 @@ Status Recorder::Writer::emit_batch() {
     return s;
   log_since_snapshot_ += seg_->size() - before;
   deltas_since_snapshot_ += batch_.count();
-  written_ = batch_.last_epoch();
+  written_ = segment_last_ = batch_.last_epoch();
   {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.deltas += batch_.count();
@@ -388,7 +390,7 @@ void Recorder::Writer::run() {
     if (s.ok() && (!stop || initial_snapshot_) && snapshot_due()) s = snapshot();
     if (s.ok() && stop) {
       const uint64_t before = seg_->size();
-      s = seg_->close(written_, zstd_, opt_.durability != Durability::kProcess);
+      s = seg_->close(segment_last_, zstd_, opt_.durability != Durability::kProcess);
       std::lock_guard<std::mutex> lk(mu_);
       stats_.total_bytes += seg_->size() - before;
     }

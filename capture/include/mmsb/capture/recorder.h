@@ -75,7 +75,7 @@ struct RecorderOptions {
 struct RecorderStats {
   uint64_t deltas = 0;          // deltas written to frames
   Epoch last_epoch = 0;         // epoch of the last delta written
-  uint64_t frames = 0;
+  uint64_t frames = 0;          // meta, page table, delta and snapshot frames (not indexes)
   uint64_t segments = 0;
   uint64_t snapshots = 0;       // completed snapshots
   uint64_t delta_bytes = 0;     // bytes of delta frames (headers included)
