@@ -8,8 +8,9 @@
 # then runs, each stage in its own build directory build/<preset>:
 #   1. debug    ASan + UBSan, bench off. Builds everything else and runs every
 #               test: ctest --preset debug.
-#   2. tsan     ThreadSanitizer. Builds only the engine tests (mmsb_engine_tests)
-#               and runs the test cases tagged [threads].
+#   2. tsan     ThreadSanitizer. Builds the engine and capture tests and runs
+#               the engine's [threads] cases and the capture cases that are
+#               not fork/kill or stock-tool tests.
 #   3. release  Builds everything (libraries, tests, samples, bench) and runs
 #               every test: ctest --preset release.
 # Build directories are reused, so a second run only rebuilds what changed.
@@ -70,7 +71,7 @@ if [ "$quick" -eq 0 ]; then
   run_ctest debug
   echo "debug stage: $((SECONDS - t)) s"
 
-  section tsan "(ThreadSanitizer): engine tests tagged [threads]"
+  section tsan "(ThreadSanitizer): threaded engine tests, capture tests"
   # Why not ctest here: catch_discover_tests registers each TEST_CASE as
   # "engine/<name>" without its tags (Catch2 v2 makes no labels from tags),
   # so neither ctest -R nor -L can select "the threaded tests". Catch's own
@@ -79,13 +80,20 @@ if [ "$quick" -eq 0 ]; then
   # renamed tag cannot silently make this stage test nothing.
   t=$SECONDS
   cmake --preset tsan
-  "${no_aslr[@]}" cmake --build --preset tsan -j"$jobs" --target mmsb_engine_tests
-  tsan_bin=build/tsan/tests/mmsb_engine_tests
-  [ -x "$tsan_bin" ] || { echo "test.sh: $tsan_bin was not built" >&2; exit 1; }
+  "${no_aslr[@]}" cmake --build --preset tsan -j"$jobs" --target mmsb_engine_tests mmsb_capture_tests
   # TSan reports races on stderr and then exits 66, even when every Catch
-  # assertion passed.
-  "${no_aslr[@]}" "$tsan_bin" "[threads]" --warn NoTests 2>&1 | tee build/tsan/threads.log
-  summary+=("tsan|$(grep -E '^(All tests passed|test cases:)' build/tsan/threads.log | tail -n 1)")
+  # assertion passed. The capture tests run the recorder's writer thread
+  # against application threads; the fork/kill and stock-tool tests stay in
+  # the other stages.
+  tsan_run() {
+    local bin=build/tsan/tests/$1 log=build/tsan/$1.log
+    shift
+    [ -x "$bin" ] || { echo "test.sh: $bin was not built" >&2; exit 1; }
+    "${no_aslr[@]}" "$bin" "$@" --warn NoTests 2>&1 | tee "$log"
+    summary+=("tsan|$(basename "$bin"): $(grep -E '^(All tests passed|test cases:)' "$log" | tail -n 1)")
+  }
+  tsan_run mmsb_engine_tests "[threads]"
+  tsan_run mmsb_capture_tests "[capture]~[crash]~[tools]"
   echo "tsan stage: $((SECONDS - t)) s"
 fi
 
