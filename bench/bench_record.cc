@@ -410,6 +410,7 @@ class Reader {
     std::vector<uint64_t> offsets;
     uint64_t off = format::kFileHeaderBytes;
     const uint64_t end = size - format::kTrailerBytes;
+    const Epoch segment_start = epoch_;  // the trailer names this segment's last delta, 0 if none
     bool index_seen = false;
     while (off < end) {
       if (index_seen) return bad("bytes after the index frame at offset " + std::to_string(off));
@@ -464,7 +465,7 @@ class Reader {
       off = frame_end;
     }
     if (!index_seen) return bad("no index frame before the trailer");
-    if (trailer.last_epoch != epoch_)
+    if (trailer.last_epoch != (epoch_ == segment_start ? 0 : epoch_))
       return bad("trailer says last delta epoch " + std::to_string(trailer.last_epoch) +
                  ", frames end at " + std::to_string(epoch_));
     return true;
