@@ -7,6 +7,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
+#include <filesystem>
+#include <initializer_list>
+#include <unistd.h>
 #include <ostream>
 #include <span>
 #include <string>
@@ -14,6 +18,33 @@
 #include <vector>
 
 namespace model {
+
+// Bytes from small integers: B({1, 2, 0xff}).
+inline std::vector<std::byte> B(std::initializer_list<int> v) {
+  std::vector<std::byte> out;
+  for (int x : v) out.push_back(static_cast<std::byte>(x));
+  return out;
+}
+
+// A fresh path under the temp directory, unique per process and call,
+// removed (with its contents) on scope exit. Created only when asked.
+struct TempDir {
+  std::filesystem::path path;
+  explicit TempDir(const std::string& tag, bool create = false) {
+    static std::atomic<int> n{0};
+    path = std::filesystem::temp_directory_path() /
+           ("mmsb-test-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    if (create) std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+};
 
 // splitmix64: a tiny seeded PRNG, so random workloads are reproducible.
 class Rng {

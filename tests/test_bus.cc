@@ -26,11 +26,7 @@ using mmsb::Range;
 
 namespace {
 
-std::vector<std::byte> B(std::initializer_list<int> v) {
-  std::vector<std::byte> out;
-  for (int x : v) out.push_back(static_cast<std::byte>(x));
-  return out;
-}
+using model::B;
 
 // "" when every page of the bus equals the model (bytes, size, version,
 // last epoch) and the epochs agree; otherwise what differs first.

@@ -35,21 +35,7 @@ using mmsb::capture::RecorderStats;
 
 namespace {
 
-// A unique path under the temp directory (not created); removed on scope exit.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path() /
-           ("mmsb-capture-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using model::TempDir;
 
 // One delta as the test expects it, saw it (subscription) or read it back.
 struct Seen {

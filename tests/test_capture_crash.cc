@@ -38,20 +38,7 @@ using mmsb::capture::RecorderOptions;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path() /
-           ("mmsb-crash-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using model::TempDir;
 
 // One delta of the deterministic history.
 struct Want {

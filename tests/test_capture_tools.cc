@@ -28,21 +28,7 @@ using mmsb::capture::RecorderOptions;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path() /
-           ("mmsb-tools-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++));
-    std::error_code ec;
-    fs::remove_all(path, ec);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using model::TempDir;
 
 bool on_path(const std::string& tool) { return std::system(("command -v " + tool + " >/dev/null 2>&1").c_str()) == 0; }
 
@@ -156,7 +142,7 @@ TEST_CASE("frames decode with the stock tools: zstd -d, then flatc --json with t
   REQUIRE(on_path("flatc"));  // ... and flatbuffers-compiler
   REQUIRE(fs::exists(MMSB_SCHEMA_FILE));
 
-  TempDir work("work");
+  TempDir work("tools", /*create=*/true);
   const fs::path dir = work.path / "rec";
   Bus bus;
   REQUIRE(*bus.create_page(100, "alpha") == 0u);

@@ -18,11 +18,7 @@ using mmsb::Range;
 
 namespace {
 
-std::vector<std::byte> B(std::initializer_list<int> v) {
-  std::vector<std::byte> out;
-  for (int x : v) out.push_back(static_cast<std::byte>(x));
-  return out;
-}
+using model::B;
 
 DeltaView view_of(mmsb::PageId page, const std::vector<Range>& ranges,
                   const std::vector<std::byte>& bytes) {

@@ -21,11 +21,7 @@ using mmsb::UpdateContext;
 
 namespace {
 
-std::vector<std::byte> B(std::initializer_list<int> v) {
-  std::vector<std::byte> out;
-  for (int x : v) out.push_back(static_cast<std::byte>(x));
-  return out;
-}
+using model::B;
 
 struct Call {
   PageId page;

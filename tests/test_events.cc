@@ -19,11 +19,7 @@ using mmsb::PageId;
 
 namespace {
 
-std::vector<std::byte> B(std::initializer_list<int> v) {
-  std::vector<std::byte> out;
-  for (int x : v) out.push_back(static_cast<std::byte>(x));
-  return out;
-}
+using model::B;
 
 // An event copied out of the callback (the delta pointer is only valid inside).
 struct Seen {

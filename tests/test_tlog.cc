@@ -22,11 +22,7 @@ using mmsb::TLog;
 
 namespace {
 
-std::vector<std::byte> B(std::initializer_list<int> v) {
-  std::vector<std::byte> out;
-  for (int x : v) out.push_back(static_cast<std::byte>(x));
-  return out;
-}
+using model::B;
 
 BusOptions small_tlog(size_t capacity) {
   BusOptions o;
