@@ -90,7 +90,7 @@ class Recorder::Writer {
   format::BatchBuilder batch_;
   Clock::time_point batch_started_;
   flatbuffers::FlatBufferBuilder fbb_{size_t{1} << 20};  // meta, pages, deltas
-  flatbuffers::FlatBufferBuilder snap_{size_t{1} << 20};  // snapshot parts
+  flatbuffers::FlatBufferBuilder snap_{opt_.snapshot_part_bytes + (size_t{64} << 10)};  // snapshot parts
   std::unique_ptr<SegmentWriter> seg_;
   uint32_t segment_no_ = 0;
   Epoch start_epoch_ = 0;    // bus epoch when recording began

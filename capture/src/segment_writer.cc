@@ -71,8 +71,9 @@ Status SegmentWriter::write_all(std::span<const std::byte> a, std::span<const st
 Status SegmentWriter::append(format::FrameKind kind, Epoch first_epoch, Epoch last_epoch,
                              std::span<const std::byte> flatbuffer, format::Compressor& zstd) {
   if (fd_ < 0) return Status(Code::kFailedPrecondition, path_.string() + ": segment is closed");
-  std::vector<std::byte>& payload = payload_;
-  if (Status s = zstd.compress(flatbuffer, &payload); !s.ok()) return s;
+  Result<std::span<const std::byte>> compressed = zstd.compress(flatbuffer);
+  if (!compressed.ok()) return compressed.status();
+  const std::span<const std::byte> payload = *compressed;
   format::FrameHeader h;
   h.kind = kind;
   h.payload_bytes = static_cast<uint32_t>(payload.size());

@@ -146,15 +146,13 @@ Compressor::Compressor(int level) : ctx_(ZSTD_createCCtx()), level_(level) {
 }
 Compressor::~Compressor() { ZSTD_freeCCtx(static_cast<ZSTD_CCtx*>(ctx_)); }
 
-Status Compressor::compress(std::span<const std::byte> in, std::vector<std::byte>* out) {
-  out->resize(ZSTD_compressBound(in.size()));
-  const size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(ctx_), out->data(), out->size(), in.data(), in.size());
-  if (ZSTD_isError(n)) {
-    out->clear();
+Result<std::span<const std::byte>> Compressor::compress(std::span<const std::byte> in) {
+  const size_t bound = ZSTD_compressBound(in.size());
+  if (out_.size() < bound) out_.resize(bound);
+  const size_t n = ZSTD_compress2(static_cast<ZSTD_CCtx*>(ctx_), out_.data(), out_.size(), in.data(), in.size());
+  if (ZSTD_isError(n))
     return Status(Code::kInvalidArgument, std::string("zstd compression failed: ") + ZSTD_getErrorName(n));
-  }
-  out->resize(n);
-  return Status::OK();
+  return std::span<const std::byte>(out_.data(), n);
 }
 
 Decompressor::Decompressor() : ctx_(ZSTD_createDCtx()) {}

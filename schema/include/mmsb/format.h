@@ -82,12 +82,15 @@ class Compressor {
   ~Compressor();
   Compressor(const Compressor&) = delete;
   Compressor& operator=(const Compressor&) = delete;
-  // Replaces *out with the compressed bytes (capacity is reused).
-  Status compress(std::span<const std::byte> in, std::vector<std::byte>* out);
+  // The compressed bytes, in a buffer of the compressor's that only grows
+  // (so it is neither reallocated nor zero-filled per frame); valid until the
+  // next call.
+  Result<std::span<const std::byte>> compress(std::span<const std::byte> in);
 
  private:
   void* ctx_;
   int level_;
+  std::vector<std::byte> out_;
 };
 
 class Decompressor {

@@ -53,7 +53,6 @@ class SegmentWriter {
   int fd_;
   uint64_t size_ = 0;
   std::vector<Entry> index_;
-  std::vector<std::byte> payload_;  // compressed payload, reused
   uint64_t by_kind_[8] = {};
 };
 
