@@ -86,7 +86,8 @@ struct RecorderStats {
 class Recorder {
  public:
   // Starts recording `bus` into `dir`, which must not exist or be empty.
-  // A bus past epoch 0 is snapshotted first, under its lock.
+  // A bus past epoch 0 gets a (fuzzy) snapshot first, from the writer thread;
+  // the recording's state is known from that snapshot's last epoch on.
   static Result<std::unique_ptr<Recorder>> start(Bus& bus, const std::filesystem::path& dir,
                                                  RecorderOptions options = {});
   ~Recorder();  // stop()s; errors are then only in status()

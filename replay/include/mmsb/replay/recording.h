@@ -7,7 +7,9 @@
 // kept in damage() with the file, offset and epoch.
 //
 // Page tables and the positions of every frame are loaded at open; delta and
-// snapshot payloads are read (and their checksums verified) on demand.
+// snapshot payloads are read (and their checksums verified) on demand, so in
+// a segment listed from its index a damaged payload is reported by the read
+// that meets it (kCorruption with file and offset), not by open().
 #pragma once
 
 #include <filesystem>
