@@ -223,6 +223,7 @@ inline std::string describe_mismatch(std::span<const std::byte> got, const std::
 }  // namespace model
 
 // ---- bridge: reading engine structures into model terms (no expectations here) ----
+#include "mmsb/hash.h"
 #include "mmsb/tlog.h"
 #include "mmsb/types.h"
 
@@ -300,6 +301,18 @@ inline void apply_record(Model& m, const Record& r) {
   ++p.version;
   p.last_epoch = r.epoch;
   m.epoch = r.epoch;
+}
+
+}  // namespace model
+
+namespace model {
+
+// The state hash of the model's pages, computed with the engine's hasher over
+// the model's own bytes (what a bus or mirror holding the same state reports).
+inline uint64_t state_hash(const Model& m) {
+  mmsb::StateHasher h;
+  for (mmsb::PageId id = 0; id < m.pages.size(); ++id) h.add_page(id, to_bytes(m.pages[id].bytes));
+  return h.digest();
 }
 
 }  // namespace model

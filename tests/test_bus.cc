@@ -52,14 +52,6 @@ std::string compare_all(const Bus& bus, const model::Model& m) {
   return {};
 }
 
-uint64_t model_state_hash(const model::Model& m) {
-  mmsb::StateHasher h;
-  for (PageId id = 0; id < m.pages.size(); ++id) {
-    std::vector<std::byte> b = model::to_bytes(m.pages[id].bytes);
-    h.add_page(id, b);
-  }
-  return h.digest();
-}
 
 bool mentions(const mmsb::Status& s, const std::string& what) {
   return s.message().find(what) != std::string::npos;
@@ -566,7 +558,7 @@ TEST_CASE("random writes and deltas: bytes, versions and epochs match the model"
     if (op % 250 == 0) {
       INFO(compare_all(bus, m));
       REQUIRE(compare_all(bus, m).empty());
-      REQUIRE(bus.state_hash() == model_state_hash(m));
+      REQUIRE(bus.state_hash() == model::state_hash(m));
       for (PageId p = 0; p < m.pages.size(); ++p) {
         std::vector<std::byte> copy;
         REQUIRE(bus.copy_page(p, &copy).ok());
@@ -582,7 +574,7 @@ TEST_CASE("random writes and deltas: bytes, versions and epochs match the model"
   }
   for (int c : counts) CHECK(c > 0);
   CHECK(compare_all(bus, m).empty());
-  CHECK(bus.state_hash() == model_state_hash(m));
+  CHECK(bus.state_hash() == model::state_hash(m));
   CHECK(m.epoch > 4000u);  // sanity of the workload itself
 }
 
@@ -615,7 +607,7 @@ TEST_CASE("page_hash is the hash of the page's bytes", "[hash][bus]") {
     REQUIRE(bus.page_hash(id) == XXH3_64bits(bytes.data(), bytes.size()));
     REQUIRE(bus.page_hash(id) == mmsb::hash_bytes(model::to_bytes(bytes)));
   }
-  CHECK(bus.state_hash() == model_state_hash(m));
+  CHECK(bus.state_hash() == model::state_hash(m));
 }
 
 TEST_CASE("state_hash: equal states hash equal whatever their history", "[hash][bus]") {

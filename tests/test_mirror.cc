@@ -41,14 +41,6 @@ std::string compare_mirror(const CpuMirror& mir, const model::Model& m) {
   return {};
 }
 
-uint64_t model_state_hash(const model::Model& m) {
-  mmsb::StateHasher h;
-  for (PageId id = 0; id < m.pages.size(); ++id) {
-    std::vector<std::byte> b = model::to_bytes(m.pages[id].bytes);
-    h.add_page(id, b);
-  }
-  return h.digest();
-}
 
 // One random write to a random page of both the bus and the model.
 void random_write(Bus& bus, model::Model& m, model::Rng& rng, uint64_t max_len) {
@@ -77,7 +69,7 @@ TEST_CASE("a new mirror copies the bus's current state", "[mirror]") {
   INFO(compare_mirror(mir, m));
   CHECK(compare_mirror(mir, m).empty());
   CHECK(mir.state_hash() == bus.state_hash());
-  CHECK(mir.state_hash() == model_state_hash(m));
+  CHECK(mir.state_hash() == model::state_hash(m));
   CHECK(mir.page_bytes(4).empty());
 
   auto r = mir.sync();  // nothing new
@@ -137,7 +129,7 @@ TEST_CASE("mirror: random interleavings of writes, creations and syncs", "[mirro
   }
   REQUIRE(mir.sync().ok());
   CHECK(compare_mirror(mir, m).empty());
-  CHECK(mir.state_hash() == model_state_hash(m));
+  CHECK(mir.state_hash() == model::state_hash(m));
   CHECK(mir.resyncs() == 0u);  // the 16 MiB ring never ran over
   CHECK(syncs > 100);
 }
@@ -168,7 +160,7 @@ TEST_CASE("mirror: lagging behind a tiny ring resyncs and stays exact", "[mirror
     INFO(compare_mirror(mir, m));
     REQUIRE(compare_mirror(mir, m).empty());
     REQUIRE(mir.state_hash() == bus.state_hash());
-    REQUIRE(mir.state_hash() == model_state_hash(m));
+    REQUIRE(mir.state_hash() == model::state_hash(m));
     if (flood) CHECK(mir.resyncs() == before + 1);  // ~300 KB of records: the ring ran over
     if (!flood && writes > 0 && mir.resyncs() == before) CHECK(*r == static_cast<uint64_t>(writes));
     if (!flood) CHECK(mir.resyncs() == before);  // a few small writes fit the ring
