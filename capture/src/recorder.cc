@@ -94,7 +94,6 @@ class Recorder::Writer {
   std::unique_ptr<SegmentWriter> seg_;
   uint32_t segment_no_ = 0;
   Epoch start_epoch_ = 0;    // bus epoch when recording began
-  Epoch consumed_ = 0;       // last delta epoch read from the ring
   Epoch written_ = 0;        // last delta epoch in a frame
   Epoch segment_last_ = 0;   // last delta epoch in the current segment (0: none)
   struct NewPage {
@@ -128,7 +127,7 @@ Status Recorder::Writer::begin() {
     Result<TLog::Cursor> c = log_.open(/*pinned=*/true);
     if (!c.ok()) return c.status();
     cursor_ = *c;
-    start_epoch_ = consumed_ = written_ = bus_.epoch();
+    start_epoch_ = written_ = bus_.epoch();
     for (PageId id = 0; id < bus_.page_count(); ++id) {
       Result<PageInfo> info = bus_.info_locked(id);
       new_pages_.push_back(NewPage{id, info->size, info->name, info->created_epoch});
@@ -253,7 +252,6 @@ Status Recorder::Writer::drain(bool may_emit) {
     } else {
       if (batch_.empty()) batch_started_ = Clock::now();
       batch_.add(rec.delta);
-      consumed_ = rec.delta.epoch;
     }
     log_.advance(cursor_, rec);
     ++drained_;
