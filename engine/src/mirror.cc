@@ -9,9 +9,9 @@ namespace mmsb {
 
 CpuMirror::CpuMirror(Bus& bus) : bus_(bus) {
   auto lock = bus_.lock_writes();
-  Status s = resync_locked();
+  // Only allocation can fail here; sync() then retries and reports it.
+  need_resync_ = !resync_locked().ok();
   resyncs_ = 0;  // the first copy is not a resync
-  (void)s;       // only allocation can fail; sync() reports it again
 }
 
 CpuMirror::~CpuMirror() = default;
@@ -49,12 +49,20 @@ Result<uint64_t> CpuMirror::sync() {
   auto lock = bus_.lock_writes();
   TLog& log = bus_.tlog();
   uint64_t applied = 0;
+  if (need_resync_) {  // an earlier full copy failed half way
+    if (Status r = resync_locked(); !r.ok()) return r;
+    need_resync_ = false;
+    return applied;
+  }
   for (;;) {
     TLogRecord rec;
     bool got = false;
     Status s = log.read(cursor_, &rec, &got);
     if (s.code() == Code::kLagged) {
-      if (Status r = resync_locked(); !r.ok()) return r;
+      if (Status r = resync_locked(); !r.ok()) {
+        need_resync_ = true;
+        return r;
+      }
       return applied;
     }
     if (!s.ok()) return s;

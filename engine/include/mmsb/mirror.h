@@ -50,6 +50,7 @@ class CpuMirror {
   TLog::Cursor cursor_;
   Epoch epoch_ = 0;
   uint64_t resyncs_ = 0;
+  bool need_resync_ = false;  // a full copy failed: the pages are not usable
 };
 
 }  // namespace mmsb
