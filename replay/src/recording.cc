@@ -305,8 +305,8 @@ Status Recording::read_frame(size_t i, std::vector<std::byte>* raw) const {
 size_t Recording::delta_frame_of(Epoch epoch) const noexcept {
   auto it = std::lower_bound(delta_frames_.begin(), delta_frames_.end(), epoch,
                              [&](size_t fi, Epoch e) { return frames_[fi].header.last_epoch < e; });
-  if (it == delta_frames_.end() || frames_[*it].header.first_epoch > epoch) return frames_.size();
-  return *it;
+  if (it == delta_frames_.end() || frames_[*it].header.first_epoch > epoch) return delta_frames_.size();
+  return static_cast<size_t>(it - delta_frames_.begin());
 }
 
 }  // namespace mmsb::replay

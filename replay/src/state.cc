@@ -77,11 +77,8 @@ Status State::load_snapshot(const SnapshotInfo& s) {
 
 Status State::apply(Epoch from, Epoch to) {
   if (to <= from) return Status::OK();
-  size_t k = 0;
   const auto& dframes = rec_.delta_frames();
-  const size_t first = rec_.delta_frame_of(from + 1);
-  while (k < dframes.size() && dframes[k] != first) ++k;
-  for (; k < dframes.size(); ++k) {
+  for (size_t k = rec_.delta_frame_of(from + 1); k < dframes.size(); ++k) {
     const FrameRef& f = rec_.frames()[dframes[k]];
     if (f.header.first_epoch > to) break;
     const std::string where = rec_.describe(f);

@@ -93,7 +93,8 @@ class Recording {
   Status read_frame(size_t i, std::vector<std::byte>* raw) const;
   // Indices into frames() of the delta frames, in epoch order.
   const std::vector<size_t>& delta_frames() const noexcept { return delta_frames_; }
-  // The delta frame holding `epoch`, or frames().size() if none does.
+  // The position in delta_frames() of the frame holding `epoch`, or
+  // delta_frames().size() if none does (binary search).
   size_t delta_frame_of(Epoch epoch) const noexcept;
 
  private:
