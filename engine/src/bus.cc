@@ -292,53 +292,39 @@ bool Bus::owes_propagation_locked() const {
   return options_.propagation == Propagation::kImmediate && !dirty_.empty();
 }
 
-Status Bus::write(PageId id, uint64_t offset, std::span<const std::byte> values, Epoch* epoch_out) {
+// The shape of every application write: refuse re-entry, make the change
+// under the lock, then -- outside it -- step aside for a consumer that wants
+// the lock and run the immediate propagation the change owes.
+template <class Change>
+Status Bus::write_path(const char* what, Change&& change) {
   if (tl_callback_bus == this || tl_update_bus == this) [[unlikely]]
-    return check_writable("write");
+    return check_writable(what);
   Status st;
   bool owed;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    st = write_locked(id, offset, values, kNoCause, epoch_out);
+    st = change();
     owed = owes_propagation_locked();
   }
   if (lock_wanted_.load(std::memory_order_relaxed) != 0) [[unlikely]]
     step_aside();
   if (owed && st.ok()) return propagate();
   return st;
+}
+
+Status Bus::write(PageId id, uint64_t offset, std::span<const std::byte> values, Epoch* epoch_out) {
+  return write_path("write", [&] { return write_locked(id, offset, values, kNoCause, epoch_out); });
 }
 
 Status Bus::apply(const DeltaView& d, Epoch* epoch_out) {
-  if (tl_callback_bus == this || tl_update_bus == this) [[unlikely]]
-    return check_writable("apply");
-  Status st;
-  bool owed;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
+  return write_path("apply", [&] {
     Slot* s = slot(d.page);
-    st = s ? apply_locked(*s, d, kNoCause, epoch_out) : unknown_page(d.page, page_count());
-    owed = owes_propagation_locked();
-  }
-  if (lock_wanted_.load(std::memory_order_relaxed) != 0) [[unlikely]]
-    step_aside();
-  if (owed && st.ok()) return propagate();
-  return st;
+    return s ? apply_locked(*s, d, kNoCause, epoch_out) : unknown_page(d.page, page_count());
+  });
 }
 
 Status Bus::assign(PageId id, std::span<const std::byte> image, Epoch* epoch_out) {
-  if (tl_callback_bus == this || tl_update_bus == this) [[unlikely]]
-    return check_writable("assign");
-  Status st;
-  bool owed;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    st = assign_locked(id, image, kNoCause, epoch_out);
-    owed = owes_propagation_locked();
-  }
-  if (lock_wanted_.load(std::memory_order_relaxed) != 0) [[unlikely]]
-    step_aside();
-  if (owed && st.ok()) return propagate();
-  return st;
+  return write_path("assign", [&] { return assign_locked(id, image, kNoCause, epoch_out); });
 }
 
 // ---------------------------------------------------------------- dependencies

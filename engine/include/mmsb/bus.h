@@ -211,6 +211,8 @@ class Bus {
                       Epoch* epoch_out);
   Status assign_locked(PageId id, std::span<const std::byte> image, Epoch cause, Epoch* epoch_out);
   bool owes_propagation_locked() const;
+  template <class Change>
+  Status write_path(const char* what, Change&& change);
   void step_aside() const noexcept;
   void emit_locked(const Event& e);
   Status run_pass(std::vector<PageId>& changed);
