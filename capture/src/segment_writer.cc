@@ -8,10 +8,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <flatbuffers/flatbuffers.h>
-
-#include "mmsb/fb/mmsb_tlog_generated.h"
-
 namespace mmsb::capture {
 
 namespace {
@@ -74,19 +70,13 @@ Status SegmentWriter::append(format::FrameKind kind, Epoch first_epoch, Epoch la
   Result<std::span<const std::byte>> compressed = zstd.compress(flatbuffer);
   if (!compressed.ok()) return compressed.status();
   const std::span<const std::byte> payload = *compressed;
-  format::FrameHeader h;
-  h.kind = kind;
-  h.payload_bytes = static_cast<uint32_t>(payload.size());
-  h.raw_bytes = static_cast<uint32_t>(flatbuffer.size());
-  h.first_epoch = first_epoch;
-  h.last_epoch = last_epoch;
-  h.payload_checksum = format::checksum(payload);
+  const format::FrameHeader h = format::make_header(kind, first_epoch, last_epoch, flatbuffer.size(), payload);
   std::byte header[format::kFrameHeaderBytes];
   format::encode(h, header);
   const uint64_t offset = size_;
   // Header and payload in one writev: one syscall per frame, no copy.
   if (Status s = write_all(header, payload); !s.ok()) return s;
-  index_.push_back(Entry{offset, first_epoch, last_epoch, static_cast<uint8_t>(kind)});
+  index_.push_back(format::IndexEntry{offset, first_epoch, last_epoch, kind});
   by_kind_[static_cast<int>(kind)] += size_ - offset;
   return Status::OK();
 }
@@ -98,21 +88,11 @@ Status SegmentWriter::sync() {
 
 Status SegmentWriter::close(Epoch last_delta_epoch, format::Compressor& zstd, bool sync_file) {
   if (fd_ < 0) return Status::OK();
-  flatbuffers::FlatBufferBuilder fbb(64 + index_.size() * sizeof(fb::FrameEntry));
-  std::vector<fb::FrameEntry> entries;
-  entries.reserve(index_.size());
-  for (const Entry& e : index_) entries.emplace_back(e.offset, e.first_epoch, e.last_epoch, e.kind);
-  auto idx = fb::CreateSegmentIndex(fbb, fbb.CreateVectorOfStructs(entries));
-  fbb.Finish(fb::CreateFrame(fbb, fb::Body::SegmentIndex, idx.Union()), fb::FrameIdentifier());
-  const uint32_t frames = static_cast<uint32_t>(index_.size());
+  std::vector<std::byte> end;
   const uint64_t index_offset = size_;
-  Status s = append(format::FrameKind::kIndex, 0, 0,
-                    {reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()), fbb.GetSize()}, zstd);
-  if (s.ok()) {
-    std::byte trailer[format::kTrailerBytes];
-    format::encode(format::Trailer{index_offset, last_delta_epoch, frames}, trailer);
-    s = write_all(trailer, {});
-  }
+  Status s = format::segment_end(index_, index_offset, last_delta_epoch, zstd, &end);
+  if (s.ok()) s = write_all(end, {});
+  if (s.ok()) by_kind_[static_cast<int>(format::FrameKind::kIndex)] += size_ - index_offset;
   if (s.ok() && sync_file) s = sync();
   ::close(fd_);
   fd_ = -1;

@@ -42,6 +42,12 @@ Recording::~Recording() {
     if (fd >= 0) ::close(fd);
 }
 
+void Recording::set_damage(Status s, uint32_t segment, const fs::path& file, uint64_t offset, Epoch epoch) {
+  if (!damage_.ok()) return;  // keep the first
+  damage_ = std::move(s);
+  damage_at_ = DamageAt{segment, file, offset, epoch};
+}
+
 std::string Recording::describe(const FrameRef& f) const {
   return segments_[f.segment].path.string() + " offset " + std::to_string(f.offset);
 }
@@ -77,15 +83,16 @@ Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
     if (s.ok()) s = format::decode({hdr, n}, &fh, files[i].string() + " offset 0");
     if (!s.ok()) {
       if (s.code() == Code::kUnsupported || i == 0) return s;
-      r->damage_ = s;  // a later segment is unreadable: the history ends before it
+      r->set_damage(s, i, files[i], 0, 0);  // a later segment is unreadable: the history ends before it
       r->fds_.pop_back();
       ::close(fd);
       break;
     }
     if (fh.segment != i) {
-      r->damage_ = Status(Code::kCorruption, files[i].string() + ": header says segment " +
-                                                 std::to_string(fh.segment) + ", expected " + std::to_string(i) +
-                                                 " (a segment is missing or renamed)");
+      r->set_damage(Status(Code::kCorruption, files[i].string() + ": header says segment " +
+                                                  std::to_string(fh.segment) + ", expected " + std::to_string(i) +
+                                                  " (a segment is missing or renamed)"),
+                    i, files[i], 0, 0);
       r->fds_.pop_back();
       ::close(fd);
       break;
@@ -154,8 +161,9 @@ Status Recording::scan_segment(uint32_t i) {
   while (off < seg.file_bytes) {
     const std::string where = file + " offset " + std::to_string(off);
     if (seg.file_bytes - off < format::kFrameHeaderBytes) {
-      damage_ = Status(Code::kCorruption, where + ": torn frame header (" + std::to_string(seg.file_bytes - off) +
-                                              " bytes before the end of the file)");
+      set_damage(Status(Code::kCorruption, where + ": torn frame header (" + std::to_string(seg.file_bytes - off) +
+                                               " bytes before the end of the file)"),
+                 i, seg.path, off, 0);
       break;
     }
     std::byte hb[format::kFrameHeaderBytes];
@@ -168,22 +176,24 @@ Status Recording::scan_segment(uint32_t i) {
       if (seg.file_bytes - off == format::kTrailerBytes && pread_all(fd, off, sizeof tb, tb, file).ok() &&
           format::decode(tb, &t, where).ok())
         break;
-      damage_ = s;
+      set_damage(s, i, seg.path, off, 0);
       break;
     }
     if (f.header.payload_bytes > seg.file_bytes - off - format::kFrameHeaderBytes) {
-      damage_ = Status(Code::kCorruption, where + ": torn frame: the header announces " +
-                                              std::to_string(f.header.payload_bytes) + " payload bytes, the file has " +
-                                              std::to_string(seg.file_bytes - off - format::kFrameHeaderBytes));
+      set_damage(Status(Code::kCorruption, where + ": torn frame: the header announces " +
+                                               std::to_string(f.header.payload_bytes) + " payload bytes, the file has " +
+                                               std::to_string(seg.file_bytes - off - format::kFrameHeaderBytes)),
+                 i, seg.path, off, f.header.first_epoch);
       break;
     }
     payload.resize(f.header.payload_bytes);
     if (Status s = pread_all(fd, off + format::kFrameHeaderBytes, payload.size(), payload.data(), file); !s.ok())
       return s;
     if (format::checksum(payload) != f.header.payload_checksum) {
-      damage_ = Status(Code::kCorruption, where + ": payload checksum mismatch (epochs " +
-                                              std::to_string(f.header.first_epoch) + ".." +
-                                              std::to_string(f.header.last_epoch) + ")");
+      set_damage(Status(Code::kCorruption, where + ": payload checksum mismatch (epochs " +
+                                               std::to_string(f.header.first_epoch) + ".." +
+                                               std::to_string(f.header.last_epoch) + ")"),
+                 i, seg.path, off, f.header.first_epoch);
       break;
     }
     off += format::kFrameHeaderBytes + f.header.payload_bytes;
@@ -209,9 +219,10 @@ Status Recording::load_tables() {
     if (k == format::FrameKind::kDeltas) {
       if (expect == 0) expect = e0 + 1;
       if (f.header.first_epoch != expect) {
-        damage_ = Status(Code::kCorruption, describe(f) + ": delta frame starts at epoch " +
-                                                std::to_string(f.header.first_epoch) + ", expected " +
-                                                std::to_string(expect) + " (the history has a gap)");
+        set_damage(Status(Code::kCorruption, describe(f) + ": delta frame starts at epoch " +
+                                                 std::to_string(f.header.first_epoch) + ", expected " +
+                                                 std::to_string(expect) + " (the history has a gap)"),
+                   f.segment, segments_[f.segment].path, f.offset, f.header.first_epoch);
         break;
       }
       if (delta_frames_.empty()) first_delta_epoch_ = f.header.first_epoch;
@@ -221,7 +232,7 @@ Status Recording::load_tables() {
       continue;
     }
     if (Status s = read_frame(i, &raw); !s.ok()) {
-      damage_ = s;
+      set_damage(s, f.segment, segments_[f.segment].path, f.offset, f.header.first_epoch);
       break;
     }
     const fb::Frame* frame = as_frame(raw);

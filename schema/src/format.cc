@@ -122,6 +122,39 @@ Status decode(std::span<const std::byte> in, FrameHeader* h, const std::string& 
 
 // ---- trailer: magic[8] u64 index_offset u64 last_epoch u32 frames
 //      u32 checksum(bytes 0..27)
+FrameHeader make_header(FrameKind kind, uint64_t first_epoch, uint64_t last_epoch, size_t raw_bytes,
+                        std::span<const std::byte> payload) {
+  FrameHeader h;
+  h.kind = kind;
+  h.payload_bytes = static_cast<uint32_t>(payload.size());
+  h.raw_bytes = static_cast<uint32_t>(raw_bytes);
+  h.first_epoch = first_epoch;
+  h.last_epoch = last_epoch;
+  h.payload_checksum = checksum(payload);
+  return h;
+}
+
+Status segment_end(std::span<const IndexEntry> frames, uint64_t index_offset, uint64_t last_delta_epoch,
+                   Compressor& zstd, std::vector<std::byte>* out) {
+  flatbuffers::FlatBufferBuilder fbb(64 + frames.size() * sizeof(fb::FrameEntry));
+  std::vector<fb::FrameEntry> entries;
+  entries.reserve(frames.size());
+  for (const IndexEntry& e : frames)
+    entries.emplace_back(e.offset, e.first_epoch, e.last_epoch, static_cast<uint8_t>(e.kind));
+  auto idx = fb::CreateSegmentIndex(fbb, fbb.CreateVectorOfStructs(entries));
+  fbb.Finish(fb::CreateFrame(fbb, fb::Body::SegmentIndex, idx.Union()), fb::FrameIdentifier());
+  Result<std::span<const std::byte>> payload =
+      zstd.compress({reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()), fbb.GetSize()});
+  if (!payload.ok()) return payload.status();
+  const size_t at = out->size();
+  out->resize(at + kFrameHeaderBytes + payload->size() + kTrailerBytes);
+  encode(make_header(FrameKind::kIndex, 0, 0, fbb.GetSize(), *payload), out->data() + at);
+  std::memcpy(out->data() + at + kFrameHeaderBytes, payload->data(), payload->size());
+  encode(Trailer{index_offset, last_delta_epoch, static_cast<uint32_t>(frames.size())},
+         out->data() + at + kFrameHeaderBytes + payload->size());
+  return Status::OK();
+}
+
 void encode(const Trailer& t, std::byte* out) {
   std::memcpy(out, kTrailerMagic, 8);
   put<uint64_t>(out, 8, t.index_offset);

@@ -75,6 +75,11 @@ struct Trailer {
 void encode(const Trailer& t, std::byte* out);  // kTrailerBytes
 Status decode(std::span<const std::byte> in, Trailer* t, const std::string& where);
 
+// The header of a frame whose zstd payload is `payload`, holding a
+// FlatBuffer of `raw_bytes` bytes.
+FrameHeader make_header(FrameKind kind, uint64_t first_epoch, uint64_t last_epoch, size_t raw_bytes,
+                        std::span<const std::byte> payload);
+
 // zstd, one reusable context each.
 class Compressor {
  public:
@@ -92,6 +97,18 @@ class Compressor {
   int level_;
   std::vector<std::byte> out_;
 };
+
+// How a closed segment ends: an index frame listing every frame before it,
+// then the trailer. segment_end() appends both to *out for a segment whose
+// index frame starts at file offset `index_offset`.
+struct IndexEntry {
+  uint64_t offset = 0;  // of the frame header
+  uint64_t first_epoch = 0, last_epoch = 0;
+  FrameKind kind = FrameKind::kDeltas;
+};
+Status segment_end(std::span<const IndexEntry> frames, uint64_t index_offset, uint64_t last_delta_epoch,
+                   Compressor& zstd, std::vector<std::byte>* out);
+
 
 class Decompressor {
  public:

@@ -45,14 +45,10 @@ class SegmentWriter {
   // Writes a then b with writev, looping on partial writes.
   Status write_all(std::span<const std::byte> a, std::span<const std::byte> b);
 
-  struct Entry {
-    uint64_t offset, first_epoch, last_epoch;
-    uint8_t kind;
-  };
   std::filesystem::path path_;
   int fd_;
   uint64_t size_ = 0;
-  std::vector<Entry> index_;
+  std::vector<format::IndexEntry> index_;
   uint64_t by_kind_[8] = {};
 };
 

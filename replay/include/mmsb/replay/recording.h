@@ -55,6 +55,17 @@ struct SnapshotInfo {
   bool complete = false;      // every part present and readable
 };
 
+// Where the first problem met while opening is: the segment (its index in
+// segments(), or its number when the segment's own header is unreadable), the
+// file, the byte offset of the bad frame (or header), and the first epoch the
+// frame claims (0 if unknown). Everything before offset is intact.
+struct DamageAt {
+  uint32_t segment = 0;
+  std::filesystem::path file;
+  uint64_t offset = 0;
+  Epoch epoch = 0;
+};
+
 struct MetaInfo {
   uint16_t format_major = 0, format_minor = 0;
   std::string program, host;
@@ -86,6 +97,7 @@ class Recording {
   Epoch first_delta_epoch() const noexcept { return first_delta_epoch_; }
   // The first problem met while opening (OK for an intact recording).
   const Status& damage() const noexcept { return damage_; }
+  const DamageAt& damage_at() const noexcept { return damage_at_; }
   std::string describe(const FrameRef& f) const;  // "seg-000000.tlog offset 1234"
 
   // Reads frame i: checks the payload checksum, decompresses, verifies the
@@ -106,6 +118,7 @@ class Recording {
 
  private:
   Status scan_segment(uint32_t seg_index);
+  void set_damage(Status s, uint32_t segment, const std::filesystem::path& file, uint64_t offset, Epoch epoch);
   Status load_tables();
 
   std::filesystem::path dir_;
@@ -121,6 +134,7 @@ class Recording {
   uint64_t delta_count_ = 0;
   std::vector<int> fds_;  // one per segment
   Status damage_;
+  DamageAt damage_at_;
   mutable format::Decompressor zstd_;
   mutable std::vector<std::byte> scratch_;
 };

@@ -1,0 +1,378 @@
+#include "mmsb/replay/index.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "mmsb/diff.h"
+#include "mmsb/fb/mmsb_tlog_generated.h"
+#include "mmsb/hash.h"
+#include "mmsb/replay/state.h"
+
+namespace mmsb::replay {
+
+namespace {
+
+std::string epoch_range(const Index& ix) {
+  return "epochs " + std::to_string(ix.start_epoch()) + ".." + std::to_string(ix.last_epoch());
+}
+
+}  // namespace
+
+Index::~Index() = default;
+
+Result<std::unique_ptr<Index>> Index::build(const Recording& rec, IndexOptions options) {
+  std::unique_ptr<Index> ix(new Index(rec));
+  if (Status s = ix->decode(options); !s.ok()) return s;
+  return ix;
+}
+
+// One pass over the delta frames: decode every delta into the flat arrays and
+// apply it to a running image, copying the image out every interval_ deltas.
+Status Index::decode(const IndexOptions& options) {
+  const auto& pages = rec_.pages();
+  start_epoch_ = rec_.start_epoch();
+  first_epoch_ = rec_.delta_count() ? rec_.first_delta_epoch() : start_epoch_ + 1;
+  page_offset_.resize(pages.size());
+  for (size_t p = 0; p < pages.size(); ++p) {
+    page_offset_[p] = state_bytes_;
+    state_bytes_ += pages[p].size;
+  }
+  const uint64_t total = rec_.delta_count();
+  deltas_.reserve(total);
+
+  // Checkpoints: at most checkpoint_bytes of images, never closer than
+  // min_checkpoint_interval deltas. Checkpoint 0 is the start state.
+  const uint64_t after_start = rec_.delta_count() ? rec_.last_epoch() - std::max(start_epoch_, first_epoch_ - 1) : 0;
+  const uint64_t slots = std::max<uint64_t>(1, options.checkpoint_bytes / std::max<uint64_t>(1, state_bytes_));
+  interval_ = std::max<uint64_t>({options.min_checkpoint_interval, 1, (after_start + slots - 1) / slots});
+
+  // The running image starts as the start state.
+  Result<std::byte*> running = arena_.allocate(std::max<uint64_t>(1, state_bytes_));
+  if (!running.ok()) return running.status();
+  std::byte* image = *running;
+  std::memset(image, 0, state_bytes_);
+  base_version_.assign(pages.size(), 0);
+  if (Status s = load_start_state(image); !s.ok()) return s;
+  auto add_checkpoint = [&](Epoch e) -> Status {
+    Result<std::byte*> mem = arena_.allocate(std::max<uint64_t>(1, state_bytes_));
+    if (!mem.ok()) return mem.status();
+    std::memcpy(*mem, image, state_bytes_);
+    checkpoints_.push_back(Checkpoint{e, *mem});
+    return Status::OK();
+  };
+  if (Status s = add_checkpoint(start_epoch_); !s.ok()) return s;
+
+  std::vector<std::byte> raw;
+  format::BatchReader batch;
+  std::vector<uint32_t> page_counts(pages.size(), 0);
+  const auto& dframes = rec_.delta_frames();
+  uint64_t since_checkpoint = 0;
+  for (size_t k = 0; k < dframes.size(); ++k) {
+    const FrameRef& f = rec_.frames()[dframes[k]];
+    const std::string where = rec_.describe(f);
+    if (Status s = rec_.read_frame(dframes[k], &raw); !s.ok()) return s;
+    if (Status s = batch.open(fb::GetFrame(raw.data())->body_as_DeltaBatch(), where); !s.ok()) return s;
+    if (batch.first_epoch() != f.header.first_epoch || batch.first_epoch() + batch.count() - 1 != f.header.last_epoch)
+      return Status(Code::kCorruption, where + ": batch epochs disagree with the frame header");
+    for (uint32_t i = 0; i < batch.count(); ++i) {
+      const DeltaView d = batch.delta(i);
+      if (d.epoch > rec_.last_epoch()) break;
+      if (d.page >= pages.size() || pages[d.page].created >= d.epoch)
+        return Status(Code::kCorruption, where + ": delta at epoch " + std::to_string(d.epoch) + " refers to page " +
+                                             std::to_string(d.page) + ", which does not exist yet");
+      if (Status s = validate(d, pages[d.page].size); !s.ok())
+        return Status(Code::kCorruption, where + ": delta at epoch " + std::to_string(d.epoch) + ": " + s.message());
+      deltas_.push_back(Rec{d.page, static_cast<uint32_t>(d.ranges.size()), ranges_.size(), bytes_.size(), d.cause});
+      ranges_.insert(ranges_.end(), d.ranges.begin(), d.ranges.end());
+      bytes_.insert(bytes_.end(), d.bytes.begin(), d.bytes.end());
+      ++page_counts[d.page];
+      if (d.epoch <= start_epoch_) continue;  // already in the start state
+      apply_unchecked(image + page_offset_[d.page], d);
+      if (++since_checkpoint == interval_ && d.epoch < rec_.last_epoch()) {
+        since_checkpoint = 0;
+        if (Status s = add_checkpoint(d.epoch); !s.ok()) return s;
+      }
+    }
+    if (options.progress) options.progress(deltas_.size(), total);
+  }
+  if (deltas_.size() != total)
+    return Status(Code::kCorruption, rec_.dir().string() + ": the delta frames hold " + std::to_string(deltas_.size()) +
+                                         " deltas, the index promised " + std::to_string(total));
+  ranges_.shrink_to_fit();
+  bytes_.shrink_to_fit();
+
+  // Per-page epoch lists (CSR), in epoch order.
+  page_begin_.assign(pages.size() + 1, 0);
+  for (size_t p = 0; p < pages.size(); ++p) page_begin_[p + 1] = page_begin_[p] + page_counts[p];
+  page_epochs_.resize(deltas_.size());
+  std::vector<uint64_t> fill(page_begin_.begin(), page_begin_.end() - 1);
+  for (uint64_t i = 0; i < deltas_.size(); ++i) page_epochs_[fill[deltas_[i].page]++] = first_epoch_ + i;
+
+  // Children by cause epoch (CSR keyed by the sorted distinct causes).
+  std::vector<std::pair<Epoch, Epoch>> links;  // (cause, derived)
+  for (uint64_t i = 0; i < deltas_.size(); ++i)
+    if (deltas_[i].cause != kNoCause) links.emplace_back(deltas_[i].cause, first_epoch_ + i);
+  std::stable_sort(links.begin(), links.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < links.size(); ++i) {
+    if (i == 0 || links[i].first != links[i - 1].first) {
+      child_causes_.push_back(links[i].first);
+      child_begin_.push_back(i);
+    }
+    child_epochs_.push_back(links[i].second);
+  }
+  child_begin_.push_back(links.size());
+  return Status::OK();
+}
+
+// The state at start_epoch(): zeros, or for a recording that began on a
+// running bus its first complete snapshot, fixed up by the streaming State.
+Status Index::load_start_state(std::byte* image) {
+  if (start_epoch_ == 0) return Status::OK();
+  State st(rec_);
+  if (Status s = st.seek(start_epoch_); !s.ok()) return s;
+  for (PageId p = 0; p < st.page_count(); ++p) {
+    std::span<const std::byte> b = st.page(p);
+    std::memcpy(image + page_offset_[p], b.data(), b.size());
+    // Versions from start_epoch() on count the deltas after it.
+    base_version_[p] = st.version(p);
+  }
+  return Status::OK();
+}
+
+uint64_t Index::memory_bytes() const noexcept {
+  return deltas_.capacity() * sizeof(Rec) + ranges_.capacity() * sizeof(Range) + bytes_.capacity() +
+         page_epochs_.capacity() * sizeof(Epoch) + (checkpoints_.size() + 1) * state_bytes_;
+}
+
+DeltaView Index::raw(uint64_t i) const noexcept {
+  const Rec& r = deltas_[i];
+  const uint64_t byte_end = i + 1 < deltas_.size() ? deltas_[i + 1].byte_begin : bytes_.size();
+  return DeltaView{r.page,
+                   0,
+                   first_epoch_ + i,
+                   r.cause,
+                   {ranges_.data() + r.range_begin, r.range_count},
+                   {bytes_.data() + r.byte_begin, byte_end - r.byte_begin}};
+}
+
+DeltaInfo Index::info(uint64_t i) const noexcept {
+  const DeltaView v = raw(i);
+  return DeltaInfo{v.epoch, v.page, version_at(v.page, v.epoch), v.cause, v.ranges, v.bytes};
+}
+
+std::optional<DeltaInfo> Index::delta(Epoch epoch) const noexcept {
+  if (deltas_.empty() || epoch < first_epoch_ || epoch > last_epoch()) return std::nullopt;
+  return info(epoch - first_epoch_);
+}
+
+std::span<const Epoch> Index::page_epochs(PageId page) const noexcept {
+  if (page >= page_offset_.size()) return {};
+  return {page_epochs_.data() + page_begin_[page], page_begin_[page + 1] - page_begin_[page]};
+}
+
+std::vector<DeltaInfo> Index::history(PageId page, Epoch from, Epoch to) const {
+  std::vector<DeltaInfo> out;
+  std::span<const Epoch> es = page_epochs(page);
+  for (auto it = std::lower_bound(es.begin(), es.end(), from); it != es.end() && *it <= to; ++it)
+    out.push_back(info(*it - first_epoch_));
+  return out;
+}
+
+std::optional<DeltaInfo> Index::last_writer(PageId page, uint64_t offset, Epoch epoch) const {
+  std::span<const Epoch> es = page_epochs(page);
+  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.begin();) {
+    --it;
+    const Rec& r = deltas_[*it - first_epoch_];
+    const Range* rs = ranges_.data() + r.range_begin;
+    const Range* hit = std::upper_bound(rs, rs + r.range_count, offset,
+                                        [](uint64_t o, const Range& x) { return o < x.offset; });
+    if (hit != rs && offset < (hit - 1)->end()) return info(*it - first_epoch_);
+  }
+  return std::nullopt;
+}
+
+uint64_t Index::count_between(PageId page, Epoch from, Epoch to) const noexcept {
+  if (to <= from) return 0;
+  std::span<const Epoch> es = page_epochs(page);
+  return std::upper_bound(es.begin(), es.end(), to) - std::upper_bound(es.begin(), es.end(), from);
+}
+
+std::optional<Epoch> Index::next_change(PageId page, Epoch after) const noexcept {
+  std::span<const Epoch> es = page_epochs(page);
+  auto it = std::upper_bound(es.begin(), es.end(), after);
+  if (it == es.end()) return std::nullopt;
+  return *it;
+}
+
+std::optional<Epoch> Index::prev_change(PageId page, Epoch before) const noexcept {
+  std::span<const Epoch> es = page_epochs(page);
+  auto it = std::lower_bound(es.begin(), es.end(), before);
+  if (it == es.begin()) return std::nullopt;
+  return *(it - 1);
+}
+
+uint32_t Index::page_count_at(Epoch epoch) const noexcept {
+  const auto& pages = rec_.pages();
+  auto it = std::upper_bound(pages.begin(), pages.end(), epoch, [](Epoch e, const PageMeta& p) { return e < p.created; });
+  return static_cast<uint32_t>(it - pages.begin());
+}
+
+Version Index::version_at(PageId page, Epoch epoch) const noexcept {
+  if (page >= page_offset_.size() || epoch < start_epoch_) return 0;
+  return base_version_[page] + count_between(page, start_epoch_, epoch);
+}
+
+const Index::Checkpoint& Index::checkpoint_before(Epoch epoch) const noexcept {
+  auto it = std::upper_bound(checkpoints_.begin(), checkpoints_.end(), epoch,
+                             [](Epoch e, const Checkpoint& c) { return e < c.epoch; });
+  return *(it - 1);  // checkpoint 0 is at start_epoch_ <= epoch
+}
+
+void Index::apply_page(PageId page, Epoch from, Epoch to, std::byte* page_bytes) const noexcept {
+  std::span<const Epoch> es = page_epochs(page);
+  for (auto it = std::upper_bound(es.begin(), es.end(), from); it != es.end() && *it <= to; ++it)
+    apply_unchecked(page_bytes, raw(*it - first_epoch_));
+}
+
+Status Index::page_at(PageId page, Epoch epoch, std::vector<std::byte>* out) const {
+  if (epoch < start_epoch_ || epoch > last_epoch())
+    return Status(Code::kOutOfRange, "epoch " + std::to_string(epoch) + " is outside the recording (" +
+                                         epoch_range(*this) + ")");
+  if (page >= page_count_at(epoch))
+    return Status(Code::kOutOfRange, "page " + std::to_string(page) + " does not exist at epoch " +
+                                         std::to_string(epoch) + " (" + std::to_string(page_count_at(epoch)) +
+                                         " pages then)");
+  const Checkpoint& c = checkpoint_before(epoch);
+  const uint64_t size = rec_.pages()[page].size;
+  out->resize(size);
+  std::memcpy(out->data(), c.image + page_offset_[page], size);
+  apply_page(page, c.epoch, epoch, out->data());
+  return Status::OK();
+}
+
+Result<PageDiff> Index::diff_page(PageId page, Epoch a, Epoch b) const {
+  PageDiff d;
+  d.page = page;
+  const Epoch hi = std::max(a, b);
+  if (page >= page_count_at(hi) && page >= page_count_at(std::min(a, b)))
+    return Status(Code::kOutOfRange, "page " + std::to_string(page) + " does not exist at epoch " + std::to_string(a) +
+                                         " or " + std::to_string(b));
+  std::vector<std::byte> old_bytes, new_bytes;
+  auto load = [&](Epoch e, std::vector<std::byte>* out, Version* v, bool* missing) -> Status {
+    if (page >= page_count_at(e)) {
+      if (e < start_epoch_ || e > last_epoch()) return page_at(page, e, out);  // the range error
+      out->assign(rec_.pages()[page].size, std::byte{0});
+      *missing = true;
+      return Status::OK();
+    }
+    *v = version_at(page, e);
+    return page_at(page, e, out);
+  };
+  bool old_missing = false, new_missing = false;
+  if (Status s = load(a, &old_bytes, &d.old_version, &old_missing); !s.ok()) return s;
+  if (Status s = load(b, &new_bytes, &d.new_version, &new_missing); !s.ok()) return s;
+  d.created = old_missing && !new_missing;
+  Delta runs;
+  if (Status s = diff_into(old_bytes, new_bytes, runs); !s.ok()) return s;
+  d.ranges = std::move(runs.ranges);
+  d.new_bytes = std::move(runs.bytes);
+  d.old_bytes.reserve(d.new_bytes.size());
+  for (const Range& r : d.ranges)
+    d.old_bytes.insert(d.old_bytes.end(), old_bytes.begin() + r.offset, old_bytes.begin() + r.end());
+  return d;
+}
+
+Result<std::vector<PageDiff>> Index::diff(Epoch a, Epoch b) const {
+  for (Epoch e : {a, b})
+    if (e < start_epoch_ || e > last_epoch())
+      return Status(Code::kOutOfRange, "epoch " + std::to_string(e) + " is outside the recording (" +
+                                           epoch_range(*this) + ")");
+  const Epoch lo = std::min(a, b), hi = std::max(a, b);
+  std::vector<PageDiff> out;
+  const uint32_t n = page_count_at(hi);
+  const uint32_t existed = page_count_at(lo);
+  for (PageId p = 0; p < n; ++p) {
+    if (p < existed && count_between(p, lo, hi) == 0) continue;  // untouched: equal
+    Result<PageDiff> d = diff_page(p, a, b);
+    if (!d.ok()) return d.status();
+    if (!d->ranges.empty() || d->created) out.push_back(std::move(*d));
+  }
+  return out;
+}
+
+std::span<const Epoch> Index::children(Epoch epoch) const noexcept {
+  auto it = std::lower_bound(child_causes_.begin(), child_causes_.end(), epoch);
+  if (it == child_causes_.end() || *it != epoch) return {};
+  const size_t k = it - child_causes_.begin();
+  return {child_epochs_.data() + child_begin_[k], child_begin_[k + 1] - child_begin_[k]};
+}
+
+CauseTree Index::caused_tree(Epoch epoch) const {
+  CauseTree t;
+  t.epoch = epoch;
+  if (std::optional<DeltaInfo> d = delta(epoch)) t.page = d->page;
+  // Causes always precede their effects, so the recursion ends.
+  for (Epoch c : children(epoch)) t.children.push_back(caused_tree(c));
+  return t;
+}
+
+std::vector<Epoch> Index::cause_chain(Epoch epoch) const {
+  std::vector<Epoch> chain{epoch};
+  // Each step goes to an earlier epoch, so the walk ends. A root cause from
+  // before the recording began is still named, as the chain's last entry.
+  for (std::optional<DeltaInfo> d = delta(epoch); d && d->derived() && d->cause < d->epoch; d = delta(d->cause))
+    chain.push_back(d->cause);
+  return chain;
+}
+
+// ---- StateView ----
+
+StateView::StateView(const Index& index) : index_(index), arena_(size_t{64} << 20, /*huge_pages=*/true) {}
+
+StateView::~StateView() = default;
+
+Status StateView::seek(Epoch epoch) {
+  const Index& ix = index_;
+  if (epoch < ix.start_epoch() || epoch > std::max(ix.start_epoch(), ix.last_epoch()))
+    return Status(Code::kOutOfRange,
+                  "epoch " + std::to_string(epoch) + " is outside the recording (" + epoch_range(ix) + ")");
+  if (!image_) {
+    Result<std::byte*> mem = arena_.allocate(std::max<uint64_t>(1, ix.state_bytes_));
+    if (!mem.ok()) return mem.status();
+    image_ = *mem;
+    std::memcpy(image_, ix.checkpoints_[0].image, ix.state_bytes_);
+    epoch_ = ix.start_epoch();
+  }
+  const Index::Checkpoint& c = ix.checkpoint_before(epoch);
+  // Copying a state costs about as much as applying one delta per 256 bytes
+  // of it: move forward unless starting from the checkpoint saves more.
+  const uint64_t copy_cost = ix.state_bytes_ / 256;
+  Epoch from = epoch_;
+  if (epoch < epoch_ || epoch - epoch_ > epoch - c.epoch + copy_cost) {
+    std::memcpy(image_, c.image, ix.state_bytes_);
+    from = c.epoch;
+  }
+  // Deltas from+1 .. epoch, in epoch order.
+  const Epoch lo = std::max(from + 1, ix.first_epoch_);
+  for (Epoch e = lo; e <= epoch && !ix.deltas_.empty(); ++e) {
+    const DeltaView d = ix.raw(e - ix.first_epoch_);
+    apply_unchecked(image_ + ix.page_offset_[d.page], d);
+  }
+  epoch_ = epoch;
+  return Status::OK();
+}
+
+std::span<const std::byte> StateView::page(PageId id) const noexcept {
+  if (!image_ || id >= page_count()) return {};
+  return {image_ + index_.page_offset_[id], index_.rec_.pages()[id].size};
+}
+
+uint64_t StateView::state_hash() const {
+  StateHasher h;
+  const uint32_t n = page_count();
+  for (PageId id = 0; id < n; ++id) h.add_page(id, page(id));
+  return h.digest();
+}
+
+}  // namespace mmsb::replay

@@ -1,0 +1,604 @@
+#include "mmsb/replay/tools.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "mmsb/diff.h"
+#include "mmsb/fb/mmsb_tlog_generated.h"
+#include "mmsb/hash.h"
+
+namespace mmsb::replay {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string num(uint64_t v) { return std::to_string(v); }
+
+// ---- verify helpers ----
+
+void fail(VerifyReport* r, std::string problem, const fs::path& file, uint64_t offset, Epoch epoch,
+          PageId page = kNoPage) {
+  if (!r->ok) return;  // the first problem wins
+  r->ok = false;
+  r->problem = std::move(problem);
+  r->file = file.string();
+  r->offset = offset;
+  r->epoch = epoch;
+  r->page = page;
+}
+
+// Every image of every complete snapshot equals the replayed page at the
+// image's epoch, with the same version.
+void check_snapshots(const Recording& rec, const Index& ix, VerifyReport* r) {
+  std::vector<std::byte> raw, page;
+  for (const SnapshotInfo& s : rec.snapshots()) {
+    if (!s.complete) continue;
+    for (size_t fi : s.parts) {
+      const FrameRef& f = rec.frames()[fi];
+      const fs::path& file = rec.segments()[f.segment].path;
+      if (Status st = rec.read_frame(fi, &raw); !st.ok()) return fail(r, st.message(), file, f.offset, f.header.first_epoch);
+      const fb::Snapshot* sn = fb::GetFrame(raw.data())->body_as_Snapshot();
+      const size_t n = sn && sn->ids() ? sn->ids()->size() : 0;
+      if (!sn || !sn->versions() || !sn->epochs() || !sn->sizes() || !sn->data() || sn->versions()->size() != n ||
+          sn->epochs()->size() != n || sn->sizes()->size() != n)
+        return fail(r, rec.describe(f) + ": snapshot columns disagree", file, f.offset, f.header.first_epoch);
+      uint64_t off = 0;
+      for (size_t j = 0; j < n; ++j) {
+        const PageId id = sn->ids()->Get(j);
+        const uint64_t size = sn->sizes()->Get(j);
+        const Epoch at = sn->epochs()->Get(j);
+        if (id >= rec.pages().size() || rec.pages()[id].size != size || off + size > sn->data()->size())
+          return fail(r, rec.describe(f) + ": snapshot " + num(s.id) + " image of page " + num(id) +
+                             " does not match the page table", file, f.offset, at, id);
+        const std::byte* image = reinterpret_cast<const std::byte*>(sn->data()->data()) + off;
+        off += size;
+        ++r->snapshot_pages;
+        if (at < ix.start_epoch()) continue;  // the recording's own starting point
+        if (Status st = ix.page_at(id, at, &page); !st.ok())
+          return fail(r, rec.describe(f) + ": snapshot " + num(s.id) + " page " + num(id) + ": " + st.message(), file,
+                      f.offset, at, id);
+        if (std::memcmp(page.data(), image, size) != 0) {
+          size_t b = 0;
+          while (page[b] == image[b]) ++b;
+          return fail(r, rec.describe(f) + ": snapshot " + num(s.id) + " image of page " + num(id) + " at epoch " +
+                             num(at) + " differs from the replayed page at byte " + num(b),
+                      file, f.offset, at, id);
+        }
+        if (ix.version_at(id, at) != sn->versions()->Get(j))
+          return fail(r, rec.describe(f) + ": snapshot " + num(s.id) + " says page " + num(id) + " is at version " +
+                             num(sn->versions()->Get(j)) + " at epoch " + num(at) + "; its deltas give version " +
+                             num(ix.version_at(id, at)),
+                      file, f.offset, at, id);
+      }
+    }
+    ++r->snapshots;
+  }
+}
+
+// ---- compare helpers ----
+
+// Bytes of one page that are not compared.
+struct Ignore {
+  bool whole = false;
+  std::vector<Range> ranges;  // sorted
+};
+
+Result<std::vector<Ignore>> resolve_ignores(const Index& ix, const CompareOptions& o) {
+  const auto& pages = ix.recording().pages();
+  std::vector<Ignore> out(pages.size());
+  auto find = [&](const std::string& name) -> std::optional<PageId> {
+    for (const PageMeta& p : pages)
+      if (p.name == name) return p.id;
+    if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
+      const uint64_t id = std::stoull(name);
+      if (id < pages.size()) return static_cast<PageId>(id);
+    }
+    return std::nullopt;
+  };
+  for (const std::string& name : o.ignore_pages)
+    if (std::optional<PageId> id = find(name)) out[*id].whole = true;
+  for (const ByteRange& br : o.ignore_ranges) {
+    if (br.length == 0) continue;
+    for (PageId p = 0; p < pages.size(); ++p) {
+      if (br.page != kNoPage && br.page != p) continue;
+      if (br.offset >= pages[p].size) continue;
+      const uint64_t len = std::min(br.length, pages[p].size - br.offset);
+      out[p].ranges.push_back(Range{static_cast<uint32_t>(br.offset), static_cast<uint32_t>(len)});
+    }
+  }
+  for (Ignore& ig : out) std::sort(ig.ranges.begin(), ig.ranges.end(), [](auto& a, auto& b) { return a.offset < b.offset; });
+  return out;
+}
+
+bool ignored(const Ignore& ig, uint64_t offset) {
+  if (ig.whole) return true;
+  for (const Range& r : ig.ranges)
+    if (offset >= r.offset && offset < r.end()) return true;
+  return false;
+}
+
+// The differing, unignored runs of two images of one page.
+void differing_runs(std::span<const std::byte> a, std::span<const std::byte> b, const Ignore& ig, uint64_t from,
+                    uint64_t to, CompareReport* r) {
+  r->ranges.clear();
+  r->a_bytes.clear();
+  r->b_bytes.clear();
+  for (uint64_t i = from; i < to; ++i) {
+    if (a[i] == b[i] || ignored(ig, i)) continue;
+    if (!r->ranges.empty() && r->ranges.back().end() == i)
+      ++r->ranges.back().length;
+    else
+      r->ranges.push_back(Range{static_cast<uint32_t>(i), 1});
+    r->a_bytes.push_back(a[i]);
+    r->b_bytes.push_back(b[i]);
+  }
+}
+
+std::string page_label(const PageMeta& p) {
+  return p.name.empty() ? "page " + num(p.id) : "page " + num(p.id) + " '" + p.name + "'";
+}
+
+std::string hex(std::span<const std::byte> b, size_t max = 16) {
+  static const char* d = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < b.size() && i < max; ++i) {
+    s += d[static_cast<uint8_t>(b[i]) >> 4];
+    s += d[static_cast<uint8_t>(b[i]) & 15];
+  }
+  if (b.size() > max) s += "...";
+  return s;
+}
+
+void diverged_at(CompareReport* r, Epoch e, const PageMeta& p, const std::string& why) {
+  r->outcome = CompareReport::Outcome::kDiverged;
+  r->epoch = e;
+  r->page = p.id;
+  r->page_name = p.name;
+  r->summary = "diverged at epoch " + num(e) + ": " + page_label(p) + " " + why;
+}
+
+// Page tables: the i-th page must have the same size and name in both.
+bool same_page(const PageMeta& a, const PageMeta& b) { return a.size == b.size && a.name == b.name; }
+
+// ---- recover helpers ----
+
+Status io_error(const fs::path& p, const std::string& what) {
+  return Status(Code::kIOError, p.string() + ": " + what + ": " + std::strerror(errno));
+}
+
+// Copies bytes [from, end) of `path` to `to` (which must not exist).
+Status save_tail(const fs::path& path, uint64_t from, const fs::path& to) {
+  std::ifstream in(path, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(from));
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  if (!in || !out) return Status(Code::kIOError, "cannot save the cut bytes of " + path.string() + " to " + to.string());
+  out << in.rdbuf();
+  out.flush();
+  if (!out) return Status(Code::kIOError, "cannot write " + to.string());
+  return Status::OK();
+}
+
+fs::path free_name(const fs::path& base) {
+  fs::path p = base;
+  for (int i = 1; fs::exists(p); ++i) p = base.string() + "." + num(i);
+  return p;
+}
+
+}  // namespace
+
+// ---- verify ----
+
+VerifyReport verify(const fs::path& dir, const Progress& progress) {
+  VerifyReport r;
+  Result<std::unique_ptr<Recording>> opened = Recording::open(dir);
+  if (!opened.ok()) {
+    r.opened = false;
+    fail(&r, opened.status().message(), dir, 0, 0);
+    return r;
+  }
+  const Recording& rec = **opened;
+  // Every frame: checksum, zstd frame, FlatBuffer.
+  std::vector<std::byte> raw;
+  uint64_t total = 0;
+  for (const FrameRef& f : rec.frames()) total += f.header.payload_bytes;
+  for (size_t i = 0; i < rec.frames().size(); ++i) {
+    const FrameRef& f = rec.frames()[i];
+    if (Status s = rec.read_frame(i, &raw); !s.ok())
+      fail(&r, s.message(), rec.segments()[f.segment].path, f.offset, f.header.first_epoch);
+    if (!r.ok) return r;
+    ++r.frames;
+    r.bytes += format::kFrameHeaderBytes + f.header.payload_bytes;
+    if (progress && i % 64 == 0) progress(r.bytes, total);
+  }
+  if (!rec.damage().ok()) {
+    const DamageAt& d = rec.damage_at();
+    fail(&r, rec.damage().message() + " (run 'mmsb-replay recover' to keep the intact part)", d.file, d.offset,
+         d.epoch);
+    return r;
+  }
+  // Every delta valid for its page, epochs contiguous (Index::build checks both).
+  Result<std::unique_ptr<Index>> ix = Index::build(rec);
+  if (!ix.ok()) {
+    fail(&r, ix.status().message(), dir, 0, 0);
+    return r;
+  }
+  r.deltas = (*ix)->delta_count();
+  check_snapshots(rec, **ix, &r);
+  if (!r.ok) return r;
+  for (const SegmentInfo& s : rec.segments())
+    if (!s.closed) {
+      fail(&r, s.path.string() + ": segment has no index and trailer (its writer did not close it: still "
+                                 "recording, or it died; 'mmsb-replay recover' closes it)",
+           s.path, s.good_bytes, 0);
+      return r;
+    }
+  if (progress) progress(total, total);
+  return r;
+}
+
+// ---- compare ----
+
+Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptions& options,
+                              const Progress& progress) {
+  CompareReport r;
+  r.a_last = a.last_epoch();
+  r.b_last = b.last_epoch();
+  Result<std::vector<Ignore>> ig_a = resolve_ignores(a, options);
+  if (!ig_a.ok()) return ig_a.status();
+  const auto& pa = a.recording().pages();
+  const auto& pb = b.recording().pages();
+
+  StateView sa(a), sb(b);
+  // Compares whole states at (ea, eb); true if they differ (r filled).
+  auto whole_states_differ = [&](Epoch ea, Epoch eb, Epoch report_epoch) -> Result<bool> {
+    if (Status s = sa.seek(ea); !s.ok()) return s;
+    if (Status s = sb.seek(eb); !s.ok()) return s;
+    const uint32_t na = sa.page_count(), nb = sb.page_count();
+    for (PageId p = 0; p < std::min(na, nb); ++p) {
+      if (!same_page(pa[p], pb[p])) {
+        diverged_at(&r, report_epoch, pa[p], "has size " + num(pa[p].size) + " in A and " + num(pb[p].size) +
+                                                 (pa[p].name != pb[p].name ? " (named '" + pb[p].name + "')" : "") +
+                                                 " in B");
+        return true;
+      }
+      if ((*ig_a)[p].whole) continue;
+      std::span<const std::byte> x = sa.page(p), y = sb.page(p);
+      if (std::memcmp(x.data(), y.data(), x.size()) == 0) continue;
+      differing_runs(x, y, (*ig_a)[p], 0, x.size(), &r);
+      if (r.ranges.empty()) continue;
+      diverged_at(&r, report_epoch, pa[p], "differs at offset " + num(r.ranges[0].offset) + ": A " + hex(r.a_bytes) +
+                                               ", B " + hex(r.b_bytes));
+      return true;
+    }
+    if (na != nb) {
+      const PageMeta& extra = na > nb ? pa[nb] : pb[na];
+      diverged_at(&r, report_epoch, extra, std::string("exists only in ") + (na > nb ? "A" : "B"));
+      return true;
+    }
+    return false;
+  };
+
+  if (options.final_only) {
+    Result<bool> d = whole_states_differ(a.last_epoch(), b.last_epoch(), a.last_epoch());
+    if (!d.ok()) return d.status();
+    r.epochs_compared = 1;
+    if (!*d) r.summary = "identical final states (A at epoch " + num(a.last_epoch()) + ", B at epoch " +
+                         num(b.last_epoch()) + ")";
+    return r;
+  }
+
+  if (a.start_epoch() != b.start_epoch()) {
+    r.outcome = CompareReport::Outcome::kDiverged;
+    r.epoch = std::min(a.start_epoch(), b.start_epoch());
+    r.summary = "the recordings start at different epochs (A " + num(a.start_epoch()) + ", B " +
+                num(b.start_epoch()) + ")";
+    return r;
+  }
+  const Epoch start = a.start_epoch();
+  {
+    Result<bool> d = whole_states_differ(start, start, start);
+    if (!d.ok()) return d.status();
+    if (*d) return r;
+  }
+  const Epoch end = std::min(a.last_epoch(), b.last_epoch());
+  uint32_t pages_seen = std::min(sa.page_count(), sb.page_count());
+  for (Epoch e = start + 1; e <= end; ++e) {
+    if (Status s = sa.seek(e); !s.ok()) return s;
+    if (Status s = sb.seek(e); !s.ok()) return s;
+    ++r.epochs_compared;
+    // Pages created since the last epoch: same sizes and names in both.
+    const uint32_t na = sa.page_count(), nb = sb.page_count();
+    for (; pages_seen < std::max(na, nb); ++pages_seen) {
+      if (pages_seen >= na || pages_seen >= nb) {
+        const PageMeta& p = pages_seen >= na ? pb[pages_seen] : pa[pages_seen];
+        diverged_at(&r, e, p, std::string("is created only in ") + (pages_seen >= na ? "B" : "A"));
+        return r;
+      }
+      if (!same_page(pa[pages_seen], pb[pages_seen])) {
+        diverged_at(&r, e, pa[pages_seen], "is created with size " + num(pa[pages_seen].size) + " in A and " +
+                                                num(pb[pages_seen].size) + " in B" +
+                                                (pa[pages_seen].name != pb[pages_seen].name
+                                                     ? " (named '" + pb[pages_seen].name + "')"
+                                                     : ""));
+        return r;
+      }
+    }
+    // The states agreed before e, so only bytes the two deltas wrote can differ.
+    const std::optional<DeltaInfo> da = a.delta(e), db = b.delta(e);
+    PageId touched[2] = {da ? da->page : kNoPage, db ? db->page : kNoPage};
+    if (touched[0] > touched[1]) std::swap(touched[0], touched[1]);
+    for (PageId p : touched) {
+      if (p == kNoPage || p >= na || (*ig_a)[p].whole) continue;
+      std::span<const std::byte> x = sa.page(p), y = sb.page(p);
+      uint64_t lo = x.size(), hi = 0;
+      for (const std::optional<DeltaInfo>& d : {da, db})
+        if (d && d->page == p && !d->ranges.empty()) {
+          lo = std::min<uint64_t>(lo, d->ranges.front().offset);
+          hi = std::max<uint64_t>(hi, d->ranges.back().end());
+        }
+      if (lo >= hi || std::memcmp(x.data() + lo, y.data() + lo, hi - lo) == 0) continue;
+      differing_runs(x, y, (*ig_a)[p], lo, hi, &r);
+      if (r.ranges.empty()) continue;
+      diverged_at(&r, e, pa[p], "differs at offset " + num(r.ranges[0].offset) + ": A " + hex(r.a_bytes) + ", B " +
+                                    hex(r.b_bytes));
+      return r;
+    }
+    if (progress && (e & 0xffff) == 0) progress(e - start, end - start);
+  }
+  if (a.last_epoch() != b.last_epoch()) {
+    r.outcome = CompareReport::Outcome::kPrefix;
+    r.shorter = a.last_epoch() < b.last_epoch() ? "a" : "b";
+    r.epoch = end;
+    r.summary = std::string("identical up to epoch ") + num(end) + ", where " + (r.shorter == "a" ? "A" : "B") +
+                " ends; the other run goes on to epoch " + num(std::max(a.last_epoch(), b.last_epoch())) +
+                " (a strict prefix is not identical)";
+    return r;
+  }
+  r.summary = "identical: " + num(r.epochs_compared) + " epochs (" + num(start + 1) + ".." + num(end) +
+              "), same states after each";
+  if (progress) progress(end - start, end - start);
+  return r;
+}
+
+// ---- recover ----
+
+Result<RecoverReport> recover(const fs::path& dir, bool dry_run) {
+  RecoverReport r;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return Status(Code::kNotFound, "no recording at " + dir.string() + " (no such directory)");
+  Result<std::unique_ptr<Recording>> opened = Recording::open(dir);
+  if (!opened.ok()) {
+    if (opened.status().code() == Code::kUnsupported || opened.status().code() == Code::kIOError) return opened.status();
+    r.outcome = RecoverReport::Outcome::kNothing;
+    r.summary = "nothing recoverable: " + opened.status().message();
+    return r;
+  }
+  const Recording& rec = **opened;
+  // The first damage: what open() met, or an earlier frame whose payload
+  // fails its checks (open() trusts a closed segment's index; payloads are
+  // read here, every one).
+  bool damaged = !rec.damage().ok();
+  DamageAt dmg = rec.damage_at();
+  std::string damage_text = damaged ? rec.damage().message() : "";
+  {
+    std::vector<std::byte> raw;
+    for (size_t i = 0; i < rec.frames().size(); ++i) {
+      const FrameRef& f = rec.frames()[i];
+      if (damaged && (f.segment > dmg.segment || (f.segment == dmg.segment && f.offset >= dmg.offset))) break;
+      if (Status st = rec.read_frame(i, &raw); !st.ok()) {
+        damaged = true;
+        dmg = DamageAt{f.segment, rec.segments()[f.segment].path, f.offset, f.header.first_epoch};
+        damage_text = st.message();
+        break;
+      }
+    }
+  }
+
+  // Which segments stay, and where each ends.
+  struct Keep {
+    uint32_t index;
+    uint64_t end;  // bytes kept
+    bool needs_close;
+  };
+  std::vector<Keep> keep;
+  for (uint32_t i = 0; i < rec.segments().size(); ++i) {
+    const SegmentInfo& s = rec.segments()[i];
+    if (damaged && i > dmg.segment) break;
+    uint64_t end = s.closed ? s.file_bytes : s.good_bytes;
+    if (damaged && i == dmg.segment && dmg.offset > 0) end = std::min(end, dmg.offset);
+    const bool cut = end < s.file_bytes;
+    keep.push_back(Keep{i, end, !s.closed || cut});
+  }
+  // A segment left with no frame (only its header, or nothing) is set aside.
+  auto frames_before = [&](uint32_t seg, uint64_t end) {
+    std::vector<format::IndexEntry> out;
+    for (const FrameRef& f : rec.frames())
+      if (f.segment == seg && f.offset + format::kFrameHeaderBytes + f.header.payload_bytes <= end)
+        out.push_back(format::IndexEntry{f.offset, f.header.first_epoch, f.header.last_epoch, f.header.kind});
+    return out;
+  };
+  while (!keep.empty() && frames_before(keep.back().index, keep.back().end).empty()) keep.pop_back();
+  // Nothing of the state survives without a page table, a snapshot or a delta.
+  bool any_state = false;
+  for (const Keep& k : keep)
+    for (const format::IndexEntry& e : frames_before(k.index, k.end))
+      any_state |= e.kind == format::FrameKind::kPageTable || e.kind == format::FrameKind::kSnapshot ||
+                   e.kind == format::FrameKind::kDeltas;
+  if (!any_state) {
+    r.outcome = RecoverReport::Outcome::kNothing;
+    r.summary = "nothing recoverable: " + (damaged ? damage_text : "the recording holds no page table or delta");
+    return r;
+  }
+
+  // Files to set aside: every segment file after the last one kept.
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() == 15 && name.rfind("seg-", 0) == 0 && e.path().extension() == ".tlog") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  const fs::path last_kept = rec.segments()[keep.back().index].path;
+
+  Epoch last_delta = rec.last_epoch();
+  format::Compressor zstd(1);
+  for (const Keep& k : keep) {
+    if (!k.needs_close) continue;
+    const SegmentInfo& s = rec.segments()[k.index];
+    std::vector<format::IndexEntry> frames = frames_before(k.index, k.end);
+    Epoch seg_last = 0;
+    for (const format::IndexEntry& e : frames)
+      if (e.kind == format::FrameKind::kDeltas && e.last_epoch <= last_delta) seg_last = std::max(seg_last, e.last_epoch);
+    const uint64_t cut = s.file_bytes - k.end;
+    if (cut > 0) {
+      const fs::path aside = free_name(s.path.string() + ".damaged");
+      r.actions.push_back("cut " + s.path.filename().string() + " at offset " + num(k.end) + " (" + num(cut) +
+                          " damaged bytes, saved to " + aside.filename().string() + ")");
+      r.bytes_cut += cut;
+      r.set_aside.push_back(aside);
+      if (!dry_run) {
+        if (Status st = save_tail(s.path, k.end, aside); !st.ok()) return st;
+      }
+    }
+    r.actions.push_back("closed " + s.path.filename().string() + " with an index of " + num(frames.size()) +
+                        " frames and a trailer");
+    if (dry_run) continue;
+    std::vector<std::byte> tail;
+    if (Status st = format::segment_end(frames, k.end, seg_last, zstd, &tail); !st.ok()) return st;
+    const int fd = ::open(s.path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return io_error(s.path, "cannot open for writing");
+    bool ok = ::ftruncate(fd, static_cast<off_t>(k.end)) == 0;
+    size_t done = 0;
+    while (ok && done < tail.size()) {
+      const ssize_t n = ::pwrite(fd, tail.data() + done, tail.size() - done, static_cast<off_t>(k.end + done));
+      if (n < 0 && errno == EINTR) continue;
+      ok = n > 0;
+      if (ok) done += static_cast<size_t>(n);
+    }
+    ok = ok && ::fsync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    if (!ok) return io_error(s.path, "cannot rewrite the segment's end");
+  }
+  for (const fs::path& f : files) {
+    if (f <= last_kept) continue;
+    const fs::path aside = free_name(f.string() + ".orphan");
+    r.actions.push_back("set aside " + f.filename().string() + " as " + aside.filename().string() +
+                        " (it follows the damage, so its history cannot be joined)");
+    r.bytes_cut += fs::file_size(f, ec);
+    r.set_aside.push_back(aside);
+    if (!dry_run) {
+      fs::rename(f, aside, ec);
+      if (ec) return Status(Code::kIOError, "cannot rename " + f.string() + ": " + ec.message());
+    }
+  }
+
+  r.outcome = r.bytes_cut > 0 ? RecoverReport::Outcome::kCut : RecoverReport::Outcome::kIntact;
+  Epoch kept_last = rec.start_epoch();
+  for (const Keep& k : keep)
+    for (const format::IndexEntry& e : frames_before(k.index, k.end))
+      if (e.kind == format::FrameKind::kDeltas) kept_last = std::max(kept_last, e.last_epoch);
+  r.last_good_epoch = std::min(rec.last_epoch(), kept_last);
+  r.deltas_kept = r.last_good_epoch >= rec.first_delta_epoch() && rec.delta_count()
+                      ? r.last_good_epoch - rec.first_delta_epoch() + 1
+                      : 0;
+  if (!dry_run) {  // what a reader now sees
+    Result<std::unique_ptr<Recording>> again = Recording::open(dir);
+    if (!again.ok()) return again.status();
+    if (!(*again)->damage().ok())
+      return Status(Code::kCorruption, "recovery left damage behind: " + (*again)->damage().message());
+    r.last_good_epoch = (*again)->last_epoch();
+    r.deltas_kept = (*again)->delta_count();
+  }
+  if (r.outcome == RecoverReport::Outcome::kIntact)
+    r.summary = r.actions.empty() ? "intact: nothing to do; last epoch " + num(r.last_good_epoch)
+                                  : "nothing lost; last epoch " + num(r.last_good_epoch);
+  else
+    r.summary = "damaged tail cut (" + num(r.bytes_cut) + " bytes set aside); every epoch up to " +
+                num(r.last_good_epoch) + " kept";
+  return r;
+}
+
+// ---- export / restore ----
+
+Result<ExportReport> export_state(const Index& index, Epoch epoch, const fs::path& out_dir) {
+  std::error_code ec;
+  if (fs::exists(out_dir, ec) && !fs::is_empty(out_dir, ec))
+    return Status(Code::kAlreadyExists, out_dir.string() + " already holds files; export into a new directory");
+  fs::create_directories(out_dir, ec);
+  if (ec) return Status(Code::kIOError, "cannot create " + out_dir.string() + ": " + ec.message());
+  StateView view(index);
+  if (Status s = view.seek(epoch); !s.ok()) return s;
+  ExportReport r;
+  r.epoch = epoch;
+  r.manifest = out_dir / "manifest.json";
+  const auto& pages = index.recording().pages();
+  auto esc = [](const std::string& s) {
+    std::string o;
+    for (char c : s) {
+      if (c == '"' || c == '\\') o += '\\', o += c;
+      else if (static_cast<unsigned char>(c) < 0x20) {
+        char b[8];
+        std::snprintf(b, sizeof b, "\\u%04x", c);
+        o += b;
+      } else o += c;
+    }
+    return o;
+  };
+  std::string m = "{\n  \"recording\": \"" + esc(index.recording().dir().string()) + "\",\n  \"epoch\": " +
+                  num(epoch) + ",\n  \"state_hash\": \"" + [&] {
+                    char b[24];
+                    std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(view.state_hash()));
+                    return std::string(b);
+                  }() + "\",\n  \"pages\": [";
+  for (PageId p = 0; p < view.page_count(); ++p) {
+    std::span<const std::byte> bytes = view.page(p);
+    const std::string file = "page-" + num(p) + ".bin";
+    std::ofstream out(out_dir / file, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (!out) return Status(Code::kIOError, "cannot write " + (out_dir / file).string());
+    char h[24];
+    std::snprintf(h, sizeof h, "%016llx", static_cast<unsigned long long>(hash_bytes(bytes)));
+    m += std::string(p ? "," : "") + "\n    {\"id\": " + num(p) + ", \"name\": \"" + esc(pages[p].name) +
+         "\", \"size\": " + num(bytes.size()) + ", \"version\": " + num(view.version(p)) + ", \"file\": \"" + file +
+         "\", \"xxh3_64\": \"" + h + "\"}";
+    ++r.pages;
+    r.bytes += bytes.size();
+  }
+  m += "\n  ]\n}\n";
+  std::ofstream out(r.manifest, std::ios::trunc);
+  out << m;
+  if (!out) return Status(Code::kIOError, "cannot write " + r.manifest.string());
+  return r;
+}
+
+Status restore(const Index& index, Epoch epoch, Bus& bus) {
+  if (bus.page_count() != 0)
+    return Status(Code::kFailedPrecondition, "restore needs a bus with no pages; this one has " +
+                                                 num(bus.page_count()));
+  StateView view(index);
+  if (Status s = view.seek(epoch); !s.ok()) return s;
+  const auto& pages = index.recording().pages();
+  for (PageId p = 0; p < view.page_count(); ++p) {
+    Result<PageId> id = bus.create_page(pages[p].size, pages[p].name);
+    if (!id.ok()) return id.status();
+    if (*id != p)
+      return Status(Code::kFailedPrecondition, "restore: the bus gave page id " + num(*id) + ", expected " + num(p));
+    std::span<const std::byte> bytes = view.page(p);
+    // All-zero pages need no delta: a new page is zero.
+    if (std::any_of(bytes.begin(), bytes.end(), [](std::byte b) { return b != std::byte{0}; }))
+      if (Status s = bus.assign(p, bytes); !s.ok()) return s;
+  }
+  return Status::OK();
+}
+
+}  // namespace mmsb::replay
