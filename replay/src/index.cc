@@ -40,6 +40,12 @@ Status Index::decode(const IndexOptions& options) {
   }
   const uint64_t total = rec_.delta_count();
   deltas_.reserve(total);
+  // Upper bounds, so the arrays are filled without regrowing: every delta has
+  // a range, and its bytes are part of its frame's decompressed size.
+  uint64_t raw_bytes = 0;
+  for (size_t fi : rec_.delta_frames()) raw_bytes += rec_.frames()[fi].header.raw_bytes;
+  ranges_.reserve(total);
+  bytes_.reserve(raw_bytes);
 
   // Checkpoints: at most checkpoint_bytes of images, never closer than
   // min_checkpoint_interval deltas. Checkpoint 0 is the start state.

@@ -108,16 +108,27 @@ Status State::apply(Epoch from, Epoch to) {
   return Status::OK();
 }
 
-Status State::seek(Epoch target) {
+Status State::seek(Epoch target) { return seek_from(target, /*latest_snapshot=*/true); }
+
+Status State::replay_from_start(Epoch target) { return seek_from(target, /*latest_snapshot=*/false); }
+
+Status State::seek_from(Epoch target, bool latest_snapshot) {
   if (target < rec_.start_epoch() || target > rec_.last_epoch())
     return Status(Code::kOutOfRange, "epoch " + std::to_string(target) + " is outside the recording " +
                                          rec_.dir().string() + " (epochs " + std::to_string(rec_.start_epoch()) +
                                          ".." + std::to_string(rec_.last_epoch()) + ")");
-  // The nearest complete snapshot at or before the target.
+  // The nearest complete snapshot at or before the target; the first one
+  // (needed only by a recording that began past epoch 0) for a full replay.
   const SnapshotInfo* best = nullptr;
   for (const SnapshotInfo& s : rec_.snapshots())
     if (s.complete && s.last_epoch <= target && (!best || s.last_epoch > best->last_epoch)) best = &s;
-  const bool forward = valid_ && target >= epoch_ && (!best || epoch_ >= best->last_epoch);
+  if (!latest_snapshot) {
+    best = nullptr;
+    if (rec_.start_epoch() > 0)
+      for (const SnapshotInfo& s : rec_.snapshots())
+        if (s.complete && s.last_epoch == rec_.start_epoch()) best = &s;
+  }
+  const bool forward = latest_snapshot && valid_ && target >= epoch_ && (!best || epoch_ >= best->last_epoch);
   if (!forward) {
     Status s;
     if (best) {

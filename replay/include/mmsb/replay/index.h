@@ -40,9 +40,9 @@ struct IndexOptions {
   // Upper bound on the memory of all checkpoints together (they are state
   // images). More checkpoints make seeks faster.
   uint64_t checkpoint_bytes = uint64_t{512} << 20;
-  // Checkpoints are never closer than this many deltas (more would not
-  // make a seek noticeably faster than copying the image).
-  uint64_t min_checkpoint_interval = 4096;
+  // Checkpoints are never closer than this many deltas: applying that many
+  // takes about a millisecond, so closer ones would cost memory for little.
+  uint64_t min_checkpoint_interval = 16384;
   // Called now and then while building with (deltas decoded, deltas total),
   // e.g. for a progress bar.
   std::function<void(uint64_t, uint64_t)> progress;

@@ -23,6 +23,10 @@ class State {
   // kOutOfRange outside [rec.start_epoch(), rec.last_epoch()];
   // kCorruption (with file and offset) if a frame on the way is bad.
   Status seek(Epoch epoch);
+  // Replays from the recording's beginning (all zeros, or its first complete
+  // snapshot when it began past epoch 0) to `epoch`, using no later snapshot:
+  // a full replay, e.g. to check the snapshots or to time one.
+  Status replay_from_start(Epoch epoch);
   Epoch epoch() const noexcept { return epoch_; }
   bool valid() const noexcept { return valid_; }
 
@@ -41,6 +45,7 @@ class State {
     Version version;
     Epoch image_epoch;  // deltas up to this epoch are in the image
   };
+  Status seek_from(Epoch target, bool latest_snapshot);
   Status reset_to_start();
   Status load_snapshot(const SnapshotInfo& s);
   Status apply(Epoch from, Epoch to);  // deltas with from < epoch <= to
