@@ -68,6 +68,13 @@ bool covers(const std::vector<model::Run>& runs, uint64_t b) {
   return false;
 }
 
+// Small segments: several of them even when batches compress well.
+RecorderOptions many_segments() {
+  RecorderOptions opt = small_options();
+  opt.segment_bytes = 8 << 10;
+  return opt;
+}
+
 void copy_dir(const fs::path& from, const fs::path& to) {
   fs::create_directories(to);
   for (const auto& e : fs::directory_iterator(from)) fs::copy_file(e.path(), to / e.path().filename());
@@ -250,13 +257,14 @@ TEST_CASE("index: states, pages and diffs at random epochs match the model", "[r
 
 TEST_CASE("verify: an intact recording passes; a flipped byte is reported with file and offset", "[replay]") {
   Full f;
-  record_full(f, 0x1d03, 900);
+  record_full(f, 0x1d03, 900, many_segments());
   auto ok = mmsb::replay::verify(f.dir.path);
   INFO(ok.problem);
   CHECK(ok.ok);
   CHECK(ok.opened);
   CHECK(ok.deltas == f.last);
-  CHECK(ok.snapshots >= 3);
+  CHECK(ok.snapshots >= 2);
+  CHECK(ok.snapshot_pages > 0);
 
   // Flip one byte in the payload of a delta frame in the middle segment.
   const std::vector<fs::path> segs = segment_files(f.dir.path);
@@ -372,7 +380,7 @@ TEST_CASE("compare: identical runs, one changed byte, a prefix, ignores, final s
 
 TEST_CASE("recover: cut and bit-flipped copies keep every intact epoch", "[replay]") {
   Full f;
-  record_full(f, 0x1d05, 900);
+  record_full(f, 0x1d05, 900, many_segments());
   const std::vector<fs::path> segs = segment_files(f.dir.path);
   REQUIRE(segs.size() >= 3);
   model::Rng rng(0x2ec0);
@@ -424,8 +432,18 @@ TEST_CASE("recover: cut and bit-flipped copies keep every intact epoch", "[repla
     for (Epoch e : {Epoch{0}, rep->last_good_epoch / 2, rep->last_good_epoch}) {
       REQUIRE(v.seek(e).ok());
       const Snap& want = f.saved.at(e);
-      for (uint32_t p = 0; p < want.pages.size(); ++p)
+      for (uint32_t p = 0; p < want.pages.size(); ++p) {
+        INFO("page " << p << " at epoch " << e);
+        if (p >= v.page_count()) {
+          // Only a page created after the last kept delta (so at that epoch,
+          // still all zeros) can be missing: its page table frame came later.
+          CHECK(want.pages[p].created_epoch == e);
+          CHECK(e == rep->last_good_epoch);
+          CHECK(std::all_of(want.pages[p].bytes.begin(), want.pages[p].bytes.end(), [](uint8_t b) { return b == 0; }));
+          continue;
+        }
         CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
+      }
     }
     // Nothing was deleted: the cut bytes were set aside.
     uint64_t aside = 0;

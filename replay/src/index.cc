@@ -77,10 +77,17 @@ Status Index::decode(const IndexOptions& options) {
   for (size_t k = 0; k < dframes.size(); ++k) {
     const FrameRef& f = rec_.frames()[dframes[k]];
     const std::string where = rec_.describe(f);
-    if (Status s = rec_.read_frame(dframes[k], &raw); !s.ok()) return s;
-    if (Status s = batch.open(fb::GetFrame(raw.data())->body_as_DeltaBatch(), where); !s.ok()) return s;
-    if (batch.first_epoch() != f.header.first_epoch || batch.first_epoch() + batch.count() - 1 != f.header.last_epoch)
-      return Status(Code::kCorruption, where + ": batch epochs disagree with the frame header");
+    // A frame that fails its checks ends the history, as in Recording::open
+    // (which trusts a closed segment's index and reads payloads lazily).
+    Status s = rec_.read_frame(dframes[k], &raw);
+    if (s.ok()) s = batch.open(fb::GetFrame(raw.data())->body_as_DeltaBatch(), where);
+    if (s.ok() &&
+        (batch.first_epoch() != f.header.first_epoch || batch.first_epoch() + batch.count() - 1 != f.header.last_epoch))
+      s = Status(Code::kCorruption, where + ": batch epochs disagree with the frame header");
+    if (!s.ok()) {
+      damage_ = Status(s.code(), s.message() + "; the history ends at epoch " + std::to_string(f.header.first_epoch - 1));
+      break;
+    }
     for (uint32_t i = 0; i < batch.count(); ++i) {
       const DeltaView d = batch.delta(i);
       if (d.epoch > rec_.last_epoch()) break;
@@ -102,7 +109,7 @@ Status Index::decode(const IndexOptions& options) {
     }
     if (options.progress) options.progress(deltas_.size(), total);
   }
-  if (deltas_.size() != total)
+  if (damage_.ok() && deltas_.size() != total)
     return Status(Code::kCorruption, rec_.dir().string() + ": the delta frames hold " + std::to_string(deltas_.size()) +
                                          " deltas, the index promised " + std::to_string(total));
   ranges_.shrink_to_fit();

@@ -232,6 +232,10 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
     return r;
   }
   r.deltas = (*ix)->delta_count();
+  if (!(*ix)->damage().ok()) {
+    fail(&r, (*ix)->damage().message(), dir, 0, (*ix)->last_epoch() + 1);
+    return r;
+  }
   check_snapshots(rec, **ix, &r);
   if (!r.ok) return r;
   for (const SegmentInfo& s : rec.segments())

@@ -83,13 +83,19 @@ struct CauseTree {
 class Index {
  public:
   // Decodes every delta frame of `rec` (which must outlive the Index).
-  // kCorruption with file, offset and epoch if a frame or delta is bad.
+  // A frame whose payload fails its checks ends the history (see damage());
+  // kCorruption with file, offset and epoch if a delta in a good frame is
+  // invalid for its page.
   static Result<std::unique_ptr<Index>> build(const Recording& rec, IndexOptions options = {});
   ~Index();
   Index(const Index&) = delete;
   Index& operator=(const Index&) = delete;
 
   const Recording& recording() const noexcept { return rec_; }
+  // OK, or why the history ends early: a delta frame whose payload failed
+  // its checks (file and offset in the message). Everything before it is
+  // indexed; nothing after it is.
+  const Status& damage() const noexcept { return damage_; }
   // The state is known from start_epoch() to last_epoch(); deltas exist for
   // epochs first_epoch()..last_epoch() (none if delta_count() == 0).
   Epoch start_epoch() const noexcept { return start_epoch_; }
@@ -182,6 +188,7 @@ class Index {
   std::vector<Epoch> child_epochs_;
   std::vector<Checkpoint> checkpoints_;
   uint64_t interval_ = 0;
+  Status damage_;
 };
 
 // A whole state that moves between epochs. Forward moves apply only the
