@@ -1,0 +1,128 @@
+// What the subcommands share: opening recordings, epoch and page arguments.
+#include <cinttypes>
+#include <cstdio>
+
+#include "cli.h"
+#include "output.h"
+
+namespace mmsb::cli {
+
+using replay::Index;
+using replay::Recording;
+
+CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& description,
+                      const std::string& example, Common& common, const std::string& details) {
+  CLI::App* sub = app.add_subcommand(name, description);
+  sub->add_flag("--json", common.json, "Print one JSON document on stdout instead of text");
+  sub->add_flag("-q,--quiet", common.quiet, "No progress bar and no warnings on stderr");
+  sub->footer((details.empty() ? "" : details + "\n\n") + "Example:\n" + example);
+  return sub;
+}
+
+namespace {
+
+std::string quoted(const std::string& s) { return "'" + printable(s) + "'"; }
+
+}  // namespace
+
+std::unique_ptr<Recording> open_recording(const std::string& dir, const Common& common, bool warn_damage) {
+  auto rec = Recording::open(dir);
+  if (!rec.ok()) {
+    const Status& s = rec.status();
+    std::string hint;
+    switch (s.code()) {
+      case Code::kNotFound: hint = "check the path: a recording is a directory of seg-NNNNNN.tlog files"; break;
+      case Code::kUnsupported: hint = "this mmsb-replay is too old for the recording's format"; break;
+      case Code::kCorruption: hint = "no intact segment was found; 'mmsb-replay verify " + dir + "' says more"; break;
+      default: break;
+    }
+    throw Error{kExitBadInput, "cannot open recording " + quoted(dir) + ": " + s.to_string(), hint};
+  }
+  std::unique_ptr<Recording> r = std::move(rec).value();
+  if (warn_damage && !common.quiet && !r->damage().ok()) {
+    std::fprintf(stderr,
+                 "mmsb-replay: warning: %s is damaged, using epochs up to %" PRIu64 ": %s\n"
+                 "  run 'mmsb-replay recover %s' to cut the damaged tail\n",
+                 quoted(dir).c_str(), r->last_epoch(), r->damage().to_string().c_str(), dir.c_str());
+  }
+  return r;
+}
+
+std::unique_ptr<Index> build_index(const Recording& rec, const Common& common) {
+  ProgressBar bar("reading " + rec.dir().string(), stderr_is_terminal() && !common.json && !common.quiet);
+  replay::IndexOptions options;
+  options.progress = bar.callback();
+  auto index = Index::build(rec, options);
+  bar.done();
+  if (!index.ok()) {
+    const std::string dir = rec.dir().string();
+    throw Error{kExitBadInput, "cannot read " + quoted(dir) + ": " + index.status().to_string(),
+                "run 'mmsb-replay verify " + dir + "' for a full check, 'mmsb-replay recover " + dir +
+                    "' to keep the intact prefix"};
+  }
+  return std::move(index).value();
+}
+
+Epoch parse_epoch(const std::string& text, const Recording& rec, Epoch lo, Epoch hi, const std::string& what) {
+  const std::string range = "the recording has epochs " + std::to_string(rec.start_epoch()) + ".." +
+                            std::to_string(rec.last_epoch());
+  Epoch e = 0;
+  if (text == "start") {
+    e = rec.start_epoch();
+  } else if (text == "first") {
+    if (rec.delta_count() == 0) throw Error{kExitUsage, what + " 'first': the recording has no deltas", ""};
+    e = rec.first_delta_epoch();
+  } else if (text == "last") {
+    e = rec.last_epoch();
+  } else {
+    if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 19)
+      throw Error{kExitUsage, what + " '" + printable(text) + "' is not an epoch",
+                  "give a number, or start, first or last (" + range + ")"};
+    e = std::stoull(text);
+  }
+  if (e < lo || e > hi) {
+    throw Error{kExitUsage,
+                what + " " + std::to_string(e) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi),
+                range};
+  }
+  return e;
+}
+
+PageId resolve_page(const Recording& rec, const std::string& text, PageBy by) {
+  const auto& pages = rec.pages();
+  if (by != PageBy::kId) {
+    for (const replay::PageMeta& p : pages)
+      if (!p.name.empty() && p.name == text) return p.id;
+  }
+  const bool digits = !text.empty() && text.size() <= 10 && text.find_first_not_of("0123456789") == std::string::npos;
+  if (by != PageBy::kName && digits) {
+    const uint64_t id = std::stoull(text);
+    if (id < pages.size()) return static_cast<PageId>(id);
+    throw Error{kExitUsage,
+                "page " + text + " does not exist: " +
+                    (pages.empty() ? std::string("the recording has no pages")
+                                   : "the recording has pages 0.." + std::to_string(pages.size() - 1)),
+                "'mmsb-replay info " + rec.dir().string() + " --pages' lists them"};
+  }
+  if (by == PageBy::kId) throw Error{kExitUsage, quoted(text) + " is not a page id (a number)", ""};
+  throw Error{kExitUsage, "no page named " + quoted(text) + " in " + quoted(rec.dir().string()),
+              "'mmsb-replay info " + rec.dir().string() + " --pages' lists the pages"};
+}
+
+const std::string& page_name(const Recording& rec, PageId id) {
+  static const std::string kNone;
+  return id < rec.pages().size() ? rec.pages()[id].name : kNone;
+}
+
+std::string page_label(const Recording& rec, PageId id) {
+  if (id == kNoPage) return "-";
+  const std::string& name = page_name(rec, id);
+  return name.empty() ? std::to_string(id) : std::to_string(id) + " " + quoted(name);
+}
+
+void print(const std::string& text) {
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size())
+    throw Error{kExitBadInput, "cannot write to stdout", ""};
+}
+
+}  // namespace mmsb::cli

@@ -1,0 +1,677 @@
+#!/usr/bin/env bash
+# mmsb-replay tests: one case per run, against the installed binary.
+#
+#   cli_test.sh CASE MMSB_REPLAY FIXTURE WORKDIR
+#
+# Recordings come from FIXTURE (tests/cli/make_recording.cc), whose script is
+# known by hand: every expected value below is computed from that script (see
+# the table at the top of make_recording.cc), or taken from an independent
+# source -- a live bus replaying the script (`FIXTURE page`) or the reader of
+# tests/tlog_reader.h (`FIXTURE cut`, `FIXTURE last-epoch`) -- never from
+# mmsb-replay itself. Uses bash, coreutils, grep, diff and od only.
+set -u
+
+CASE=$1
+BIN=$2
+FIX=$3
+WORK=$4
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cd "$WORK" || exit 1
+
+LAST=""
+RC=0
+
+fail() {
+  {
+    echo "FAIL [$CASE]: $*"
+    echo "  last command: $LAST (exit $RC)"
+    echo "  --- stdout ---"
+    head -c 4000 out.txt 2>/dev/null
+    echo "  --- stderr ---"
+    head -c 4000 err.txt 2>/dev/null
+  } >&2
+  exit 1
+}
+
+# run ARGS...: mmsb-replay ARGS, stdout in out.txt, stderr in err.txt, exit code in RC.
+run() {
+  LAST="mmsb-replay $*"
+  "$BIN" "$@" >out.txt 2>err.txt
+  RC=$?
+  # In sanitizer builds a report would otherwise pass for exit code 1.
+  ! grep -qE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' err.txt || fail "sanitizer report"
+}
+rc_is() { [ "$RC" -eq "$1" ] || fail "expected exit $1"; }
+out_has() { grep -qF -- "$1" out.txt || fail "stdout lacks: $1"; }
+out_lacks() { ! grep -qF -- "$1" out.txt || fail "stdout has: $1"; }
+err_has() { grep -qF -- "$1" err.txt || fail "stderr lacks: $1"; }
+err_empty() { [ ! -s err.txt ] || fail "stderr is not empty"; }
+json_ok() { "$FIX" json-check <out.txt || fail "stdout is not one well-formed JSON document"; }
+# out_is FILE: stdout equals FILE exactly.
+out_is() { diff -u "$1" out.txt >diff.txt || { cat diff.txt >&2; fail "stdout differs from $1"; }; }
+fixture() { "$FIX" "$@" || fail "fixture failed: $*"; }
+# hex of a file, no spaces or newlines
+hexof() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+
+# The scripted recording (epochs 1..12, no random steps).
+make_rec() { fixture record "$@"; }
+
+case_help() {
+  run --help
+  rc_is 0
+  for s in info log cat diff deps verify compare recover export; do out_has "$s"; done
+  out_has "Exit codes:"
+  out_has "2  usage"
+  out_has "3  missing, unreadable or corrupt input"
+  for s in info log cat diff deps verify compare recover export; do
+    run "$s" --help
+    rc_is 0
+    out_has "Example:"
+    out_has "mmsb-replay $s "
+    out_has "--json"
+  done
+  run --version
+  rc_is 0
+  out_has "mmsb-replay "
+}
+
+case_usage() {
+  make_rec rec
+  run
+  rc_is 2
+  err_has "mmsb-replay:"
+  run frobnicate rec
+  rc_is 2
+  run info
+  rc_is 2
+  run info rec --no-such-flag
+  rc_is 2
+  run cat rec
+  rc_is 2
+  # Epochs outside the recording, or not epochs at all: usage, naming the range.
+  run cat rec alpha --epoch 13
+  rc_is 2
+  err_has "outside 0..12"
+  err_has "the recording has epochs 0..12"
+  run cat rec alpha --epoch abc
+  rc_is 2
+  err_has "'abc' is not an epoch"
+  run diff rec 0 99
+  rc_is 2
+  run log rec --from 7 --to 3
+  rc_is 2
+  run deps rec 0
+  rc_is 2
+  run export rec out --epoch 100
+  rc_is 2
+  # Pages the recording does not have (or not yet).
+  run cat rec nosuch
+  rc_is 2
+  err_has "no page named 'nosuch'"
+  run cat rec 5
+  rc_is 2
+  err_has "pages 0..4"
+  run cat rec 4 --epoch 6
+  rc_is 2
+  err_has "does not exist at epoch 6"
+  run cat rec alpha --id
+  rc_is 2
+  run cat rec alpha --offset 65
+  rc_is 2
+  run cat rec alpha --offset 60 --length 5
+  rc_is 2
+  run compare rec rec --ignore-range alpha:1
+  rc_is 2
+  run compare rec rec --ignore-page nosuch
+  rc_is 2
+}
+
+case_missing() {
+  for s in info log verify recover "cat . alpha" "diff . 0 1" "deps . 1" "export . out"; do
+    read -r cmd rest <<<"$s"
+    # shellcheck disable=SC2086
+    run "$cmd" nowhere ${rest#.}
+    rc_is 3
+    err_has "nowhere"
+  done
+  run compare nowhere nowhere2
+  rc_is 3
+  err_has "nowhere"
+  mkdir empty
+  run info empty
+  rc_is 3
+  err_has "empty"
+  echo "not a recording" >afile
+  run verify afile
+  rc_is 3
+  err_has "afile"
+  # A directory with a segment of garbage.
+  mkdir junk
+  head -c 4096 /dev/zero >junk/seg-000000.tlog
+  run info junk
+  rc_is 3
+  err_has "junk"
+}
+
+case_info() {
+  make_rec rec
+  run info rec
+  rc_is 0
+  err_empty
+  out_has "format      1.0"
+  out_has "program     mmsb_cli_fixture"
+  out_has "labels      steps=0 test=cli"
+  out_has "epochs      start 0, first 1, last 12"
+  out_has "deltas      12"
+  out_has "pages       5"
+  out_has "damage      none"
+  grep -qE '^started     [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$' out.txt || fail "no ISO 8601 start time"
+  grep -qE '^  seg-000000\.tlog  [0-9]+ B  closed  epochs 1\.\.12$' out.txt || fail "segment line"
+  run info rec --pages
+  rc_is 0
+  grep -qE '^  0 +64 +0  alpha$' out.txt || fail "page 0"
+  grep -qE '^  1 +100 +0  beta$' out.txt || fail "page 1"
+  grep -qE '^  2 +8 +0  sum$' out.txt || fail "page 2"
+  grep -qE '^  3 +2 +0  check$' out.txt || fail "page 3"
+  grep -qE '^  4 +16 +7  $' out.txt || fail "page 4 (unnamed, created at epoch 7)"
+  run info rec --json
+  rc_is 0
+  json_ok
+  out_has '"format":"1.0"'
+  out_has '"program":"mmsb_cli_fixture"'
+  out_has '"labels":{"steps":"0","test":"cli"}'
+  out_has '"start_epoch":0,"first_epoch":1,"last_epoch":12,"deltas":12'
+  out_has '"page_count":5'
+  out_has '{"id":4,"name":"","size":16,"created":7}'
+  out_has '"damage":null'
+}
+
+case_log() {
+  make_rec rec
+  run log rec
+  rc_is 0
+  err_empty
+  cat >want.txt <<'EOF'
+epoch 1  page 0 'alpha'  v1  0+5
+epoch 2  page 2 'sum'  v1  0+2  cause 1
+epoch 3  page 3 'check'  v1  0+2  cause 2
+epoch 4  page 1 'beta'  v1  10+4
+epoch 5  page 0 'alpha'  v2  16+16
+epoch 6  page 2 'sum'  v2  0+1  cause 5
+epoch 7  page 3 'check'  v2  0+1  cause 6
+epoch 8  page 4  v1  0+4
+epoch 9  page 1 'beta'  v2  99+1
+epoch 10  page 0 'alpha'  v3  0+5
+epoch 11  page 2 'sum'  v3  0+2  cause 10
+epoch 12  page 3 'check'  v3  0+2  cause 11
+EOF
+  out_is want.txt
+  run log rec --page alpha
+  rc_is 0
+  grep 'alpha' want.txt >want-alpha.txt
+  out_is want-alpha.txt
+  run log rec --page alpha --page 1
+  rc_is 0
+  grep -E "'(alpha|beta)'" want.txt >want-ab.txt
+  out_is want-ab.txt
+  run log --page alpha rec  # a repeatable option takes one value, not DIR too
+  rc_is 0
+  out_is want-alpha.txt
+  run log rec --from 4 --to 7
+  rc_is 0
+  sed -n 4,7p want.txt >want-4-7.txt
+  out_is want-4-7.txt
+  run log rec --derived-only
+  rc_is 0
+  grep cause want.txt >want-derived.txt
+  out_is want-derived.txt
+  run log rec --limit 2
+  rc_is 0
+  head -2 want.txt >want-2.txt
+  out_is want-2.txt
+  run log rec --bytes --from 4 --to 5
+  rc_is 0
+  cat >want-bytes.txt <<'EOF'
+epoch 4  page 1 'beta'  v1  10+4
+    10: aa bb cc dd
+epoch 5  page 0 'alpha'  v2  16+16
+    16: 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f
+EOF
+  out_is want-bytes.txt
+  run log rec --json --bytes --page sum
+  rc_is 0
+  json_ok
+  out_has '{"epoch":2,"page":2,"name":"sum","version":1,"cause":1,"ranges":[{"offset":0,"length":2,"bytes":"1402"}]}'
+  out_has '{"epoch":6,"page":2,"name":"sum","version":2,"cause":5,"ranges":[{"offset":0,"length":1,"bytes":"8c"}]}'
+  out_has '"count":3,"truncated":false'
+  run log rec --json --limit 1
+  rc_is 0
+  json_ok
+  out_has '"cause":null'
+  out_has '"count":1,"truncated":true'
+}
+
+case_cat() {
+  make_rec rec
+  run cat rec alpha --epoch 5
+  rc_is 0
+  err_empty
+  cat >want5.txt <<'EOF'
+00000000  68 65 6c 6c 6f 00 00 00  00 00 00 00 00 00 00 00  |hello...........|
+00000010  00 01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f  |................|
+00000020  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|
+00000030  00 00 00 00 00 00 00 00  00 00 00 00 00 00 00 00  |................|
+EOF
+  out_is want5.txt
+  # By id, and the default epoch (last = 12): HELLO.
+  run cat rec 0
+  rc_is 0
+  sed 's/68 65 6c 6c 6f/48 45 4c 4c 4f/; s/|hello/|HELLO/' want5.txt >want12.txt
+  out_is want12.txt
+  run cat rec alpha --epoch last --offset 16 --length 20
+  rc_is 0
+  cat >want-range.txt <<'EOF'
+00000010  00 01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f  |................|
+00000020  00 00 00 00                                       |....|
+EOF
+  out_is want-range.txt
+  run cat rec 4 --epoch 8
+  rc_is 0
+  echo "00000000  4d 4d 53 42 00 00 00 00  00 00 00 00 00 00 00 00  |MMSB............|" >want-4.txt
+  out_is want-4.txt
+  # Raw bytes, to stdout and to a file, against a live bus running the script.
+  for spec in "sum 2" "sum 6" "sum 11" "check 3" "check 7" "check 12" "beta 9" "4 8" "alpha 10"; do
+    read -r page epoch <<<"$spec"
+    want=$("$FIX" page "$page" "$epoch") || fail "fixture page $page $epoch"
+    run cat rec "$page" --epoch "$epoch" --raw
+    rc_is 0
+    [ "$(hexof out.txt)" = "$want" ] || fail "cat $page --epoch $epoch --raw: $(hexof out.txt), want $want"
+    run cat rec "$page" --epoch "$epoch" -o page.bin
+    rc_is 0
+    [ "$(hexof page.bin)" = "$want" ] || fail "cat -o: $(hexof page.bin), want $want"
+  done
+  run cat rec check --epoch 3 --json
+  rc_is 0
+  json_ok
+  out_has '{"epoch":3,"page":3,"name":"check","version":1,"size":2,"offset":0,"length":2,"bytes":"1402"}'
+  # start / first keywords: epoch 0 is all zeros at version 0.
+  run cat rec sum --epoch start --json
+  rc_is 0
+  out_has '"epoch":0,"page":2,"name":"sum","version":0,"size":8,"offset":0,"length":8,"bytes":"0000000000000000"'
+}
+
+# A longer random run: every page at sampled epochs against a live bus.
+case_cat-random() {
+  make_rec rec --steps 400 --seed 7 --batch 16 --snapshot-every 50
+  for epoch in 12 13 50 99 100 101 250 333 400 412; do
+    for page in alpha beta sum check 4; do
+      want=$("$FIX" page "$page" "$epoch" --steps 400 --seed 7) || fail "fixture page"
+      run cat rec "$page" --epoch "$epoch" --raw
+      rc_is 0
+      [ "$(hexof out.txt)" = "$want" ] || fail "cat $page --epoch $epoch: $(hexof out.txt), want $want"
+    done
+  done
+}
+
+case_diff() {
+  make_rec rec
+  run diff rec 4 10
+  rc_is 0
+  err_empty
+  cat >want.txt <<'EOF'
+page 0 'alpha'  v1 -> v3, 2 range(s)
+  offset 0: 68 65 6c 6c 6f -> 48 45 4c 4c 4f
+  offset 17: 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 -> 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f
+page 1 'beta'  v1 -> v2, 1 range(s)
+  offset 99: 00 -> 01
+page 2 'sum'  v1 -> v2, 1 range(s)
+  offset 0: 14 -> 8c
+page 3 'check'  v1 -> v2, 1 range(s)
+  offset 0: 14 -> 8c
+page 4 (created at epoch 7)  v0 -> v1, 1 range(s)
+  offset 0: 00 00 00 00 -> 4d 4d 53 42
+5 page(s) differ between epochs 4 and 10: 27 byte(s) in 6 range(s)
+EOF
+  out_is want.txt
+  run diff rec 4 10 --page sum
+  rc_is 0
+  sed -n '6,7p' want.txt >want-sum.txt
+  echo "1 page(s) differ between epochs 4 and 10: 1 byte(s) in 1 range(s)" >>want-sum.txt
+  out_is want-sum.txt
+  run diff rec 9 9
+  rc_is 0
+  out_has "0 page(s) differ between epochs 9 and 9"
+  run diff rec 10 4 --page alpha --json
+  rc_is 0
+  json_ok
+  out_has '"from":10,"to":4'
+  out_has '{"offset":0,"length":5,"old":"48454c4c4f","new":"68656c6c6f"}'
+  out_has '"pages_differing":1,"ranges":2,"bytes":20'
+}
+
+case_deps() {
+  make_rec rec
+  run deps rec 1
+  rc_is 0
+  err_empty
+  printf "epoch 1  page 0 'alpha'  v1\n  epoch 2  page 2 'sum'  v1\n    epoch 3  page 3 'check'  v1\n" >want1.txt
+  out_is want1.txt
+  run deps rec 11
+  rc_is 0
+  printf "epoch 11  page 2 'sum'  v3\n  epoch 12  page 3 'check'  v3\ncause chain: 11 <- 10 (root)\n" >want11.txt
+  out_is want11.txt
+  run deps rec 12 --root
+  rc_is 0
+  printf "epoch 12  page 3 'check'  caused by 11\nepoch 11  page 2 'sum'  caused by 10\nepoch 10  page 0 'alpha'  root cause\n" >want-root.txt
+  out_is want-root.txt
+  run deps rec 4
+  rc_is 0
+  printf "epoch 4  page 1 'beta'  v1\n" >want4.txt
+  out_is want4.txt
+  run deps rec 5 --json
+  rc_is 0
+  json_ok
+  out_has '"tree":{"epoch":5,"page":0,"name":"alpha","children":[{"epoch":6,"page":2,"name":"sum","children":[{"epoch":7,"page":3,"name":"check","children":[]}]}]}'
+  out_has '"chain":[{"epoch":5,"page":0,"name":"alpha"}],"root":5'
+  run deps rec 7 --root --json
+  rc_is 0
+  json_ok
+  out_has '"chain":[{"epoch":7,"page":3,"name":"check"},{"epoch":6,"page":2,"name":"sum"},{"epoch":5,"page":0,"name":"alpha"}],"root":5'
+}
+
+case_verify() {
+  make_rec rec --steps 300 --batch 16 --segment-bytes 4096 --snapshot-every 100
+  local last
+  last=$("$FIX" last-epoch rec)  # the random steps to alpha add derived deltas
+  run verify rec
+  rc_is 0
+  err_empty
+  grep -qE "^ok: [0-9]+ frames, $last deltas, [0-9]+ snapshots checked\$" out.txt || fail "verify ok line"
+  run verify rec --json
+  rc_is 0
+  json_ok
+  out_has '"ok":true'
+  out_has "\"deltas\":$last,"
+}
+
+case_verify-bitflip() {
+  make_rec rec --steps 300 --batch 16 --snapshot-every 100
+  # The third delta frame (from the independent reader): flip a bit in the
+  # middle of its payload.
+  fixture frames rec >frames.txt
+  read -r file offset kind first last payload < <(awk '$3 == 3' frames.txt | sed -n 3p)
+  [ -n "${payload:-}" ] || fail "no third delta frame"
+  fixture flip-bit "rec/$file" $((offset + 40 + payload / 2))
+  run verify rec
+  rc_is 1
+  out_has "FAILED:"
+  out_has "$file"
+  out_has "offset $offset"
+  err_has "recover"
+  run verify rec --json
+  rc_is 1
+  json_ok
+  out_has '"ok":false'
+  out_has "\"offset\":$offset"
+  out_has "\"epoch\":$first"
+  # The intact part stays readable: state before the damaged frame.
+  want=$("$FIX" page beta $((first - 1)) --steps 300) || fail "fixture page"
+  run cat rec beta --epoch $((first - 1)) --raw
+  if [ "$RC" -eq 0 ]; then
+    [ "$(hexof out.txt)" = "$want" ] || fail "cat before the damage"
+  else
+    rc_is 3  # a damaged payload found while reading names file and offset
+    err_has "$file"
+  fi
+}
+
+case_compare-identical() {
+  make_rec a --steps 200
+  make_rec b --steps 200
+  run compare a b
+  rc_is 0
+  err_empty
+  out_has "identical: "
+  out_has "both end at epoch $("$FIX" last-epoch a)"
+  run compare a b --json
+  rc_is 0
+  json_ok
+  out_has '"outcome":"identical"'
+  run compare a b --final-only
+  rc_is 0
+}
+
+case_compare-one-byte() {
+  make_rec a
+  make_rec b --flip-byte 4  # beta @10: aa -> ab
+  run compare a b
+  rc_is 1
+  out_has "diverged at epoch 4: page 1 'beta', 1 byte(s) in 1 range(s) differ"
+  out_has "  offset 10: aa -> ab"
+  run compare a b --json
+  rc_is 1
+  json_ok
+  out_has '"outcome":"diverged"'
+  out_has '"epoch":4,"page":1,"name":"beta","ranges":[{"offset":10,"length":1,"a":"aa","b":"ab"}]'
+  # Later in a long run, alpha's first byte: H (48) -> I (49) at epoch 10.
+  make_rec c --steps 500 --seed 3
+  make_rec d --steps 500 --seed 3 --flip-byte 10
+  run compare c d
+  rc_is 1
+  out_has "diverged at epoch 10: page 0 'alpha', 1 byte(s) in 1 range(s) differ"
+  out_has "  offset 0: 48 -> 49"
+  # Only the final states: beta[10] is never written again by the script.
+  run compare a b --final-only
+  rc_is 1
+  out_has "diverged"
+  out_has "  offset 10: aa -> ab"
+}
+
+case_compare-prefix() {
+  make_rec short
+  make_rec long --steps 20
+  local last
+  last=$("$FIX" last-epoch long)
+  run compare short long
+  rc_is 1
+  out_has "prefix: A stops at epoch 12, B goes on to epoch $last; identical up to epoch 12"
+  run compare long short --json
+  rc_is 1
+  json_ok
+  out_has '"outcome":"prefix"'
+  out_has "\"a_last\":$last,\"b_last\":12"
+  out_has '"shorter":"b"'
+}
+
+case_compare-ignore() {
+  make_rec a
+  make_rec b --flip-byte 4
+  run compare a b --ignore-page beta
+  rc_is 0
+  run compare a b --ignore-page 1
+  rc_is 0
+  run compare a b --ignore-range beta:10:1
+  rc_is 0
+  run compare a b --ignore-range 'beta:11:4'
+  rc_is 1
+  run compare a b --ignore-range '*:8:4'
+  rc_is 0
+}
+
+case_recover-intact() {
+  make_rec rec --steps 100
+  local last
+  last=$("$FIX" last-epoch rec)
+  cp -r rec copy
+  run recover rec --dry-run
+  rc_is 0
+  diff -r rec copy >/dev/null || fail "--dry-run changed the recording"
+  run recover rec
+  rc_is 0
+  out_has "intact: last good epoch $last,"
+  diff -r rec copy >/dev/null || fail "recover changed an intact recording"
+  run recover rec --json
+  rc_is 0
+  json_ok
+  out_has '"outcome":"intact"'
+  out_has "\"last_good_epoch\":$last,"
+}
+
+# Copies cut at ten seeded random offsets: recover keeps every intact epoch
+# before the cut (the independent reader's durable history of the cut copy).
+case_recover-cut() {
+  make_rec orig --steps 3000 --seed 11 --batch 32 --segment-bytes 32768 --snapshot-every 700
+  local total
+  total=$(cat orig/seg-*.tlog | wc -c)
+  RANDOM=20240501
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    local cut=$(((RANDOM * 32768 + RANDOM) % (total - 1) + 1))
+    local dir="cut$i"
+    local want
+    want=$("$FIX" cut orig "$dir" "$cut") || fail "fixture cut"
+    run recover "$dir"
+    if [ "$want" = "none" ]; then
+      rc_is 3
+      continue
+    fi
+    [ "$RC" -eq 0 ] || [ "$RC" -eq 1 ] || fail "recover of a copy cut at byte $cut: exit $RC"
+    out_has "last good epoch $want"
+    run verify "$dir"
+    rc_is 0
+    run info "$dir" --json
+    rc_is 0
+    out_has "\"last_epoch\":$want,"
+    [ "$("$FIX" last-epoch "$dir")" = "$want" ] || fail "after recover the reader sees a different history"
+    [ "$want" -ge 12 ] || continue  # the later checks need the script's pages
+    for page in alpha beta sum check 4; do
+      run cat orig "$page" --epoch "$want" --raw
+      rc_is 0
+      cp out.txt orig.bin
+      run cat "$dir" "$page" --epoch "$want" --raw
+      rc_is 0
+      cmp -s out.txt orig.bin || fail "cut at $cut: page $page at epoch $want differs from the original"
+      [ "$(hexof out.txt)" = "$("$FIX" page "$page" "$want" --steps 3000 --seed 11)" ] ||
+        fail "cut at $cut: page $page at epoch $want differs from the live bus"
+    done
+    run recover "$dir"
+    rc_is 0
+  done
+}
+
+# A recording whose writer died mid-frame, before recover: read up to the
+# intact end, with a warning; verify fails.
+case_damaged() {
+  make_rec orig --steps 200 --batch 16
+  local total want
+  total=$(cat orig/seg-*.tlog | wc -c)
+  want=$("$FIX" cut orig rec $((total - 100)))  # into the index frame / last delta frame
+  run info rec
+  rc_is 0
+  grep -qE '^damage      .*seg-000000\.tlog' out.txt || fail "no damage line naming the segment"
+  err_has "warning"
+  err_has "mmsb-replay recover rec"
+  out_has "last $want"
+  run info rec --json
+  rc_is 0
+  json_ok
+  out_has "\"last_epoch\":$want,"
+  out_lacks '"damage":null'
+  run cat rec beta --raw
+  rc_is 0
+  err_has "warning"
+  [ "$(hexof out.txt)" = "$("$FIX" page beta "$want" --steps 200)" ] || fail "cat at the intact end"
+  run cat rec beta --raw --quiet
+  rc_is 0
+  err_empty
+  run verify rec
+  rc_is 1
+  out_has "seg-000000.tlog"
+}
+
+# A recording that began while the bus was at epoch 4 (it starts from a
+# snapshot): its state is known from epoch 4 on.
+case_late-start() {
+  make_rec rec --start-at 4
+  run info rec
+  rc_is 0
+  out_has "epochs      start 4, first 5, last 12"
+  out_has "deltas      8"
+  run cat rec alpha --epoch 3
+  rc_is 2
+  err_has "outside 4..12"
+  run cat rec beta --epoch start --raw
+  rc_is 0
+  [ "$(hexof out.txt)" = "$("$FIX" page beta 4)" ] || fail "beta at the start epoch (from the snapshot)"
+  run cat rec check --epoch 7 --json
+  rc_is 0
+  out_has '"version":2'
+  out_has '"bytes":"8c02"'
+  run log rec --limit 1
+  rc_is 0
+  echo "epoch 5  page 0 'alpha'  v2  16+16" >want.txt
+  out_is want.txt
+  run diff rec start last --page alpha
+  rc_is 0
+  out_has "page 0 'alpha'  v1 -> v3, 2 range(s)"
+  make_rec full
+  run compare full rec
+  rc_is 1
+  run verify rec
+  rc_is 0
+}
+
+case_export() {
+  make_rec rec
+  run export rec out --epoch 8
+  rc_is 0
+  out_has "exported epoch 8: 5 page(s), 190 byte(s) to out"
+  for spec in "0 alpha" "1 beta" "2 sum" "3 check" "4 4"; do
+    read -r id page <<<"$spec"
+    [ -f "out/page-$id.bin" ] || fail "out/page-$id.bin missing"
+    [ "$(hexof "out/page-$id.bin")" = "$("$FIX" page "$page" 8)" ] || fail "page-$id.bin"
+  done
+  "$FIX" json-check <out/manifest.json || fail "manifest.json is not JSON"
+  grep -qE '"id": *0, *"name": *"alpha", *"size": *64, *"version": *2,' out/manifest.json ||
+    fail "manifest: alpha at epoch 8 is version 2"
+  grep -qE '"id": *4, *"name": *"", *"size": *16, *"version": *1,' out/manifest.json ||
+    fail "manifest: page 4 at epoch 8 is version 1"
+  run export rec out
+  rc_is 2
+  run export rec out2 --json
+  rc_is 0
+  json_ok
+  out_has '"epoch":12,"pages":5,"bytes":190'
+}
+
+# Every subcommand's --json is one well-formed document, also on failure.
+case_json() {
+  # A page name with a quote, a newline and a byte that is not UTF-8.
+  make_rec odd --odd-name 1
+  run info odd --json
+  rc_is 0
+  json_ok
+  out_has '{"id":5,"name":"q\"\n\u00ff","size":8,"created":12}'
+  run info odd --pages
+  rc_is 0
+  out_has '  q"\x0a\xff'
+  run cat odd 5 --json
+  rc_is 0
+  json_ok
+  out_has '"name":"q\"\n\u00ff"'
+
+  make_rec a
+  make_rec b --flip-byte 4
+  for args in "info a" "info a --pages" "log a --bytes" "cat a alpha" "diff a 0 12" "deps a 1" "deps a 3 --root" \
+    "verify a" "compare a b" "compare a a" "recover a --dry-run" "export a exported"; do
+    # shellcheck disable=SC2086
+    run $args --json
+    [ "$RC" -le 1 ] || fail "exit $RC"
+    json_ok
+    [ -s out.txt ] || fail "no output"
+  done
+}
+
+"case_$CASE"
+echo "ok: $CASE"
