@@ -153,8 +153,11 @@ int run_compare(const CompareArgs& a) {
     std::string out;
     switch (r.outcome) {
       case CompareReport::Outcome::kIdentical:
-        out = fmt("identical: %" PRIu64 " epoch(s) compared, both end at epoch %" PRIu64 "\n", r.epochs_compared,
-                  r.a_last);
+        out = r.a_last == r.b_last
+                  ? fmt("identical: %" PRIu64 " epoch(s) compared, both end at epoch %" PRIu64 "\n",
+                        r.epochs_compared, r.a_last)
+                  : fmt("identical final states: A ends at epoch %" PRIu64 ", B at epoch %" PRIu64 "\n", r.a_last,
+                        r.b_last);
         break;
       case CompareReport::Outcome::kPrefix: {
         const bool a_short = r.shorter == "a";
