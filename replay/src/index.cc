@@ -28,7 +28,7 @@ Result<std::unique_ptr<Index>> Index::build(const Recording& rec, IndexOptions o
 }
 
 // One pass over the delta frames: decode every delta into the flat arrays and
-// apply it to a running image, copying the image out every interval_ deltas.
+// apply it to a running image, copying the image out at each checkpoint.
 Status Index::decode(const IndexOptions& options) {
   const auto& pages = rec_.pages();
   start_epoch_ = rec_.start_epoch();
@@ -47,11 +47,17 @@ Status Index::decode(const IndexOptions& options) {
   ranges_.reserve(total);
   bytes_.reserve(raw_bytes);
 
-  // Checkpoints: at most checkpoint_bytes of images, never closer than
-  // min_checkpoint_interval deltas. Checkpoint 0 is the start state.
+  // Checkpoints: at most checkpoint_bytes of images. One is taken after
+  // interval_ deltas, or earlier once the deltas since the last one carry
+  // interval_bytes (their share of the log's bytes, and at least a state's
+  // worth): large deltas (W3) make an interval costly long before it has
+  // many deltas. Never closer than min_checkpoint_interval deltas unless
+  // the bytes say so. Checkpoint 0 is the start state.
   const uint64_t after_start = rec_.delta_count() ? rec_.last_epoch() - std::max(start_epoch_, first_epoch_ - 1) : 0;
   const uint64_t slots = std::max<uint64_t>(1, options.checkpoint_bytes / std::max<uint64_t>(1, state_bytes_));
   interval_ = std::max<uint64_t>({options.min_checkpoint_interval, 1, (after_start + slots - 1) / slots});
+  const uint64_t interval_bytes = std::max<uint64_t>(state_bytes_, (raw_bytes + slots - 1) / slots);
+  uint64_t bytes_since = 0;
 
   // The running image starts as the start state.
   Result<std::byte*> running = arena_.allocate(std::max<uint64_t>(1, state_bytes_));
@@ -102,8 +108,11 @@ Status Index::decode(const IndexOptions& options) {
       ++page_counts[d.page];
       if (d.epoch <= start_epoch_) continue;  // already in the start state
       apply_unchecked(image + page_offset_[d.page], d);
-      if (++since_checkpoint == interval_ && d.epoch < rec_.last_epoch()) {
+      bytes_since += d.bytes.size();
+      if ((++since_checkpoint == interval_ || bytes_since >= interval_bytes) && checkpoints_.size() < slots &&
+          d.epoch < rec_.last_epoch()) {
         since_checkpoint = 0;
+        bytes_since = 0;
         if (Status s = add_checkpoint(d.epoch); !s.ok()) return s;
       }
     }
@@ -167,6 +176,17 @@ DeltaView Index::raw(uint64_t i) const noexcept {
                    r.cause,
                    {ranges_.data() + r.range_begin, r.range_count},
                    {bytes_.data() + r.byte_begin, byte_end - r.byte_begin}};
+}
+
+uint64_t Index::apply_cost(Epoch from, Epoch to) const noexcept {
+  // Bytes of the deltas with epoch <= e: where delta e + 1's bytes begin.
+  auto bytes_through = [&](Epoch e) -> uint64_t {
+    if (deltas_.empty() || e < first_epoch_) return 0;
+    const uint64_t next = e - first_epoch_ + 1;
+    return next < deltas_.size() ? deltas_[next].byte_begin : bytes_.size();
+  };
+  if (to <= from) return 0;
+  return bytes_through(to) - bytes_through(from) + 256 * (to - from);
 }
 
 DeltaInfo Index::info(uint64_t i) const noexcept {
@@ -358,11 +378,10 @@ Status StateView::seek(Epoch epoch) {
     epoch_ = ix.start_epoch();
   }
   const Index::Checkpoint& c = ix.checkpoint_before(epoch);
-  // Copying a state costs about as much as applying one delta per 256 bytes
-  // of it: move forward unless starting from the checkpoint saves more.
-  const uint64_t copy_cost = ix.state_bytes_ / 256;
+  // Move forward unless copying the checkpoint and applying from there costs
+  // less (in bytes moved; a delta's bookkeeping counts as 256 bytes).
   Epoch from = epoch_;
-  if (epoch < epoch_ || epoch - epoch_ > epoch - c.epoch + copy_cost) {
+  if (epoch < epoch_ || ix.apply_cost(epoch_, epoch) > ix.state_bytes_ + ix.apply_cost(c.epoch, epoch)) {
     std::memcpy(image_, c.image, ix.state_bytes_);
     from = c.epoch;
   }

@@ -40,8 +40,10 @@ struct IndexOptions {
   // Upper bound on the memory of all checkpoints together (they are state
   // images). More checkpoints make seeks faster.
   uint64_t checkpoint_bytes = uint64_t{512} << 20;
-  // Checkpoints are never closer than this many deltas: applying that many
-  // takes about a millisecond, so closer ones would cost memory for little.
+  // Checkpoints are never closer than this many deltas (applying that many
+  // small ones takes about a millisecond, so closer ones would cost memory
+  // for little), unless the deltas are large: then one comes after each
+  // state's worth (or log bytes / checkpoint slots) of delta bytes.
   uint64_t min_checkpoint_interval = 16384;
   // Called now and then while building with (deltas decoded, deltas total),
   // e.g. for a progress bar.
@@ -145,7 +147,7 @@ class Index {
   // ---- checkpoints ----
   size_t checkpoint_count() const noexcept { return checkpoints_.size(); }
   Epoch checkpoint_epoch(size_t i) const noexcept { return checkpoints_[i].epoch; }
-  uint64_t interval() const noexcept { return interval_; }
+  uint64_t interval() const noexcept { return interval_; }  // at most this many deltas apart
   uint64_t memory_bytes() const noexcept;
 
  private:
@@ -167,6 +169,7 @@ class Index {
   Status make_checkpoints(const IndexOptions& options);
   DeltaInfo info(uint64_t i) const noexcept;
   DeltaView raw(uint64_t i) const noexcept;  // ranges and bytes only: for applying
+  uint64_t apply_cost(Epoch from, Epoch to) const noexcept;  // of deltas from < e <= to, in bytes
   const Checkpoint& checkpoint_before(Epoch epoch) const noexcept;  // last one at or before
   // Applies the page's deltas with from < epoch <= to onto `page_bytes`.
   void apply_page(PageId page, Epoch from, Epoch to, std::byte* page_bytes) const noexcept;
