@@ -1,0 +1,193 @@
+// The inspector's UI: one App per window, drawn once per frame with Dear
+// ImGui. It reads top to bottom like ImGui's examples: draw() lays out the
+// fixed panels and calls one function per window (toolbar, timeline, pages,
+// recording, the hex/diff/propagation views, deltas, modals). What to show
+// comes from Model (model.h) and through it from mmsb::replay; the App only
+// turns clicks and keys into Model calls and Model answers into widgets.
+//
+// Every frame also records where it drew things (FrameLayout): the script
+// mode clicks there, and --layout-json writes it out so tests can sample the
+// screenshot's pixels exactly at a hex cell.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "model.h"
+
+namespace mmsb::inspector {
+
+struct Rect {
+  float x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+  float cx() const noexcept { return (x0 + x1) / 2; }
+  float cy() const noexcept { return (y0 + y1) / 2; }
+  bool empty() const noexcept { return !(x1 > x0 && y1 > y0); }
+};
+
+// Where the last frame drew what (screen pixels, origin top left).
+struct FrameLayout {
+  int width = 0, height = 0;
+  Rect timeline;        // the interactive strip (scrub, pan, zoom)
+  std::vector<std::pair<uint64_t, Rect>> hex_cells, ascii_cells;  // byte offset -> cell
+  std::vector<std::pair<uint64_t, Rect>> diff_old_cells, diff_new_cells;
+  std::vector<std::pair<PageId, Rect>> page_rows, diff_rows;
+  std::vector<std::pair<Epoch, Rect>> delta_rows, deps_nodes;
+  std::map<std::string, Rect> tabs;     // "hex", "diff", "deps"
+  std::map<std::string, Rect> buttons;  // by label (the part before "##")
+  bool banner = false;                  // the damaged-recording banner is shown
+  std::string modal;                    // title of the open modal, "" if none
+  std::string modal_text;
+
+  void clear();
+  const Rect* find(const std::vector<std::pair<uint64_t, Rect>>& v, uint64_t key) const;
+};
+
+// RGB colours the views paint with (opaque, so a screenshot holds them exactly).
+struct Palette {
+  static constexpr uint32_t kBackground = 0x1a1a1a;  // window background
+  static constexpr uint32_t kCurrent = 0xff8c00;     // bytes the cursor's delta wrote
+  static constexpr uint32_t kRecent = 0x3c82e6;      // earlier writes, fading to the background
+  static constexpr uint32_t kDiffOld = 0xb43c3c;     // differing bytes at A
+  static constexpr uint32_t kDiffNew = 0x3caa50;     // ... at B
+  static constexpr uint32_t kCursor = 0xffd200;      // the epoch cursor
+  static constexpr uint32_t kDensity = 0x5a9be0;
+  static constexpr uint32_t kDerived = 0xc070e0;
+  static constexpr uint32_t kSnapshot = 0x7cd67c;
+  // The recent colour for age k of `fade` (1 = newest), blended towards the background.
+  static uint32_t recent(int age, int fade);
+};
+
+class App {
+ public:
+  App();
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  Model& model() noexcept { return model_; }
+  const FrameLayout& layout() const noexcept { return layout_; }
+
+  // Opening: in the background (the UI shows progress), or right now on
+  // this thread (command line, scripts, screenshots). A damaged recording
+  // asks first whether to open its readable part, unless auto_accept.
+  void open_async(const std::filesystem::path& dir);
+  void open_blocking(const std::filesystem::path& dir);
+  bool loading() const noexcept { return loader_.joinable(); }
+  void set_auto_accept_damaged(bool on) noexcept { auto_accept_ = on; }
+  // The message of the last failed open ("" after a successful one).
+  const std::string& last_error() const noexcept { return last_error_; }
+
+  // Shows a view's tab (also selects it on the next frame).
+  void show_view(View v);
+  // Sets the pages filter text.
+  void set_page_filter(const std::string& text);
+
+  // One frame: call between ImGui::NewFrame() and ImGui::Render().
+  // `dt` is the time since the previous frame (playback).
+  void draw(float dt);
+
+  // The layout of the last frame as JSON (tests sample pixels with it).
+  bool write_layout_json(const std::filesystem::path& path, std::string* error) const;
+
+  // Applies the inspector's colours to ImGui's style (call once after CreateContext).
+  static void apply_style();
+
+ private:
+  // Windows, top to bottom.
+  float draw_banner(float y);
+  float draw_toolbar(float y);
+  float draw_timeline(float y);
+  void draw_pages(float x, float y, float w, float h);
+  void draw_recording(float x, float y, float w, float h);
+  void draw_views(float x, float y, float w, float h);
+  void draw_hex();
+  void draw_diff();
+  void draw_deps();
+  void draw_deltas(float x, float y, float w, float h);
+  void draw_modals();
+  // Pieces.
+  void handle_keys();
+  void poll_loader();
+  void take(Loaded&& l);
+  void draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_t> ages);
+  void draw_diff_grid();
+  void draw_cause_tree(const replay::CauseTree& t, uint64_t* budget);
+  bool button(const char* label, float width = 0);
+  bool small_button(const char* label);
+  void go_to(Epoch e, bool select_page = false);
+  void rebuild_page_rows();
+  void after_adopt();
+
+  Model model_;
+  FrameLayout layout_;
+
+  // Loading.
+  std::thread loader_;
+  std::atomic<uint64_t> load_done_{0}, load_total_{0};
+  std::atomic<bool> load_finished_{false};
+  std::mutex load_mu_;
+  std::optional<Loaded> load_result_;
+  std::filesystem::path loading_dir_;
+  std::optional<Loaded> pending_;  // a damaged recording waiting for "open the readable part"
+  bool auto_accept_ = false;
+  std::string last_error_;
+  std::string error_title_, error_text_;  // the error modal; "" when none
+  bool offer_recover_ = false;
+  std::filesystem::path error_dir_;
+  std::string notice_;  // one line in the toolbar ("no earlier write of byte 12")
+
+  // Toolbar.
+  char path_buf_[1024] = {};
+  uint64_t goto_epoch_ = 0;
+
+  // Timeline.
+  bool scrubbing_ = false;
+  Epoch followed_cursor_ = ~Epoch{0};
+  std::vector<Density::Column> columns_;
+  double columns_lo_ = 0, columns_hi_ = 0;
+  int columns_n_ = 0;
+  const replay::Index* columns_index_ = nullptr;
+
+  // Pages table.
+  char filter_buf_[256] = {};
+  std::vector<PageId> page_rows_;
+  bool page_rows_dirty_ = true;
+  uint64_t page_rows_generation_ = 0;
+  int sort_column_ = 0;
+  bool sort_descending_ = false;
+  PageId scrolled_to_page_ = kNoPage;
+
+  // Views.
+  View shown_view_ = View::kHex;
+  std::optional<View> want_tab_ = View::kHex;  // selected by code, shown once ImGui has switched
+  bool diff_only_rows_ = true;
+  uint64_t diff_a_edit_ = 0, diff_b_edit_ = 0;
+  // Side by side bytes of the selected page at A and B.
+  struct DiffSides {
+    PageId page = kNoPage;
+    Epoch a = 0, b = 0;
+    const replay::Index* index = nullptr;
+    std::vector<std::byte> old_bytes, new_bytes;
+    bool old_exists = false, new_exists = false;
+    std::vector<uint8_t> mask;  // 1 where A and B differ
+    std::vector<uint64_t> rows;  // rows (of 8 bytes) to show
+    bool only_diff = true;
+    std::string error;
+  } sides_;
+  std::pair<PageId, Epoch> hex_scrolled_{kNoPage, ~Epoch{0}};
+
+  // Deltas list.
+  bool deltas_page_only_ = false;
+  Epoch deltas_scrolled_ = ~Epoch{0};
+};
+
+}  // namespace mmsb::inspector

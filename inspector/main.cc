@@ -1,0 +1,261 @@
+// mmsb-inspector: a timeline UI for MMSB recordings.
+//
+//   mmsb-inspector [RECORDING]
+//   mmsb-inspector RECORDING --screenshot out.png --epoch N [--page P] [--view hex|diff|deps]
+//                  [--diff-a A --diff-b B] [--layout-json out.json]
+//   mmsb-inspector [RECORDING] --script FILE
+//
+// This file only sets up GLFW, OpenGL and Dear ImGui, parses the command line
+// and runs the frame loop; the UI is App (app.h), the logic mmsb::replay.
+//
+// Exit codes: 0 fine; 1 a script failed; 2 bad arguments; 3 the recording
+// could not be opened (a screenshot of the error is still written);
+// 69 no window could be opened (no X server / OpenGL).
+#include <GLFW/glfw3.h>
+#include <backends/imgui_impl_glfw.h>
+#include <backends/imgui_impl_opengl3.h>
+#include <imgui.h>
+#include <stb_image_write.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "app.h"
+#include "script.h"
+
+namespace {
+
+using mmsb::inspector::App;
+using mmsb::inspector::Palette;
+using mmsb::inspector::Script;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kExitScript = 1, kExitUsage = 2, kExitOpen = 3, kExitNoDisplay = 69;
+
+std::string g_glfw_error;
+void on_glfw_error(int code, const char* text) {
+  g_glfw_error = "GLFW error " + std::to_string(code) + ": " + (text ? text : "?");
+}
+
+void on_drop(GLFWwindow* window, int count, const char** paths) {
+  if (count > 0) static_cast<App*>(glfwGetWindowUserPointer(window))->open_async(paths[0]);
+}
+
+// Reads the back buffer (what was just rendered) and writes it as a PNG.
+bool write_png(GLFWwindow* window, const std::string& path, std::string* error) {
+  int w = 0, h = 0;
+  glfwGetFramebufferSize(window, &w, &h);
+  if (w <= 0 || h <= 0) {
+    *error = "the window has no pixels";
+    return false;
+  }
+  std::vector<unsigned char> px(static_cast<size_t>(w) * h * 3), flipped(px.size());
+  glReadBuffer(GL_BACK);
+  glPixelStorei(GL_PACK_ALIGNMENT, 1);
+  glReadPixels(0, 0, w, h, GL_RGB, GL_UNSIGNED_BYTE, px.data());
+  const size_t stride = static_cast<size_t>(w) * 3;
+  for (int y = 0; y < h; ++y)
+    std::copy_n(px.data() + static_cast<size_t>(h - 1 - y) * stride, stride, flipped.data() + static_cast<size_t>(y) * stride);
+  stbi_write_png_compression_level = 9;
+  if (!stbi_write_png(path.c_str(), w, h, 3, flipped.data(), static_cast<int>(stride))) {
+    *error = "cannot write " + path;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"mmsb-inspector: scrub an MMSB recording's timeline, read pages in hex with the bytes each delta "
+               "wrote highlighted, diff two epochs and walk propagation."};
+  std::string recording, screenshot, page, view_arg, script_path, layout_json, size = "1280x800";
+  uint64_t epoch = 0, diff_a = 0, diff_b = 0;
+  int frames = 4, fade = 0;
+  cli.add_option("recording", recording, "Recording directory to open");
+  auto* shot_opt = cli.add_option("--screenshot", screenshot, "Render one frame at the given state into this PNG and exit");
+  auto* epoch_opt = cli.add_option("--epoch", epoch, "Cursor epoch (default: the last)");
+  cli.add_option("--page", page, "Page to select, by name or id (default: the one the delta at --epoch wrote)");
+  cli.add_option("--view", view_arg, "View to show: hex, diff or deps")->check(CLI::IsMember({"hex", "diff", "deps"}));
+  auto* a_opt = cli.add_option("--diff-a", diff_a, "Diff view: epoch A (default: the first)");
+  auto* b_opt = cli.add_option("--diff-b", diff_b, "Diff view: epoch B (default: the cursor)");
+  cli.add_option("--fade", fade, "Highlight the page's last K writes, fading")->check(CLI::Range(1, 64));
+  cli.add_option("--layout-json", layout_json,
+                 "With --screenshot: also write where the frame drew each hex cell, row and tab, as JSON");
+  cli.add_option("--frames", frames, "With --screenshot: frames rendered before the one captured")->check(CLI::Range(1, 1000));
+  cli.add_option("--script", script_path, "Run a script of UI commands (see inspector/script.h), then exit");
+  cli.add_option("--size", size, "Window size, WIDTHxHEIGHT");
+  CLI11_PARSE(cli, argc, argv);
+
+  int win_w = 1280, win_h = 800;
+  if (std::sscanf(size.c_str(), "%dx%d", &win_w, &win_h) != 2 || win_w < 320 || win_h < 240 || win_w > 16384 ||
+      win_h > 16384) {
+    std::fprintf(stderr, "mmsb-inspector: --size wants WIDTHxHEIGHT (at least 320x240), not '%s'\n", size.c_str());
+    return kExitUsage;
+  }
+  const bool shot_mode = !shot_opt->empty();
+  if (shot_mode && recording.empty()) {
+    std::fprintf(stderr, "mmsb-inspector: --screenshot needs a recording directory\n");
+    return kExitUsage;
+  }
+  std::unique_ptr<Script> script;
+  if (!script_path.empty()) {
+    script = std::make_unique<Script>();
+    std::string err;
+    if (!script->load(script_path, &err)) {
+      std::fprintf(stderr, "mmsb-inspector: %s\n", err.c_str());
+      return kExitUsage;
+    }
+  }
+  const bool headless = shot_mode || script;
+
+  glfwSetErrorCallback(on_glfw_error);
+  if (!glfwInit()) {
+    std::fprintf(stderr, "mmsb-inspector: cannot open a window (no display? DISPLAY=%s): %s\n",
+                 std::getenv("DISPLAY") ? std::getenv("DISPLAY") : "", g_glfw_error.c_str());
+    return kExitNoDisplay;
+  }
+  glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
+  glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
+  glfwWindowHint(GLFW_RESIZABLE, headless ? GLFW_FALSE : GLFW_TRUE);
+  GLFWwindow* window = glfwCreateWindow(win_w, win_h, "mmsb-inspector", nullptr, nullptr);
+  if (!window) {
+    std::fprintf(stderr, "mmsb-inspector: cannot create an OpenGL 3 window: %s\n", g_glfw_error.c_str());
+    glfwTerminate();
+    return kExitNoDisplay;
+  }
+  glfwMakeContextCurrent(window);
+  glfwSwapInterval(headless ? 0 : 1);
+
+  IMGUI_CHECKVERSION();
+  ImGui::CreateContext();
+  ImGui::GetIO().IniFilename = nullptr;
+  App::apply_style();
+  ImGui_ImplGlfw_InitForOpenGL(window, true);
+  ImGui_ImplOpenGL3_Init("#version 130");
+
+  int rc = 0;
+  {
+    App app;
+    glfwSetWindowUserPointer(window, &app);
+    glfwSetDropCallback(window, on_drop);
+
+    if (!recording.empty()) {
+      if (headless) {
+        app.set_auto_accept_damaged(shot_mode);
+        app.open_blocking(recording);
+      } else {
+        app.open_async(recording);
+      }
+    }
+    if (shot_mode) {
+      auto& m = app.model();
+      if (!m.loaded()) {
+        std::fprintf(stderr, "mmsb-inspector: %s\n", app.last_error().c_str());
+        rc = kExitOpen;
+      } else {
+        if (!page.empty()) {
+          const auto id = m.find_page(page);
+          if (!id) {
+            std::fprintf(stderr, "mmsb-inspector: no page '%s' in %s (%u pages)\n", page.c_str(), recording.c_str(),
+                         m.page_count());
+            rc = kExitUsage;
+          } else {
+            m.select_page(*id);
+          }
+        }
+        if (!epoch_opt->empty()) {
+          if (epoch < m.first_epoch() || epoch > m.last_epoch())
+            std::fprintf(stderr, "mmsb-inspector: epoch %llu is outside %llu..%llu; showing the nearest\n",
+                         static_cast<unsigned long long>(epoch), static_cast<unsigned long long>(m.first_epoch()),
+                         static_cast<unsigned long long>(m.last_epoch()));
+          m.seek(epoch);
+          if (page.empty())  // no --page: the page the cursor's delta wrote
+            if (const auto d = m.cursor_delta()) m.select_page(d->page);
+        }
+        m.set_diff(a_opt->empty() ? m.first_epoch() : diff_a, b_opt->empty() ? m.cursor() : diff_b);
+        if (!m.damage().ok()) std::fprintf(stderr, "mmsb-inspector: damaged recording: %s\n", m.damage().to_string().c_str());
+      }
+    }
+    if (fade) app.model().set_fade(fade);
+    if (!view_arg.empty()) app.show_view(*mmsb::inspector::parse_view(view_arg));
+
+    const auto bg = Palette::kBackground;
+    int frame = 0;
+    auto last = Clock::now();
+    while (rc != kExitUsage && !glfwWindowShouldClose(window)) {
+      const auto t0 = Clock::now();
+      if (headless || app.loading() || app.model().playing()) glfwPollEvents();
+      else glfwWaitEventsTimeout(0.25);
+      const float dt = std::chrono::duration<float>(Clock::now() - last).count();
+      last = Clock::now();
+
+      ImGui_ImplOpenGL3_NewFrame();
+      ImGui_ImplGlfw_NewFrame();
+      if (script) {
+        script->before_frame(app);
+      } else if (shot_mode) {  // the X server's pointer (the screen centre under Xvfb) must not hover
+        ImGui::GetIO().MousePos = ImVec2(-std::numeric_limits<float>::max(), -std::numeric_limits<float>::max());
+        for (bool& d : ImGui::GetIO().MouseDown) d = false;
+      }
+      const auto c0 = Clock::now();
+      ImGui::NewFrame();
+      app.draw(dt);
+      ImGui::Render();
+      const double cpu_ms = std::chrono::duration<double, std::milli>(Clock::now() - c0).count();
+
+      int fb_w = 0, fb_h = 0;
+      glfwGetFramebufferSize(window, &fb_w, &fb_h);
+      glViewport(0, 0, fb_w, fb_h);
+      glClearColor(((bg >> 16) & 255) / 255.f, ((bg >> 8) & 255) / 255.f, (bg & 255) / 255.f, 1.f);
+      glClear(GL_COLOR_BUFFER_BIT);
+      ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+      double gl_ms = 0;
+      if (script && script->timing()) {  // split the frame time: drawing vs presenting
+        glFinish();
+        gl_ms = std::chrono::duration<double, std::milli>(Clock::now() - c0).count() - cpu_ms;
+      }
+
+      if (script) {
+        script->after_render(app, [&](const std::string& path, std::string* err) { return write_png(window, path, err); });
+      }
+      if (shot_mode && ++frame > frames) {
+        std::string err;
+        if (!write_png(window, screenshot, &err)) {
+          std::fprintf(stderr, "mmsb-inspector: %s\n", err.c_str());
+          rc = kExitScript;
+        } else if (!layout_json.empty() && !app.write_layout_json(layout_json, &err)) {
+          std::fprintf(stderr, "mmsb-inspector: %s\n", err.c_str());
+          rc = kExitScript;
+        }
+        break;
+      }
+      glfwSwapBuffers(window);
+      const double frame_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      if (script) {
+        script->record_frame(cpu_ms, gl_ms, frame_ms);
+        if (script->finished()) {
+          if (script->failed()) {
+            std::fprintf(stderr, "mmsb-inspector: %s\n", script->error().c_str());
+            rc = kExitScript;
+          }
+          break;
+        }
+      }
+    }
+    glfwSetWindowUserPointer(window, nullptr);
+  }
+
+  ImGui_ImplOpenGL3_Shutdown();
+  ImGui_ImplGlfw_Shutdown();
+  ImGui::DestroyContext();
+  glfwDestroyWindow(window);
+  glfwTerminate();
+  return rc;
+}

@@ -1,0 +1,619 @@
+#include "model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <exception>
+#include <new>
+#include <utility>
+
+namespace mmsb::inspector {
+
+namespace {
+
+// The byte at `offset` in a delta, if the delta wrote it. Ranges are sorted
+// and disjoint: binary search, then the byte's place in `bytes`.
+std::optional<std::byte> written_byte(const replay::DeltaInfo& d, uint64_t offset) {
+  const auto& rs = d.ranges;
+  auto it = std::upper_bound(rs.begin(), rs.end(), offset,
+                             [](uint64_t off, const Range& r) { return off < r.offset; });
+  if (it == rs.begin()) return std::nullopt;
+  --it;
+  if (offset >= it->end()) return std::nullopt;
+  uint64_t before = 0;
+  for (auto r = rs.begin(); r != it; ++r) before += r->length;
+  const uint64_t at = before + (offset - it->offset);
+  if (at >= d.bytes.size()) return std::nullopt;  // a malformed delta: say "not written"
+  return d.bytes[at];
+}
+
+uint64_t count_nodes(const replay::CauseTree& t) {
+  uint64_t n = 1;
+  for (const auto& c : t.children) n += count_nodes(c);
+  return n;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- Density
+
+void Density::build(const replay::Index& index) {
+  levels_.clear();
+  first_ = index.first_epoch();
+  count_ = index.delta_count();
+  if (count_ == 0) return;
+  std::vector<Bin> base((count_ + kBaseBin - 1) / kBaseBin);
+  for (uint64_t i = 0; i < count_; ++i) {
+    const auto d = index.delta(first_ + i);
+    if (!d) continue;
+    Bin& b = base[i / kBaseBin];
+    b.bytes += d->bytes.size();
+    b.derived += d->derived() ? 1 : 0;
+    b.deltas += 1;
+  }
+  levels_.push_back(std::move(base));
+  while (levels_.back().size() > 1) {
+    const auto& prev = levels_.back();
+    std::vector<Bin> next((prev.size() + 1) / 2);
+    for (size_t i = 0; i < prev.size(); ++i) {
+      Bin& b = next[i / 2];
+      b.bytes += prev[i].bytes;
+      b.derived += prev[i].derived;
+      b.deltas += prev[i].deltas;
+    }
+    levels_.push_back(std::move(next));
+  }
+}
+
+size_t Density::bins() const noexcept {
+  size_t n = 0;
+  for (const auto& l : levels_) n += l.size();
+  return n;
+}
+
+void Density::query(const replay::Index& index, double lo, double hi, int columns,
+                    std::vector<Column>* out) const {
+  out->assign(columns > 0 ? static_cast<size_t>(columns) : 0, Column{});
+  if (columns <= 0 || count_ == 0 || !(hi > lo)) return;
+  const double w = (hi - lo) / columns;
+  const double end = static_cast<double>(first_ + count_);  // one past the last epoch
+  auto add_delta = [&](Column& c, Epoch e) {
+    const auto d = index.delta(e);
+    if (!d) return;
+    c.bytes_per_epoch += static_cast<double>(d->bytes.size());
+    c.derived_fraction += d->derived() ? 1 : 0;
+    c.epochs += 1;
+  };
+  for (int c = 0; c < columns; ++c) {
+    Column& col = (*out)[c];
+    const double a = lo + c * w, b = a + w;
+    if (w <= 1.0) {
+      // Zoomed in: each column shows the epoch whose slot holds its centre.
+      const double e = std::floor(a + w / 2 + 0.5);
+      if (e >= static_cast<double>(first_) && e < end) add_delta(col, static_cast<Epoch>(e));
+    } else {
+      // Epochs whose centre lies in [a, b).
+      const double eb = std::max(std::ceil(a), static_cast<double>(first_));
+      const double ee = std::min(std::ceil(b), end);
+      if (!(ee > eb)) continue;
+      const Epoch e0 = static_cast<Epoch>(eb), e1 = static_cast<Epoch>(ee);
+      if (w < static_cast<double>(kBaseBin) || levels_.empty()) {
+        for (Epoch e = e0; e < e1; ++e) add_delta(col, e);
+      } else {
+        // The coarsest level whose bins are no wider than the column; a
+        // column takes the bins that start inside it.
+        size_t level = 0;
+        while (level + 1 < levels_.size() && static_cast<double>(kBaseBin << (level + 1)) <= w) ++level;
+        const uint64_t bs = kBaseBin << level;
+        const auto& bins = levels_[level];
+        const uint64_t i0 = (e0 - first_ + bs - 1) / bs, i1 = std::min<uint64_t>((e1 - first_ + bs - 1) / bs, bins.size());
+        for (uint64_t i = i0; i < i1; ++i) {
+          col.bytes_per_epoch += static_cast<double>(bins[i].bytes);
+          col.derived_fraction += bins[i].derived;
+          col.epochs += bins[i].deltas;
+        }
+      }
+    }
+    if (col.epochs > 0) {
+      col.bytes_per_epoch /= static_cast<double>(col.epochs);
+      col.derived_fraction /= static_cast<double>(col.epochs);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- TimelineView
+
+void TimelineView::clamp(Epoch first, Epoch last) {
+  const double min_lo = static_cast<double>(first) - 0.5;
+  const double max_hi = static_cast<double>(std::max(first, last)) + 0.5;
+  const double full = max_hi - min_lo;
+  double span = hi - lo;
+  if (!(span > 0) || !std::isfinite(span)) span = full;
+  span = std::clamp(span, std::min(kMinSpan, full), full);
+  if (!std::isfinite(lo)) lo = min_lo;
+  hi = lo + span;
+  if (lo < min_lo) {
+    lo = min_lo;
+    hi = lo + span;
+  }
+  if (hi > max_hi) {
+    hi = max_hi;
+    lo = hi - span;
+  }
+}
+
+void TimelineView::fit(Epoch first, Epoch last) {
+  lo = static_cast<double>(first) - 0.5;
+  hi = static_cast<double>(std::max(first, last)) + 0.5;
+  clamp(first, last);
+}
+
+void TimelineView::zoom(double anchor, double factor, Epoch first, Epoch last) {
+  if (!(factor > 0) || !std::isfinite(factor)) return;
+  const double span = hi - lo;
+  const double t = span > 0 ? (anchor - lo) / span : 0.5;
+  const double min_lo = static_cast<double>(first) - 0.5;
+  const double full = static_cast<double>(std::max(first, last)) + 0.5 - min_lo;
+  const double ns = std::clamp(span * factor, std::min(kMinSpan, full), full);
+  lo = anchor - t * ns;
+  hi = lo + ns;
+  clamp(first, last);
+}
+
+void TimelineView::pan(double epochs, Epoch first, Epoch last) {
+  if (!std::isfinite(epochs)) return;
+  lo += epochs;
+  hi += epochs;
+  clamp(first, last);
+}
+
+void TimelineView::follow(Epoch e, Epoch first, Epoch last) {
+  const double c = static_cast<double>(e);
+  const double span = hi - lo;
+  if (c - 0.5 < lo) {
+    lo = c - 0.5;
+    hi = lo + span;
+  } else if (c + 0.5 > hi) {
+    hi = c + 0.5;
+    lo = hi - span;
+  }
+  clamp(first, last);
+}
+
+double TimelineView::x_of(double epoch, double x0, double width) const noexcept {
+  const double span = hi - lo;
+  return span > 0 ? x0 + (epoch - lo) / span * width : x0;
+}
+
+Epoch TimelineView::epoch_at(double x, double x0, double width, Epoch first, Epoch last) const noexcept {
+  if (last < first) last = first;
+  const double t = width > 0 ? (x - x0) / width : 0;
+  const double e = std::floor(lo + t * (hi - lo) + 0.5);
+  if (!(e >= static_cast<double>(first))) return first;  // also NaN
+  if (e >= static_cast<double>(last)) return last;
+  return static_cast<Epoch>(e);
+}
+
+// ---------------------------------------------------------------- loading
+
+Loaded::~Loaded() {
+  index.reset();  // it refers to rec
+  rec.reset();
+}
+
+Loaded& Loaded::operator=(Loaded&& o) noexcept {
+  if (this == &o) return *this;
+  index.reset();
+  rec.reset();
+  dir = std::move(o.dir);
+  rec = std::move(o.rec);
+  index = std::move(o.index);
+  density = std::move(o.density);
+  error = std::move(o.error);
+  stage = std::move(o.stage);
+  seconds = o.seconds;
+  return *this;
+}
+
+const Status& Loaded::damage() const noexcept {
+  static const Status kIntact;
+  if (rec && !rec->damage().ok()) return rec->damage();
+  if (index && !index->damage().ok()) return index->damage();
+  return kIntact;
+}
+
+Loaded load_recording(const std::filesystem::path& dir, const std::function<void(uint64_t, uint64_t)>& progress) {
+  Loaded l;
+  l.dir = dir;
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    auto rec = replay::Recording::open(dir);
+    if (!rec.ok()) {
+      l.error = rec.status();
+      l.stage = "open";
+    } else {
+      l.rec = std::move(rec).value();
+      replay::IndexOptions options;
+      options.progress = progress;
+      auto index = replay::Index::build(*l.rec, options);
+      if (!index.ok()) {
+        l.error = index.status();
+        l.stage = "index";
+      } else {
+        l.index = std::move(index).value();
+        l.density.build(*l.index);
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    l.index.reset();
+    l.error = Status(Code::kResourceExhausted, "out of memory while reading " + dir.string() +
+                                                   " -- the recording is larger than this machine can index");
+    l.stage = l.rec ? "index" : "open";
+  } catch (const std::exception& e) {
+    l.index.reset();
+    l.error = Status(Code::kIOError, std::string("cannot read ") + dir.string() + ": " + e.what());
+    l.stage = l.rec ? "index" : "open";
+  }
+  l.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return l;
+}
+
+const char* view_name(View v) noexcept {
+  switch (v) {
+    case View::kHex: return "hex";
+    case View::kDiff: return "diff";
+    case View::kDeps: return "deps";
+  }
+  return "hex";
+}
+
+std::optional<View> parse_view(std::string_view s) noexcept {
+  if (s == "hex") return View::kHex;
+  if (s == "diff") return View::kDiff;
+  if (s == "deps" || s == "propagation") return View::kDeps;
+  return std::nullopt;
+}
+
+std::vector<int16_t> compute_highlight(const replay::Index& index, PageId page, Epoch epoch, uint64_t size,
+                                       int fade) {
+  std::vector<int16_t> ages(size, kAgeNone);
+  if (fade < 0) fade = 0;
+  const auto epochs = index.page_epochs(page);
+  const auto end = std::upper_bound(epochs.begin(), epochs.end(), epoch);
+  if (end == epochs.begin()) return ages;
+  const size_t n = static_cast<size_t>(end - epochs.begin());
+  const int first_rank = *(end - 1) == epoch ? 0 : 1;
+  // The writes that get a colour, oldest first so newer ones win.
+  const size_t take = std::min<size_t>(n, static_cast<size_t>(fade + 1 - first_rank));
+  for (size_t k = take; k-- > 0;) {
+    const size_t j = n - 1 - k;  // k deltas newer than this one
+    const int16_t age = static_cast<int16_t>(k + first_rank);
+    const auto d = index.delta(epochs[j]);
+    if (!d) continue;
+    for (const Range& r : d->ranges) {
+      const uint64_t b = std::min<uint64_t>(r.offset, size), e = std::min<uint64_t>(r.end(), size);
+      std::fill(ages.begin() + static_cast<ptrdiff_t>(b), ages.begin() + static_cast<ptrdiff_t>(e), age);
+    }
+  }
+  return ages;
+}
+
+std::string format_ranges(std::span<const Range> ranges, size_t max) {
+  std::string s;
+  for (size_t i = 0; i < ranges.size() && i < max; ++i) {
+    if (i) s += ' ';
+    s += '[' + std::to_string(ranges[i].offset) + ',' + std::to_string(ranges[i].end()) + ')';
+  }
+  if (ranges.size() > max) s += " +" + std::to_string(ranges.size() - max) + " more";
+  return s;
+}
+
+// ---------------------------------------------------------------- Model
+
+Model::Model() = default;
+Model::~Model() = default;
+
+void Model::adopt(Loaded&& l) {
+  close();
+  if (!l.index) return;
+  loaded_ = std::move(l);
+  index_ = loaded_.index.get();
+  cursor_ = last_epoch();
+  ++generation_;
+  page_ = kNoPage;
+  if (const auto d = cursor_delta()) page_ = d->page;
+  else if (page_count() > 0) page_ = 0;
+  timeline_.fit(first_epoch(), last_epoch());
+  diff_a_ = first_epoch();
+  diff_b_ = last_epoch();
+  playing_ = false;
+  play_carry_ = 0;
+}
+
+void Model::close() {
+  index_ = nullptr;
+  loaded_ = Loaded{};
+  cursor_ = 0;
+  ++generation_;
+  page_ = kNoPage;
+  byte_.reset();
+  playing_ = false;
+  invalidate_page();
+  diff_valid_ = false;
+  diff_.clear();
+  prop_valid_ = false;
+}
+
+
+Epoch Model::first_epoch() const noexcept { return index_ ? index_->start_epoch() : 0; }
+Epoch Model::last_epoch() const noexcept {
+  if (!index_) return 0;
+  return index_->delta_count() ? std::max(index_->last_epoch(), index_->start_epoch()) : index_->start_epoch();
+}
+
+void Model::seek(Epoch e) {
+  if (!index_) return;
+  e = std::clamp(e, first_epoch(), last_epoch());
+  if (e == cursor_) return;
+  cursor_ = e;
+  ++generation_;
+  invalidate_page();
+  prop_valid_ = false;
+}
+
+void Model::step(int64_t delta) {
+  if (delta >= 0) {
+    const Epoch room = last_epoch() - std::min(cursor_, last_epoch());
+    seek(cursor_ + std::min<uint64_t>(room, static_cast<uint64_t>(delta)));
+  } else {
+    const uint64_t back = static_cast<uint64_t>(-(delta + 1)) + 1;
+    seek(cursor_ > back ? cursor_ - back : 0);
+  }
+}
+
+std::optional<replay::DeltaInfo> Model::cursor_delta() const {
+  if (!index_ || index_->delta_count() == 0) return std::nullopt;
+  return index_->delta(cursor_);
+}
+
+void Model::set_playing(bool on) {
+  playing_ = on && index_ != nullptr;
+  play_carry_ = 0;
+  if (playing_ && cursor_ >= last_epoch()) seek(first_epoch());  // play again from the start
+}
+
+void Model::set_rate(double r) {
+  if (std::isfinite(r)) rate_ = std::clamp(r, 0.1, 1e9);
+}
+
+void Model::advance(double seconds) {
+  if (!playing_ || !index_ || !(seconds > 0)) return;
+  play_carry_ += rate_ * std::min(seconds, 1.0);
+  const double whole = std::floor(play_carry_);
+  play_carry_ -= whole;
+  if (whole >= 1) step(static_cast<int64_t>(std::min(whole, 9e18)));
+  if (cursor_ >= last_epoch()) playing_ = false;
+}
+
+uint32_t Model::page_count() const noexcept {
+  return loaded_.rec ? static_cast<uint32_t>(loaded_.rec->pages().size()) : 0;
+}
+
+const replay::PageMeta* Model::page_meta(PageId id) const noexcept {
+  if (!loaded_.rec) return nullptr;
+  const auto& pages = loaded_.rec->pages();
+  if (id < pages.size() && pages[id].id == id) return &pages[id];
+  for (const auto& p : pages)
+    if (p.id == id) return &p;
+  return nullptr;
+}
+
+std::string Model::page_label(PageId id) const {
+  const auto* m = page_meta(id);
+  if (m && !m->name.empty()) return "'" + m->name + "'";
+  return "#" + std::to_string(id);
+}
+
+std::optional<PageId> Model::find_page(std::string_view s) const {
+  if (!loaded_.rec || s.empty()) return std::nullopt;
+  for (const auto& p : loaded_.rec->pages())
+    if (p.name == s) return p.id;
+  if (s.front() == '#') s.remove_prefix(1);
+  if (s.empty() || s.size() > 10) return std::nullopt;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (v >= page_count()) return std::nullopt;
+  return static_cast<PageId>(v);
+}
+
+bool Model::page_exists_at(PageId id, Epoch e) const noexcept {
+  return index_ && id != kNoPage && id < index_->page_count_at(e);
+}
+
+uint64_t Model::page_changes(PageId id) const noexcept { return index_ ? index_->page_epochs(id).size() : 0; }
+
+Version Model::version_at(PageId id, Epoch e) const noexcept { return index_ ? index_->version_at(id, e) : 0; }
+
+void Model::select_page(PageId id) {
+  if (id != kNoPage && id >= page_count()) id = kNoPage;
+  if (id == page_) return;
+  page_ = id;
+  byte_.reset();
+  invalidate_page();
+}
+
+void Model::invalidate_page() {
+  page_valid_ = false;
+  page_bytes_.clear();
+  highlight_.clear();
+  page_error_.clear();
+}
+
+std::span<const std::byte> Model::page_bytes() {
+  if (page_valid_) return page_bytes_;
+  page_valid_ = true;
+  page_bytes_.clear();
+  highlight_.clear();
+  page_error_.clear();
+  if (!index_) {
+    page_error_ = "no recording open";
+  } else if (page_ == kNoPage) {
+    page_error_ = "no page selected";
+  } else if (!page_exists_at(page_, cursor_)) {
+    const auto* m = page_meta(page_);
+    page_error_ = "page " + page_label(page_) + " does not exist at epoch " + std::to_string(cursor_) +
+                  (m ? " (it is created at epoch " + std::to_string(m->created) + ")" : std::string());
+  } else {
+    try {
+      const Status s = index_->page_at(page_, cursor_, &page_bytes_);
+      if (!s.ok()) {
+        page_error_ = s.to_string();
+        page_bytes_.clear();
+      } else {
+        highlight_ = compute_highlight(*index_, page_, cursor_, page_bytes_.size(), fade_);
+      }
+    } catch (const std::exception& e) {
+      page_error_ = std::string("cannot read the page: ") + e.what();
+      page_bytes_.clear();
+    }
+  }
+  return page_bytes_;
+}
+
+const std::string& Model::page_error() {
+  (void)page_bytes();
+  return page_error_;
+}
+
+std::span<const int16_t> Model::highlight() {
+  (void)page_bytes();
+  return highlight_;
+}
+
+void Model::set_fade(int k) {
+  k = std::clamp(k, 1, 64);
+  if (k == fade_) return;
+  fade_ = k;
+  invalidate_page();
+}
+
+void Model::select_byte(std::optional<uint64_t> offset) { byte_ = offset; }
+
+std::vector<ByteWrite> Model::byte_history(PageId page, uint64_t offset, Epoch epoch, size_t max) const {
+  std::vector<ByteWrite> out;
+  if (!index_) return out;
+  Epoch e = epoch;
+  while (out.size() < max) {
+    const auto w = index_->last_writer(page, offset, e);
+    if (!w) break;
+    const auto v = written_byte(*w, offset);
+    out.push_back({w->epoch, w->version, v.value_or(std::byte{0})});
+    if (w->epoch == 0 || w->epoch > e) break;  // never loop
+    e = w->epoch - 1;
+  }
+  return out;
+}
+
+std::optional<Epoch> Model::next_byte_write(PageId page, uint64_t offset, Epoch after, uint64_t max_deltas) const {
+  if (!index_) return std::nullopt;
+  const auto epochs = index_->page_epochs(page);
+  auto it = std::upper_bound(epochs.begin(), epochs.end(), after);
+  for (uint64_t n = 0; it != epochs.end() && n < max_deltas; ++it, ++n) {
+    const auto d = index_->delta(*it);
+    if (d && written_byte(*d, offset)) return *it;
+  }
+  return std::nullopt;
+}
+
+std::optional<Epoch> Model::prev_byte_write(PageId page, uint64_t offset, Epoch before) const {
+  if (!index_ || before == 0) return std::nullopt;
+  const auto w = index_->last_writer(page, offset, before - 1);
+  if (!w) return std::nullopt;
+  return w->epoch;
+}
+
+std::optional<Epoch> Model::next_page_change() const {
+  if (!index_ || page_ == kNoPage) return std::nullopt;
+  return index_->next_change(page_, cursor_);
+}
+
+std::optional<Epoch> Model::prev_page_change() const {
+  if (!index_ || page_ == kNoPage) return std::nullopt;
+  return index_->prev_change(page_, cursor_);
+}
+
+void Model::set_diff(Epoch a, Epoch b) {
+  if (!index_) return;
+  a = std::clamp(a, first_epoch(), last_epoch());
+  b = std::clamp(b, first_epoch(), last_epoch());
+  if (a == diff_a_ && b == diff_b_) return;
+  diff_a_ = a;
+  diff_b_ = b;
+  diff_valid_ = false;
+}
+
+const std::vector<replay::PageDiff>& Model::diff() {
+  if (diff_valid_) return diff_;
+  diff_valid_ = true;
+  diff_.clear();
+  diff_error_.clear();
+  if (!index_) return diff_;
+  try {
+    auto r = index_->diff(diff_a_, diff_b_);
+    if (r.ok()) diff_ = std::move(r).value();
+    else diff_error_ = r.status().to_string();
+    diff_bytes_ = 0;
+    for (const auto& pd : diff_)
+      for (const auto& range : pd.ranges) diff_bytes_ += range.length;
+  } catch (const std::exception& e) {
+    diff_error_ = std::string("cannot compute the diff: ") + e.what();
+  }
+  return diff_;
+}
+
+uint64_t Model::diff_bytes() {
+  (void)diff();
+  return diff_bytes_;
+}
+
+const std::string& Model::diff_error() {
+  (void)diff();
+  return diff_error_;
+}
+
+const replay::PageDiff* Model::selected_diff() {
+  const auto& d = diff();
+  auto it = std::lower_bound(d.begin(), d.end(), page_,
+                             [](const replay::PageDiff& p, PageId id) { return p.page < id; });
+  if (it != d.end() && it->page == page_) return &*it;
+  for (const auto& p : d)  // in case the order is not by page
+    if (p.page == page_) return &p;
+  return nullptr;
+}
+
+void Model::set_deps_from_root(bool on) {
+  if (on == from_root_) return;
+  from_root_ = on;
+  prop_valid_ = false;
+}
+
+const Propagation& Model::propagation() {
+  if (prop_valid_) return prop_;
+  prop_valid_ = true;
+  prop_ = Propagation{};
+  const auto d = cursor_delta();
+  if (!d) return prop_;
+  prop_.epoch = d->epoch;
+  prop_.chain = index_->cause_chain(d->epoch);
+  std::reverse(prop_.chain.begin(), prop_.chain.end());  // root first
+  if (prop_.chain.empty() || prop_.chain.back() != d->epoch) prop_.chain.push_back(d->epoch);
+  const Epoch top = from_root_ ? prop_.chain.front() : d->epoch;
+  prop_.tree = index_->caused_tree(top);
+  prop_.tree_nodes = count_nodes(prop_.tree);
+  return prop_;
+}
+
+}  // namespace mmsb::inspector

@@ -1,0 +1,537 @@
+// mmsb-inspector under Xvfb: renders screenshots and runs scripts against
+// the fixture of fixture.h, then checks the model state the inspector
+// reports and the pixels of its screenshots (decoded with stb_image), at the
+// hex cells the --layout-json sidecar names.
+//
+//   mmsb_inspector_gui_test INSPECTOR WORKDIR CASE
+//   CASE: hex | diff | deps | script | damaged
+//
+// Exit 0 passed, 1 failed, 77 skipped (no xvfb-run, or no X server or
+// OpenGL could start: "no X server: ...").
+#include <stb_image.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fixture.h"
+#include "mmsb/format.h"
+#include "mmsb/replay/recording.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kSkip = 77;
+int g_failures = 0;
+
+#define EXPECT(cond, ...)                                     \
+  do {                                                        \
+    if (!(cond)) {                                            \
+      std::fprintf(stderr, "FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      std::fprintf(stderr, __VA_ARGS__);                      \
+      std::fprintf(stderr, "\n");                             \
+      ++g_failures;                                           \
+    }                                                         \
+  } while (0)
+
+std::string quote(const std::string& s) {
+  std::string o = "'";
+  for (char c : s) {
+    if (c == '\'') o += "'\\''";
+    else o += c;
+  }
+  return o + "'";
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool on_path(const char* prog) {
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(ss, dir, ':');)
+    if (!dir.empty() && ::access((fs::path(dir) / prog).c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs the inspector with `args` under xvfb-run; exits 77 when no X server
+// (or no OpenGL window) could be had.
+Run run_inspector_once(const std::string& inspector, const fs::path& work, const std::string& args) {
+  const fs::path out = work / "stdout.txt", err = work / "stderr.txt";
+  const std::string cmd = "xvfb-run -a -s '-screen 0 1280x800x24' " + quote(inspector) + " " + args + " >" +
+                          quote(out.string()) + " 2>" + quote(err.string());
+  const int st = std::system(cmd.c_str());
+  Run r;
+  r.out = read_file(out);
+  r.err = read_file(err);
+  if (st == -1 || !WIFEXITED(st)) {
+    r.code = -1;
+    std::fprintf(stderr, "%s\n  did not exit normally (status %d)\n%s", cmd.c_str(), st, r.err.c_str());
+    return r;
+  }
+  r.code = WEXITSTATUS(st);
+  // xvfb-run also says "xvfb-run: error: problem while cleaning up" after a
+  // run that worked: only a server that did not start means "skip".
+  if (r.code == 69 || r.err.find("Xvfb failed to start") != std::string::npos ||
+      r.err.find("xauth command not found") != std::string::npos) {
+    std::printf("no X server: %s\n", r.err.c_str());
+    std::exit(kSkip);
+  }
+  std::printf("$ %s\n  -> exit %d\n%s%s", cmd.c_str(), r.code, r.out.c_str(), r.err.c_str());
+  return r;
+}
+
+// xvfb-run exits 5 when removing its temporary directory fails (a race with
+// xauth's lock files), after the program ran: its status is lost, so run it
+// again (every run here can be repeated).
+Run run_inspector(const std::string& inspector, const fs::path& work, const std::string& args) {
+  Run r;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    r = run_inspector_once(inspector, work, args);
+    if (!(r.code == 5 && r.err.find("problem while cleaning up temporary directory") != std::string::npos)) break;
+    std::printf("  (xvfb-run failed to clean up after itself; running again)\n");
+  }
+  return r;
+}
+
+// ---- the layout sidecar: a few keys of a JSON file the inspector writes ----
+
+// The numbers inside the value of "key" (a flat or nested array), grouped by
+// innermost array.
+std::vector<std::vector<long long>> json_arrays(const std::string& json, const std::string& key) {
+  std::vector<std::vector<long long>> out;
+  const auto k = json.find("\"" + key + "\":");
+  if (k == std::string::npos) return out;
+  size_t i = json.find('[', k);
+  if (i == std::string::npos) return out;
+  int depth = 0;
+  std::vector<long long> cur;
+  for (; i < json.size(); ++i) {
+    const char c = json[i];
+    if (c == '[') {
+      ++depth;
+      cur.clear();
+    } else if (c == ']') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+      if (--depth == 0) break;
+    } else if (c == '-' || std::isdigit(static_cast<unsigned char>(c))) {
+      size_t used = 0;
+      cur.push_back(std::stoll(json.substr(i), &used));
+      i += used - 1;
+    }
+  }
+  return out;
+}
+
+std::string json_string(const std::string& json, const std::string& key) {
+  const auto k = json.find("\"" + key + "\": \"");
+  if (k == std::string::npos) return "";
+  const size_t b = k + key.size() + 5;
+  std::string s;
+  for (size_t i = b; i < json.size() && json[i] != '"'; ++i) {
+    if (json[i] == '\\' && i + 1 < json.size()) ++i;
+    s += json[i];
+  }
+  return s;
+}
+
+long long json_number(const std::string& json, const std::string& key) {
+  const auto k = json.find("\"" + key + "\": ");
+  if (k == std::string::npos) return -999;
+  return std::stoll(json.substr(k + key.size() + 4));
+}
+
+struct Rgb {
+  int r = 0, g = 0, b = 0;
+  bool near(const Rgb& o, int tol = 3) const {
+    return std::abs(r - o.r) <= tol && std::abs(g - o.g) <= tol && std::abs(b - o.b) <= tol;
+  }
+};
+
+Rgb json_color(const std::string& json, const std::string& name) {
+  const auto a = json_arrays(json, name);
+  if (a.empty() || a[0].size() != 3) return {-100, -100, -100};
+  return {static_cast<int>(a[0][0]), static_cast<int>(a[0][1]), static_cast<int>(a[0][2])};
+}
+
+struct Image {
+  int w = 0, h = 0;
+  std::vector<unsigned char> px;
+  bool load(const fs::path& p) {
+    int n = 0;
+    unsigned char* d = stbi_load(p.c_str(), &w, &h, &n, 3);
+    if (!d) return false;
+    px.assign(d, d + static_cast<size_t>(w) * h * 3);
+    stbi_image_free(d);
+    return true;
+  }
+  Rgb at(long long x, long long y) const {
+    if (x < 0 || y < 0 || x >= w || y >= h) return {-100, -100, -100};
+    const unsigned char* p = &px[(static_cast<size_t>(y) * w + static_cast<size_t>(x)) * 3];
+    return {p[0], p[1], p[2]};
+  }
+};
+
+// A cell's fill: its top-left and bottom-right corners, inside the rectangle
+// and clear of the glyph drawn in its middle.
+struct Cell {
+  long long key = 0, x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+};
+std::map<long long, Cell> cells(const std::string& json, const std::string& key) {
+  std::map<long long, Cell> m;
+  for (const auto& a : json_arrays(json, key))
+    if (a.size() == 5) m[a[0]] = {a[0], a[1], a[2], a[3], a[4]};
+  return m;
+}
+bool cell_is(const Image& img, const Cell& c, const Rgb& want) {
+  return img.at(c.x0 + 1, c.y0 + 1).near(want) && img.at(c.x1 - 2, c.y1 - 2).near(want);
+}
+std::string cell_colors(const Image& img, const Cell& c) {
+  const Rgb a = img.at(c.x0 + 1, c.y0 + 1), b = img.at(c.x1 - 2, c.y1 - 2);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "(%d,%d,%d)/(%d,%d,%d)", a.r, a.g, a.b, b.r, b.g, b.b);
+  return buf;
+}
+
+struct Shot {
+  Image img;
+  std::string json;
+};
+
+Shot load_shot(const fs::path& png, const fs::path& json) {
+  Shot s;
+  EXPECT(s.img.load(png), "cannot decode %s: %s", png.c_str(), stbi_failure_reason());
+  s.json = read_file(json);
+  EXPECT(!s.json.empty(), "no layout sidecar %s", json.c_str());
+  EXPECT(s.img.w == 1280 && s.img.h == 800, "screenshot is %dx%d", s.img.w, s.img.h);
+  return s;
+}
+
+// ---- cases ----
+
+// Epoch 5 wrote alpha [16,20) and [40,42): those hex (and ASCII) cells in
+// the delta colour, epoch 1's [0,4) in a fading colour, the rest plain.
+void case_hex(const std::string& inspector, const fs::path& work, const fs::path& rec) {
+  const fs::path png = work / "hex.png", json = work / "hex.json";
+  const Run r = run_inspector(inspector, work,
+                              quote(rec.string()) + " --screenshot " + quote(png.string()) +
+                                  " --epoch 5 --page alpha --view hex --layout-json " + quote(json.string()));
+  EXPECT(r.code == 0, "exit code %d", r.code);
+  const Shot s = load_shot(png, json);
+  EXPECT(json_number(s.json, "epoch") == 5, "epoch in the sidecar");
+  EXPECT(json_number(s.json, "page") == fixture::kAlpha, "page in the sidecar");
+  EXPECT(json_string(s.json, "view") == "hex", "view in the sidecar");
+  const Rgb current = json_color(s.json, "current"), bg = json_color(s.json, "background");
+  const auto hex = cells(s.json, "hex_cells"), ascii = cells(s.json, "ascii_cells");
+  EXPECT(hex.size() == 64, "%zu hex cells on screen, want 64", hex.size());
+  int current_cells = 0;
+  for (const auto& [off, c] : hex) {
+    const bool by5 = (off >= 16 && off < 20) || off == 40 || off == 41;
+    const bool by1 = off < 4;
+    if (by5) {
+      EXPECT(cell_is(s.img, c, current), "byte %lld written at epoch 5 is not highlighted: %s", off,
+             cell_colors(s.img, c).c_str());
+      EXPECT(ascii.count(off) && cell_is(s.img, ascii.at(off), current), "ASCII cell of byte %lld", off);
+      ++current_cells;
+    } else if (by1) {
+      // Fading: neither the delta colour nor the plain background.
+      EXPECT(!s.img.at(c.x0 + 1, c.y0 + 1).near(current, 20) && !s.img.at(c.x0 + 1, c.y0 + 1).near(bg, 10),
+             "byte %lld written at epoch 1 should be in a fading colour: %s", off, cell_colors(s.img, c).c_str());
+    } else {
+      EXPECT(cell_is(s.img, c, bg), "byte %lld was never written but is coloured: %s", off,
+             cell_colors(s.img, c).c_str());
+    }
+  }
+  EXPECT(current_cells == 6, "%d highlighted cells", current_cells);
+  // The cursor on the timeline.
+  const auto tl = json_arrays(s.json, "timeline");
+  const Rgb cursor = json_color(s.json, "cursor");
+  int cursor_px = 0;
+  if (!tl.empty() && tl[0].size() == 4)
+    for (long long y = tl[0][1]; y < tl[0][3]; ++y)
+      for (long long x = tl[0][0]; x < tl[0][2]; ++x) cursor_px += s.img.at(x, y).near(cursor) ? 1 : 0;
+  EXPECT(cursor_px > 20, "the epoch cursor is not drawn on the timeline (%d pixels)", cursor_px);
+}
+
+// Epochs 1 -> 9 of alpha differ at [2,3), [16,20), [40,42).
+void case_diff(const std::string& inspector, const fs::path& work, const fs::path& rec) {
+  const fs::path png = work / "diff.png", json = work / "diff.json";
+  const Run r = run_inspector(inspector, work,
+                              quote(rec.string()) + " --screenshot " + quote(png.string()) +
+                                  " --epoch 9 --page alpha --view diff --diff-a 1 --diff-b 9 --layout-json " +
+                                  quote(json.string()));
+  EXPECT(r.code == 0, "exit code %d", r.code);
+  const Shot s = load_shot(png, json);
+  EXPECT(json_string(s.json, "view") == "diff", "view in the sidecar");
+  const Rgb old_c = json_color(s.json, "diff_old"), new_c = json_color(s.json, "diff_new"),
+            bg = json_color(s.json, "background");
+  const auto olds = cells(s.json, "diff_old_cells"), news = cells(s.json, "diff_new_cells");
+  // Only rows that differ are shown: 0..7, 16..23, 40..47.
+  EXPECT(olds.size() == 24 && news.size() == 24, "%zu/%zu diff cells, want 24", olds.size(), news.size());
+  for (const auto& [off, c] : olds) {
+    const bool differs = off == 2 || (off >= 16 && off < 20) || off == 40 || off == 41;
+    EXPECT(cell_is(s.img, c, differs ? old_c : bg), "A side, byte %lld: %s", off, cell_colors(s.img, c).c_str());
+    EXPECT(news.count(off) && cell_is(s.img, news.at(off), differs ? new_c : bg), "B side, byte %lld", off);
+  }
+  // The table of differing pages: alpha, beta, gamma, omega.
+  std::set<long long> rows;
+  for (const auto& a : json_arrays(s.json, "diff_rows"))
+    if (a.size() == 5) rows.insert(a[0]);
+  EXPECT(rows == (std::set<long long>{0, 1, 2, 3}), "%zu pages listed as differing", rows.size());
+}
+
+// The propagation of epoch 6 (gamma, caused by 5): the whole tree from the
+// root cause 5 (5 -> 6 -> 7), with the cursor's node 6 highlighted.
+void case_deps(const std::string& inspector, const fs::path& work, const fs::path& rec) {
+  const fs::path png = work / "deps.png", json = work / "deps.json";
+  const Run r = run_inspector(inspector, work,
+                              quote(rec.string()) + " --screenshot " + quote(png.string()) +
+                                  " --epoch 6 --view deps --layout-json " + quote(json.string()));
+  EXPECT(r.code == 0, "exit code %d", r.code);
+  const Shot s = load_shot(png, json);
+  std::set<long long> nodes;
+  const auto rects = cells(s.json, "deps_nodes");
+  for (const auto& [e, c] : rects) nodes.insert(e);
+  EXPECT(nodes == (std::set<long long>{5, 6, 7}), "propagation nodes on screen: %zu", nodes.size());
+  const Rgb bg = json_color(s.json, "background");
+  if (rects.count(5) && rects.count(6)) {
+    const Cell &root = rects.at(5), &here = rects.at(6);
+    EXPECT(s.img.at(root.x1 - 3, root.y0 + 2).near(bg), "the root's node is highlighted: %s",
+           cell_colors(s.img, root).c_str());
+    EXPECT(!s.img.at(here.x1 - 3, here.y0 + 2).near(bg, 8), "the cursor's node is not highlighted: %s",
+           cell_colors(s.img, here).c_str());
+  }
+  EXPECT(json_string(s.json, "view") == "deps", "view in the sidecar");
+}
+
+// The UI driven through ImGui's input: keys, clicks on rows, tabs, bytes
+// and buttons, drags and the wheel on the timeline; then a screenshot.
+void case_script(const std::string& inspector, const fs::path& work, const fs::path& rec) {
+  const fs::path script = work / "script.txt", png = work / "script.png", json = work / "script.json";
+  {
+    std::ofstream f(script);
+    f << "expect-loaded yes\n"
+         "expect-epoch 15\n"
+         "click-page alpha\n"
+         "expect-page alpha\n"
+         "seek 5\n"
+         "expect-highlight 16 current\n"
+         "expect-highlight 0 recent\n"
+         "expect-highlight 30 none\n"
+         "key Right\n"
+         "expect-epoch 6\n"
+         "key Left 2\n"
+         "expect-epoch 4\n"
+         "key Shift+Right\n"
+         "expect-epoch 14\n"
+         "key Home\n"
+         "expect-epoch 0\n"
+         "key End\n"
+         "expect-epoch 15\n"
+         "seek 0\n"
+         "play 1000000\n"
+         "wait 3\n"
+         "expect-epoch 15\n"
+         "click-button field:epoch\n"
+         "key Ctrl+A\n"
+         "type 12\n"
+         "key Enter\n"
+         "expect-epoch 12\n"
+         "click-delta 9\n"
+         "expect-epoch 9\n"
+         "expect-page alpha\n"
+         "drag-timeline 1.0 0.0 10\n"
+         "expect-epoch 0\n"
+         "drag-timeline 0.0 1.0 10\n"
+         "expect-epoch 15\n"
+         "drag-timeline 0.2 0.34 5\n"
+         "expect-epoch 5\n"
+         "wheel-timeline 0.5 4\n"
+         "expect-zoomed yes\n"
+         "click-button Fit\n"
+         "expect-zoomed no\n"
+         "seek 1\n"
+         "click-byte 2\n"
+         "expect-byte 2\n"
+         "click-button byte write >\n"
+         "expect-epoch 9\n"
+         "click-button < byte write\n"
+         "expect-epoch 1\n"
+         "click-button page change >\n"
+         "expect-epoch 5\n"
+         "click-tab diff\n"
+         "expect-view diff\n"
+         "diff 1 9\n"
+         "expect-diff-pages 4\n"
+         "click-diff-page beta\n"
+         "expect-page beta\n"
+         "click-tab deps\n"
+         "expect-view deps\n"
+         "seek 6\n"
+         "click-deps 7\n"
+         "expect-epoch 7\n"
+         "expect-page omega\n"
+         "click-tab hex\n"
+         "expect-view hex\n"
+         "select-page alpha\n"
+         "seek 5\n"
+         "hover-byte 17\n"
+         "screenshot " << png.string() << "\n"
+         "layout-json " << json.string() << "\n"
+         "quit\n";
+  }
+  const Run r = run_inspector(inspector, work, quote(rec.string()) + " --script " + quote(script.string()));
+  EXPECT(r.code == 0, "exit code %d: %s", r.code, r.err.c_str());
+  const Shot s = load_shot(png, json);
+  const auto hex = cells(s.json, "hex_cells");
+  const Rgb current = json_color(s.json, "current");
+  EXPECT(hex.count(16) && cell_is(s.img, hex.at(16), current), "byte 16 highlighted after the script");
+}
+
+// A recording cut short opens its readable part after asking; a directory of
+// garbage gives an error; a flipped byte gives an error or a banner -- and
+// the inspector keeps running throughout.
+void case_damaged(const std::string& inspector, const fs::path& work, const fs::path& rec) {
+  const fs::path seg = rec / "seg-000000.tlog";
+  const std::string bytes = read_file(seg);
+  EXPECT(bytes.size() > 400, "fixture segment is %zu bytes", bytes.size());
+  const fs::path cut = work / "cut", junk = work / "junk", flip = work / "flip";
+  fs::create_directories(cut);
+  fs::create_directories(junk);
+  fs::create_directories(flip);
+  std::ofstream(cut / "seg-000000.tlog", std::ios::binary) << bytes.substr(0, bytes.size() * 2 / 3);
+  std::ofstream(junk / "seg-000000.tlog", std::ios::binary) << std::string(4096, 'x');
+  // Flip a byte in the payload of the middle delta frame (the fixture's
+  // layout varies from run to run with the snapshots' timing).
+  size_t flip_at = 0;
+  mmsb::Epoch flip_last = 0;  // the last epoch before the flipped frame
+  {
+    auto opened = mmsb::replay::Recording::open(rec);
+    EXPECT(opened.ok(), "cannot open the fixture: %s", opened.status().to_string().c_str());
+    if (!opened.ok()) return;
+    const auto& r = **opened;
+    EXPECT(r.delta_frames().size() >= 3, "%zu delta frames in the fixture", r.delta_frames().size());
+    if (r.delta_frames().size() < 3) return;
+    const auto& f = r.frames()[r.delta_frames()[r.delta_frames().size() / 2]];
+    flip_at = f.offset + mmsb::format::kFrameHeaderBytes + f.header.payload_bytes / 2;
+    flip_last = f.header.first_epoch - 1;
+  }
+  std::string flipped = bytes;
+  flipped[flip_at] = static_cast<char>(flipped[flip_at] ^ 0x20);
+  std::ofstream(flip / "seg-000000.tlog", std::ios::binary) << flipped;
+
+  const fs::path script = work / "damaged.txt", png = work / "damaged.png";
+  {
+    std::ofstream f(script);
+    f << "open " << junk.string() << "\n"
+         "expect-loaded no\n"
+         "expect-modal Cannot open\n"
+         "click-button Close\n"
+         "open " << cut.string() << "\n"
+         "expect-modal Damaged recording\n"
+         "expect-loaded no\n"
+         "click-button Open the readable part\n"
+         "expect-loaded yes\n"
+         "expect-banner yes\n"
+         "key Home\n"
+         "key End\n"
+         "screenshot " << png.string() << "\n"
+         // A flipped payload byte in an indexed segment: the history ends
+         // before that frame; the inspector says so and opens the rest.
+         "open " << flip.string() << "\n"
+         "expect-modal Damaged recording\n"
+         "expect-modal checksum\n"
+         "click-button Open the readable part\n"
+         "expect-banner yes\n"
+         "key End\n"
+         "layout-json " << (work / "flipped.json").string() << "\n"
+         // The intact fixture, typed into the path field: opened in the background.
+         "click-button field:path\n"
+         "key Ctrl+A\n"
+         "type " << rec.string() << "\n"
+         "key Enter\n"
+         "wait-loaded\n"
+         "expect-loaded yes\n"
+         "expect-banner no\n"
+         "expect-epoch 15\n"
+         "quit\n";
+  }
+  const Run r = run_inspector(inspector, work, "--script " + quote(script.string()));
+  EXPECT(r.code == 0, "exit code %d", r.code);
+  Image img;
+  EXPECT(img.load(png), "no screenshot of the damaged recording");
+  // The flipped copy ends before the frame that holds the flipped byte.
+  const std::string fj = read_file(work / "flipped.json");
+  EXPECT(fj.find("\"banner\": true") != std::string::npos, "no damage banner for the flipped copy");
+  EXPECT(json_number(fj, "epoch") == static_cast<long long>(flip_last),
+         "the flipped copy's history ends at epoch %lld, want %llu (the frame before the flipped one)",
+         json_number(fj, "epoch"), static_cast<unsigned long long>(flip_last));
+
+  // Screenshot mode on garbage: exit 3, and a picture of the error.
+  const fs::path epng = work / "error.png", ejson = work / "error.json";
+  const Run e = run_inspector(inspector, work, quote(junk.string()) + " --screenshot " + quote(epng.string()) +
+                                                   " --layout-json " + quote(ejson.string()));
+  EXPECT(e.code == 3, "exit code %d for a directory that is no recording", e.code);
+  EXPECT(json_string(read_file(ejson), "modal") == "Cannot open the recording", "no error modal in the screenshot");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|diff|deps|script|damaged\n", argv[0]);
+    return 2;
+  }
+  const std::string inspector = argv[1], which = argv[3];
+  const fs::path work = fs::path(argv[2]) / which;
+  if (!on_path("xvfb-run")) {
+    std::printf("no X server: xvfb-run is not installed (apt-get install xvfb xauth)\n");
+    return kSkip;
+  }
+  std::error_code ec;
+  fs::remove_all(work, ec);
+  fs::create_directories(work);
+  const fs::path rec = work / "fixture.mmsb";
+  const std::string err = fixture::make_recording(rec);
+  if (!err.empty()) {
+    std::fprintf(stderr, "cannot make the fixture: %s\n", err.c_str());
+    return 1;
+  }
+  if (which == "hex") case_hex(inspector, work, rec);
+  else if (which == "diff") case_diff(inspector, work, rec);
+  else if (which == "deps") case_deps(inspector, work, rec);
+  else if (which == "script") case_script(inspector, work, rec);
+  else if (which == "damaged") case_damaged(inspector, work, rec);
+  else {
+    std::fprintf(stderr, "unknown case %s\n", which.c_str());
+    return 2;
+  }
+  if (g_failures) {
+    std::fprintf(stderr, "%d check(s) failed\n", g_failures);
+    return 1;
+  }
+  std::printf("passed\n");
+  fs::remove_all(work, ec);
+  return 0;
+}

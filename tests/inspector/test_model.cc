@@ -1,0 +1,462 @@
+// The inspector's view-model (inspector/model.h) against the hand-made
+// fixture of fixture.h: cursor moves, next/previous change, the highlight,
+// byte history, diff, propagation, the density strip and the timeline's
+// zoom arithmetic. No display needed.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "../engine_model.h"
+#include "fixture.h"
+#include "model.h"
+
+namespace fs = std::filesystem;
+using mmsb::Epoch;
+using mmsb::kNoPage;
+using mmsb::inspector::Density;
+using mmsb::inspector::kAgeCurrent;
+using mmsb::inspector::kAgeNone;
+using mmsb::inspector::load_recording;
+using mmsb::inspector::Model;
+using mmsb::inspector::TimelineView;
+using model::TempDir;
+
+namespace {
+
+// The fixture, recorded once per test case, opened into a Model.
+struct Opened {
+  TempDir dir{"inspector-model"};
+  Model m;
+  Opened() {
+    const std::string err = fixture::make_recording(dir.path);
+    REQUIRE(err.empty());
+    auto l = load_recording(dir.path);
+    INFO(l.error.to_string());
+    REQUIRE(l.error.ok());
+    REQUIRE(l.index);
+    m.adopt(std::move(l));
+    REQUIRE(m.loaded());
+  }
+};
+
+std::vector<uint8_t> u8(std::span<const std::byte> b) {
+  std::vector<uint8_t> v(b.size());
+  std::memcpy(v.data(), b.data(), b.size());
+  return v;
+}
+
+// The ages of `page` at `epoch` as the model computes them.
+std::vector<int16_t> ages(Model& m, mmsb::PageId page, Epoch epoch) {
+  m.select_page(page);
+  m.seek(epoch);
+  const auto h = m.highlight();
+  return {h.begin(), h.end()};
+}
+
+}  // namespace
+
+TEST_CASE("inspector model: opening puts the cursor on the last epoch", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  CHECK(m.first_epoch() == 0);
+  CHECK(m.last_epoch() == fixture::kLast);
+  CHECK(m.cursor() == fixture::kLast);
+  CHECK(m.page_count() == 5);
+  CHECK(m.selected_page() == fixture::kLate);  // the page of the delta at the cursor
+  CHECK(m.damage().ok());
+  CHECK(m.find_page("alpha") == std::optional<mmsb::PageId>(fixture::kAlpha));
+  CHECK(m.find_page("#2") == std::optional<mmsb::PageId>(fixture::kGamma));
+  CHECK(m.find_page("3") == std::optional<mmsb::PageId>(fixture::kOmega));
+  CHECK_FALSE(m.find_page("9"));
+  CHECK_FALSE(m.find_page("zeta"));
+  CHECK(m.page_label(fixture::kBeta) == "'beta'");
+}
+
+TEST_CASE("inspector model: the cursor is clamped and steps saturate", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  m.seek(1000);
+  CHECK(m.cursor() == fixture::kLast);
+  m.step(-3);
+  CHECK(m.cursor() == 12);
+  m.step(-100);
+  CHECK(m.cursor() == 0);
+  CHECK_FALSE(m.cursor_delta());  // epoch 0 is the start state
+  m.step(5);
+  CHECK(m.cursor() == 5);
+  REQUIRE(m.cursor_delta());
+  CHECK(m.cursor_delta()->page == fixture::kAlpha);
+  const uint64_t g = m.cursor_generation();
+  m.seek(5);
+  CHECK(m.cursor_generation() == g);  // no move, no invalidation
+  m.step(INT64_MAX);
+  CHECK(m.cursor() == fixture::kLast);
+  m.step(INT64_MIN);
+  CHECK(m.cursor() == 0);
+}
+
+TEST_CASE("inspector model: page bytes and versions at the cursor", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  m.select_page(fixture::kAlpha);
+  for (Epoch e = 0; e <= fixture::kLast; ++e) {
+    m.seek(e);
+    INFO("epoch " << e);
+    CHECK(u8(m.page_bytes()) == fixture::alpha_at(e));
+    CHECK(m.page_error().empty());
+  }
+  CHECK(m.version_at(fixture::kAlpha, 4) == 1);
+  CHECK(m.version_at(fixture::kAlpha, 5) == 2);
+  CHECK(m.version_at(fixture::kAlpha, fixture::kLast) == 4);
+  CHECK(m.page_changes(fixture::kAlpha) == 4);
+  CHECK(m.page_changes(fixture::kOmega) == 4);
+
+  // 'late' exists from epoch 14 on.
+  m.select_page(fixture::kLate);
+  m.seek(13);
+  CHECK(m.page_bytes().empty());
+  CHECK(m.page_error().find("does not exist at epoch 13") != std::string::npos);
+  CHECK_FALSE(m.page_exists_at(fixture::kLate, 13));
+  CHECK(m.page_exists_at(fixture::kLate, fixture::kLateCreated));
+  m.seek(fixture::kLast);
+  CHECK(u8(m.page_bytes()) == std::vector<uint8_t>{0xab, 0xcd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  m.select_page(kNoPage);
+  CHECK(m.page_bytes().empty());
+  CHECK(m.page_error() == "no page selected");
+}
+
+TEST_CASE("inspector model: next and previous change of a page and a byte", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  m.select_page(fixture::kAlpha);
+  m.seek(5);
+  CHECK(m.next_page_change() == std::optional<Epoch>(9));
+  CHECK(m.prev_page_change() == std::optional<Epoch>(1));
+  m.seek(12);
+  CHECK_FALSE(m.next_page_change());
+  m.seek(0);
+  CHECK_FALSE(m.prev_page_change());
+  CHECK(m.next_page_change() == std::optional<Epoch>(1));
+
+  // Byte 2 was written at epochs 1 ('C') and 9 ('c'); byte 17 only at 5.
+  CHECK(m.next_byte_write(fixture::kAlpha, 2, 1) == std::optional<Epoch>(9));
+  CHECK(m.next_byte_write(fixture::kAlpha, 2, 0) == std::optional<Epoch>(1));
+  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 2, 9));
+  CHECK(m.prev_byte_write(fixture::kAlpha, 2, 9) == std::optional<Epoch>(1));
+  CHECK_FALSE(m.prev_byte_write(fixture::kAlpha, 2, 1));
+  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 17, 5));
+  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 30, 0));  // never written
+
+  const auto h = m.byte_history(fixture::kAlpha, 2, fixture::kLast, 10);
+  REQUIRE(h.size() == 2);
+  CHECK(h[0].epoch == 9);
+  CHECK(h[0].version == 3);
+  CHECK(h[0].value == std::byte{'c'});
+  CHECK(h[1].epoch == 1);
+  CHECK(h[1].version == 1);
+  CHECK(h[1].value == std::byte{'C'});
+  CHECK(m.byte_history(fixture::kAlpha, 2, 8, 10).size() == 1);
+  CHECK(m.byte_history(fixture::kAlpha, 30, fixture::kLast, 10).empty());
+  CHECK(m.byte_history(fixture::kAlpha, 2, fixture::kLast, 1).size() == 1);
+}
+
+TEST_CASE("inspector model: the highlight marks the cursor's delta and fades earlier writes", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  // Epoch 5 wrote alpha [16,20) and [40,42); epoch 1 wrote [0,4) before it.
+  auto a = ages(m, fixture::kAlpha, 5);
+  REQUIRE(a.size() == 64);
+  for (int i = 0; i < 64; ++i) {
+    INFO("byte " << i);
+    if ((i >= 16 && i < 20) || i == 40 || i == 41) CHECK(a[i] == kAgeCurrent);
+    else if (i < 4) CHECK(a[i] == 1);
+    else CHECK(a[i] == kAgeNone);
+  }
+  // Epoch 6 is gamma's: alpha's newest write (5) is age 1, epoch 1's age 2.
+  a = ages(m, fixture::kAlpha, 6);
+  CHECK(a[16] == 1);
+  CHECK(a[0] == 2);
+  CHECK(a[30] == kAgeNone);
+  // Epoch 9 rewrote byte 2: current; bytes 0, 1, 3 keep epoch 1's age (2).
+  a = ages(m, fixture::kAlpha, 9);
+  CHECK(a[2] == kAgeCurrent);
+  CHECK(a[0] == 2);
+  CHECK(a[3] == 2);
+  CHECK(a[17] == 1);
+  // Fading over one write: only the newest earlier write keeps a colour.
+  m.set_fade(1);
+  a = ages(m, fixture::kAlpha, 9);
+  CHECK(a[2] == kAgeCurrent);
+  CHECK(a[17] == 1);
+  CHECK(a[0] == kAgeNone);
+  m.set_fade(8);
+  // Before any write: nothing.
+  a = ages(m, fixture::kAlpha, 0);
+  for (int16_t x : a) CHECK(x == kAgeNone);
+  // A derived page: omega at 7 is current at byte 0 only.
+  a = ages(m, fixture::kOmega, 7);
+  REQUIRE(a.size() == 4);
+  CHECK(a[0] == kAgeCurrent);
+  CHECK(a[1] == kAgeNone);
+}
+
+TEST_CASE("inspector model: diff of two epochs", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  m.set_diff(1, 9);
+  const auto& d = m.diff();
+  CHECK(m.diff_error().empty());
+  REQUIRE(d.size() == 4);  // alpha, beta, gamma, omega
+  CHECK(d[0].page == fixture::kAlpha);
+  CHECK(d[0].ranges == std::vector<mmsb::Range>{{2, 1}, {16, 4}, {40, 2}});
+  CHECK(d[1].page == fixture::kBeta);
+  CHECK(d[1].ranges == std::vector<mmsb::Range>{{0, 1}, {10, 2}});
+  CHECK(d[2].page == fixture::kGamma);
+  CHECK(d[3].page == fixture::kOmega);
+  m.select_page(fixture::kBeta);
+  REQUIRE(m.selected_diff());
+  CHECK(m.selected_diff()->page == fixture::kBeta);
+  m.select_page(fixture::kLate);
+  CHECK_FALSE(m.selected_diff());
+  // A page created between A and B.
+  m.set_diff(12, fixture::kLast);
+  bool late = false;
+  for (const auto& p : m.diff())
+    if (p.page == fixture::kLate) late = p.created;
+  CHECK(late);
+  // Clamped, and the same both ways round.
+  m.set_diff(1000, 0);
+  CHECK(m.diff_a() == fixture::kLast);
+  CHECK(m.diff_b() == 0);
+  CHECK(m.diff().size() == 5);
+}
+
+TEST_CASE("inspector model: propagation tree and cause chain", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  CHECK(m.deps_from_root());  // the default: the whole propagation
+  m.set_deps_from_root(false);
+  m.seek(5);
+  auto p = m.propagation();
+  CHECK(p.epoch == 5);
+  CHECK(p.chain == std::vector<Epoch>{5});
+  CHECK(p.tree.epoch == 5);
+  REQUIRE(p.tree.children.size() == 1);
+  CHECK(p.tree.children[0].epoch == 6);
+  REQUIRE(p.tree.children[0].children.size() == 1);
+  CHECK(p.tree.children[0].children[0].epoch == 7);
+  CHECK(p.tree_nodes == 3);
+
+  m.seek(7);
+  p = m.propagation();
+  CHECK(p.chain == std::vector<Epoch>{5, 6, 7});
+  CHECK(p.tree.epoch == 7);
+  CHECK(p.tree.children.empty());
+  m.set_deps_from_root(true);
+  p = m.propagation();
+  CHECK(p.tree.epoch == 5);
+  CHECK(p.tree_nodes == 3);
+
+  m.seek(0);
+  CHECK(m.propagation().epoch == 0);
+}
+
+TEST_CASE("inspector model: playback advances at the chosen rate and stops at the end", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  m.seek(0);
+  m.set_rate(10);
+  m.set_playing(true);
+  m.advance(0.25);  // 2.5 epochs: 2, half carried
+  CHECK(m.cursor() == 2);
+  m.advance(0.05);  // 0.5 + 0.5
+  CHECK(m.cursor() == 3);
+  for (int i = 0; i < 100 && m.playing(); ++i) m.advance(0.1);
+  CHECK(m.cursor() == fixture::kLast);
+  CHECK_FALSE(m.playing());
+  m.set_playing(true);  // at the end: plays again from the start
+  CHECK(m.cursor() == 0);
+}
+
+TEST_CASE("inspector model: density columns", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  // One column per epoch of the fixture: the bytes of each delta.
+  std::vector<Density::Column> cols;
+  m.density().query(*m.index(), 0.5, 15.5, 15, &cols);
+  REQUIRE(cols.size() == 15);
+  CHECK(cols[0].bytes_per_epoch == 4);   // epoch 1
+  CHECK(cols[3].bytes_per_epoch == 2);   // epoch 4
+  CHECK(cols[4].bytes_per_epoch == 6);   // epoch 5
+  CHECK(cols[7].bytes_per_epoch == 1);   // epoch 8
+  CHECK(cols[14].bytes_per_epoch == 2);  // epoch 15
+  CHECK(cols[0].derived_fraction == 0);
+  CHECK(cols[1].derived_fraction == 1);  // epoch 2, gamma
+  CHECK(cols[2].derived_fraction == 1);  // epoch 3, omega
+
+  // A longer recording through the pyramid: delta i writes (i % 7) + 1 bytes.
+  TempDir dir("inspector-density");
+  {
+    mmsb::Bus bus;
+    auto p = bus.create_page(256, "p");
+    REQUIRE(p.ok());
+    auto rec = mmsb::capture::Recorder::start(bus, dir.path);
+    REQUIRE(rec.ok());
+    std::vector<std::byte> buf(8);
+    for (int i = 1; i <= 1000; ++i) {
+      for (auto& b : buf) b = static_cast<std::byte>(i);
+      REQUIRE(bus.write(*p, static_cast<uint64_t>(i % 200), std::span(buf.data(), static_cast<size_t>(i % 7) + 1)).ok());
+    }
+    REQUIRE((*rec)->stop().ok());
+  }
+  auto l = load_recording(dir.path);
+  REQUIRE(l.error.ok());
+  Model big;
+  big.adopt(std::move(l));
+  REQUIRE(big.last_epoch() == 1000);
+  CHECK(big.density().bins() > 0);
+  // 10 columns of 100 epochs: every delta counted once, the mean close to 4.
+  big.density().query(*big.index(), 0.5, 1000.5, 10, &cols);
+  uint64_t total = 0;
+  for (const auto& c : cols) {
+    total += c.epochs;
+    CHECK(c.epochs > 0);
+    CHECK(c.bytes_per_epoch > 3.5);
+    CHECK(c.bytes_per_epoch < 4.5);
+  }
+  CHECK(total == 1000);
+  // Between 1 and 16 epochs per column: read from the deltas themselves.
+  big.density().query(*big.index(), 0.5, 80.5, 10, &cols);
+  double sum = 0;
+  for (int e = 1; e <= 8; ++e) sum += (e % 7) + 1;
+  CHECK(cols[0].epochs == 8);
+  CHECK(cols[0].bytes_per_epoch == Approx(sum / 8));
+  // Zoomed in: two columns per epoch.
+  big.density().query(*big.index(), 0.5, 10.5, 20, &cols);
+  CHECK(cols[0].bytes_per_epoch == 2);  // epoch 1
+  CHECK(cols[1].bytes_per_epoch == 2);
+  CHECK(cols[2].bytes_per_epoch == 3);  // epoch 2
+  // Outside the history: empty columns.
+  big.density().query(*big.index(), 2000, 3000, 4, &cols);
+  for (const auto& c : cols) CHECK(c.epochs == 0);
+}
+
+TEST_CASE("inspector model: timeline zoom, pan and the pixel mapping", "[inspector]") {
+  TimelineView v;
+  v.fit(0, 99);
+  CHECK(v.lo == -0.5);
+  CHECK(v.hi == 99.5);
+  // Zooming keeps the anchor where it is on screen.
+  const double x_before = v.x_of(30, 0, 1000);
+  v.zoom(30, 0.5, 0, 99);
+  CHECK(v.span() == Approx(50));
+  CHECK(v.x_of(30, 0, 1000) == Approx(x_before));
+  // Never narrower than kMinSpan, never wider than the history.
+  for (int i = 0; i < 50; ++i) v.zoom(30, 0.5, 0, 99);
+  CHECK(v.span() == Approx(TimelineView::kMinSpan));
+  for (int i = 0; i < 50; ++i) v.zoom(30, 2, 0, 99);
+  CHECK(v.span() == Approx(100));
+  CHECK(v.lo == -0.5);
+  // Panning stops at the ends.
+  v.zoom(50, 0.1, 0, 99);
+  v.pan(1000, 0, 99);
+  CHECK(v.hi == 99.5);
+  v.pan(-1000, 0, 99);
+  CHECK(v.lo == -0.5);
+  // Pixels to epochs: each epoch owns a slot; the ends are clamped.
+  v.fit(0, 99);
+  CHECK(v.epoch_at(0, 0, 1000, 0, 99) == 0);
+  CHECK(v.epoch_at(999, 0, 1000, 0, 99) == 99);
+  CHECK(v.epoch_at(-50, 0, 1000, 0, 99) == 0);
+  CHECK(v.epoch_at(5000, 0, 1000, 0, 99) == 99);
+  for (Epoch e : {Epoch{0}, Epoch{1}, Epoch{42}, Epoch{99}})
+    CHECK(v.epoch_at(v.x_of(static_cast<double>(e), 0, 1000), 0, 1000, 0, 99) == e);
+  // follow() moves the view just enough.
+  v.zoom(10, 0.1, 0, 99);
+  v.follow(80, 0, 99);
+  CHECK(v.hi == Approx(80.5));
+  CHECK(v.span() == Approx(10));
+  // A history shorter than kMinSpan.
+  v.fit(3, 4);
+  CHECK(v.span() == Approx(2));
+  v.zoom(3, 0.1, 3, 4);
+  CHECK(v.span() == Approx(2));
+}
+
+TEST_CASE("inspector model: damaged and foreign recordings give messages, never crashes", "[inspector]") {
+  // Missing directory, and one that holds no recording.
+  auto l = load_recording("/nonexistent/mmsb-inspector-test");
+  CHECK_FALSE(l.error.ok());
+  CHECK(l.stage == "open");
+  CHECK(l.error.message().find("nonexistent") != std::string::npos);
+  TempDir junk("inspector-junk", /*create=*/true);
+  {
+    std::ofstream f(junk.path / "seg-000000.tlog", std::ios::binary);
+    f << std::string(1000, 'x');
+  }
+  l = load_recording(junk.path);
+  CHECK_FALSE(l.error.ok());
+  Model m;
+  m.adopt(std::move(l));  // refused: nothing loaded
+  CHECK_FALSE(m.loaded());
+  CHECK(m.page_bytes().empty());
+  CHECK(m.diff().empty());
+  CHECK(m.propagation().epoch == 0);
+
+  // Truncations and bit flips of the fixture's segment: whatever opens must
+  // answer every query at every epoch.
+  TempDir good("inspector-good");
+  REQUIRE(fixture::make_recording(good.path).empty());
+  const fs::path seg = good.path / "seg-000000.tlog";
+  REQUIRE(fs::exists(seg));
+  std::vector<char> bytes(fs::file_size(seg));
+  {
+    std::ifstream f(seg, std::ios::binary);
+    f.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  int opened = 0, damaged = 0;
+  for (int k = 1; k <= 12; ++k) {
+    for (int flip = 0; flip < 2; ++flip) {
+      TempDir bad("inspector-bad", /*create=*/true);
+      std::vector<char> b = bytes;
+      const size_t at = b.size() * k / 13;
+      if (flip) b[at] = static_cast<char>(b[at] ^ 0x5a);
+      else b.resize(at);
+      {
+        std::ofstream f(bad.path / "seg-000000.tlog", std::ios::binary);
+        f.write(b.data(), static_cast<std::streamsize>(b.size()));
+      }
+      INFO((flip ? "flipped byte " : "truncated at ") << at << " of " << bytes.size());
+      auto lb = load_recording(bad.path);
+      if (!lb.error.ok()) {
+        CHECK_FALSE(lb.error.message().empty());
+        continue;
+      }
+      ++opened;
+      if (!lb.damage().ok()) ++damaged;
+      Model mm;
+      mm.adopt(std::move(lb));
+      REQUIRE(mm.loaded());
+      for (Epoch e = mm.first_epoch(); e <= mm.last_epoch(); ++e) {
+        mm.seek(e);
+        for (mmsb::PageId p = 0; p < mm.page_count(); ++p) {
+          mm.select_page(p);
+          const auto bytes_now = mm.page_bytes();
+          CHECK(mm.highlight().size() == bytes_now.size());
+          if (!bytes_now.empty()) (void)mm.byte_history(p, 0, e, 4);
+        }
+        (void)mm.propagation();
+      }
+      mm.set_diff(mm.first_epoch(), mm.last_epoch());
+      (void)mm.diff();
+      std::vector<Density::Column> cols;
+      mm.density().query(*mm.index(), mm.timeline().lo, mm.timeline().hi, 100, &cols);
+    }
+  }
+  CHECK(opened > 0);   // truncations keep a readable prefix
+  CHECK(damaged > 0);  // ... and say so
+}
