@@ -298,26 +298,6 @@ std::string filesystem_of(const fs::path& p) {
   return buf;
 }
 
-// A temporary directory, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::error_code ec;
-    fs::path base = fs::temp_directory_path(ec);
-    if (ec) base = "/tmp";
-    std::string tmpl = (base / "mmsb-bench-record-XXXXXX").string();
-    if (::mkdtemp(tmpl.data())) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const noexcept { return path_; }
-
- private:
-  fs::path path_;
-};
-
 // ------------------------------------------------------- reading it back
 
 struct ReadBack {
@@ -600,7 +580,7 @@ Outcome run_record(Context& ctx) {
   if (const std::string keep = ctx.keep_path(); !keep.empty()) {
     dir = keep;
   } else {
-    tmp = std::make_unique<TempDir>();
+    tmp = std::make_unique<TempDir>("record");
     if (tmp->path().empty()) {
       note("record %s: FAILED: cannot create a temporary directory: %s", wl.c_str(),
            std::strerror(errno));

@@ -1,5 +1,7 @@
 #include "common.h"
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -23,6 +25,19 @@ void note(const char* fmt, ...) {
   va_end(ap);
   std::fputc('\n', stderr);
   std::fflush(stderr);
+}
+
+TempDir::TempDir(const char* tag) {
+  std::error_code ec;
+  std::filesystem::path base = std::filesystem::temp_directory_path(ec);
+  if (ec) base = "/tmp";
+  std::string tmpl = (base / ("mmsb-bench-" + std::string(tag) + "-XXXXXX")).string();
+  if (::mkdtemp(tmpl.data())) path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
 }
 
 std::string Context::keep_path() const {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,6 +55,20 @@ class Context {
 
  private:
   std::optional<double> memcpy_mb_per_s_;
+};
+
+// A temporary directory (mmsb-bench-<tag>-XXXXXX under $TMPDIR), removed
+// with everything in it; path() is empty if it could not be created.
+class TempDir {
+ public:
+  explicit TempDir(const char* tag);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const noexcept { return path_; }
+
+ private:
+  std::filesystem::path path_;
 };
 
 // Median over `repeat` runs of a 64 MiB memcpy between two touched buffers.

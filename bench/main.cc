@@ -4,7 +4,9 @@
 // (benchmarks report performance, but a wrong result is a bug), 2 on bad
 // arguments.
 #include <sched.h>
+#if defined(MMSB_BENCH_CAPTURE)
 #include <zstd.h>
+#endif
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -46,7 +48,13 @@ void print_context(const Options& opt) {
        " (assertions ON: not a release build)",
 #endif
        kSanitize[0] ? (std::string(", sanitizers ") + kSanitize).c_str() : "");
+#if defined(MMSB_BENCH_CAPTURE)
   note("zstd %s; repeat %d (medians reported); MB = 1e6 bytes", ZSTD_versionString(), opt.repeat);
+#else
+  note("built without capture (no zstd): reference, record, seek and replay report skipped; repeat %d "
+       "(medians reported); MB = 1e6 bytes",
+       opt.repeat);
+#endif
 }
 
 int run(int argc, char** argv) {

@@ -29,5 +29,9 @@ Outcome run_reference(Context& ctx);  // bench_reference.cc
 Outcome run_apply(Context& ctx);      // bench_apply.cc
 Outcome run_diff(Context& ctx);       // bench_diff.cc
 Outcome run_record(Context& ctx);     // bench_record.cc
+Outcome run_seek(Context& ctx);       // bench_replay.cc
+Outcome run_replay(Context& ctx);     // bench_replay.cc
+Outcome run_gpu_apply(Context& ctx);  // bench_gpu.cc
+Outcome run_gpu_diff(Context& ctx);   // bench_gpu.cc
 
 }  // namespace mmsb::bench

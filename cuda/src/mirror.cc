@@ -1,0 +1,503 @@
+#include "mmsb/cuda/mirror.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <string>
+
+#include "device.h"
+#include "mmsb/cuda/batch.h"
+#include "mmsb/cuda/diff.h"
+#include "mmsb/hash.h"
+
+namespace mmsb::cuda {
+namespace {
+
+constexpr uint64_t align_up(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+std::string page_name(PageId id) { return "page " + std::to_string(id); }
+
+}  // namespace
+
+std::string DeviceInfo::describe() const {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "CUDA device %d: %s (sm_%d%d, %.1f GiB, driver %d.%d, runtime %d.%d)", ordinal,
+                name.c_str(), major, minor, static_cast<double>(memory_bytes) / (1024.0 * 1024.0 * 1024.0),
+                driver_version / 1000, driver_version % 1000 / 10, runtime_version / 1000,
+                runtime_version % 1000 / 10);
+  return buf;
+}
+
+// ---- DiffResult ----
+
+DeltaView DiffResult::delta(size_t i) const noexcept {
+  const PageDiff& p = pages[i];
+  return DeltaView{p.page,
+                   p.base,
+                   0,
+                   kNoCause,
+                   std::span<const Range>(ranges.data() + p.first_range, p.range_count),
+                   std::span<const std::byte>(bytes.data() + p.first_byte, p.byte_count)};
+}
+
+void DiffResult::clear() noexcept {
+  pages.clear();
+  ranges.clear();
+  bytes.clear();
+  compared_bytes = 0;
+}
+
+// ---- opening ----
+
+Result<std::unique_ptr<DeviceMirror>> DeviceMirror::open(Bus& bus, const MirrorOptions& options) {
+  std::unique_ptr<Device> device;
+  std::string backend;
+  if (options.backend != Backend::kCpu) {
+    Result<std::unique_ptr<Device>> d = open_cuda_device(options.device);
+    if (d.ok()) {
+      device = std::move(d).value();
+      backend = device->description();
+    } else if (options.backend == Backend::kCuda) {
+      return d.status();
+    } else {
+      backend = "CPU path (" + d.status().message() + ")";
+    }
+  }
+  if (!device) {
+    device = make_host_device();
+    if (backend.empty()) backend = "CPU path (asked for)";
+  }
+  std::unique_ptr<DeviceMirror> m(new DeviceMirror(bus, options, std::move(device), std::move(backend)));
+  m->track_all_ = options.track_all;
+  if (options.reserve_bytes > 0 || options.track_all) {
+    const uint64_t bytes = align_up(options.reserve_bytes, kPageAlign);
+    if (Status s = m->device_->reserve_images(bytes, 0, options.track_all); !s.ok()) return s;
+  }
+  // The first sync is a full copy (need_resync_ starts true); it is not
+  // counted as a resync.
+  Result<uint64_t> first = m->sync();
+  if (!first.ok()) return first.status();
+  m->stats_.resyncs = 0;
+  return m;
+}
+
+DeviceMirror::DeviceMirror(Bus& bus, const MirrorOptions& options, std::unique_ptr<Device> device,
+                           std::string backend)
+    : bus_(bus),
+      options_(options),
+      device_(std::move(device)),
+      backend_(std::move(backend)),
+      packer_(std::make_unique<BatchPacker>(device_->staging())),
+      plan_(std::make_unique<DiffPlan>()) {}
+
+DeviceMirror::~DeviceMirror() {
+  if (in_flight_) (void)device_->wait();
+}
+
+bool DeviceMirror::on_gpu() const noexcept { return device_->gpu(); }
+void* DeviceMirror::stream() const noexcept { return device_->stream(); }
+
+// ---- bus -> device ----
+
+Status DeviceMirror::add_page_locked(PageId id, uint64_t size) {
+  if (id != pages_.size())
+    return Status(Code::kCorruption, "device mirror expected page " + std::to_string(pages_.size()) +
+                                         " to be created next but the TLog says page " + std::to_string(id));
+  const uint64_t slot = align_up(size, kPageAlign);
+  if (used_ + slot > device_->image_capacity()) {
+    const uint64_t want = std::max(used_ + slot, options_.reserve_bytes);
+    if (Status s = device_->reserve_images(want, used_, device_->has_synced()); !s.ok()) return s;
+  }
+  pages_.push_back(Page{used_, size, 0, track_all_});
+  used_ += slot;
+  return Status::OK();
+}
+
+// Lays the whole state out as one batch (every page, every byte) and restarts
+// the cursor at the head; the caller holds the bus lock, so it is one epoch.
+Status DeviceMirror::resync_locked() {
+  need_resync_ = true;  // until the copy is packed
+  cursor_ = *bus_.tlog().open(/*pinned=*/false);  // unpinned cursors cannot fail to open
+  echoes_.clear();
+  echo_head_ = 0;
+  const uint32_t n = bus_.page_count();
+  for (PageId id = static_cast<PageId>(pages_.size()); id < n; ++id) {
+    if (Status s = add_page_locked(id, bus_.page_bytes(id).size()); !s.ok()) return s;
+  }
+  packer_->reset(used_);
+  for (PageId id = 0; id < n; ++id) {
+    Page& p = pages_[id];
+    if (Status s = packer_->add(p.offset, bus_.page_bytes(id).data(), p.size, flags_of(p)); !s.ok()) return s;
+    p.version = bus_.version_locked(id);
+  }
+  epoch_ = bus_.epoch();
+  ++stats_.resyncs;
+  need_resync_ = false;
+  return Status::OK();
+}
+
+Result<uint64_t> DeviceMirror::sync() {
+  Result<uint64_t> n = sync_async();
+  if (!n.ok()) return n;
+  if (Status s = wait(); !s.ok()) return s;
+  return n;
+}
+
+Result<uint64_t> DeviceMirror::sync_async() {
+  if (in_flight_) {
+    if (Status s = wait(); !s.ok()) return s;
+  }
+  const auto t0 = Clock::now();
+  SyncStats st;
+  {
+    auto lock = bus_.lock_writes();
+    TLog& log = bus_.tlog();
+    packer_->reset(used_);
+    if (need_resync_) {
+      if (Status s = resync_locked(); !s.ok()) return s;
+      st.resynced = true;
+    } else {
+      for (;;) {
+        TLogRecord rec;
+        bool got = false;
+        Status s = log.read(cursor_, &rec, &got);
+        if (s.code() == Code::kLagged) {
+          // The ring overwrote records we needed: copy everything instead
+          // (the ops packed so far are dropped by the resync's reset).
+          st = SyncStats{};
+          if (Status r = resync_locked(); !r.ok()) return r;
+          st.resynced = true;
+          break;
+        }
+        if (!s.ok()) return s;
+        if (!got) break;
+        if (rec.kind == RecordKind::kPageCreated) {
+          if (Status a = add_page_locked(rec.page.page, rec.page.size); !a.ok()) {
+            need_resync_ = true;
+            return a;
+          }
+        } else if (rec.kind == RecordKind::kDelta) {
+          const DeltaView& d = rec.delta;
+          Page& p = pages_[d.page];
+          while (echo_head_ < echoes_.size() && echoes_[echo_head_] < d.epoch) ++echo_head_;
+          if (echo_head_ < echoes_.size() && echoes_[echo_head_] == d.epoch) {
+            // Our own writeback: both images hold these bytes already (and
+            // kernels may have changed the live image since).
+            ++echo_head_;
+            ++stats_.echoes;
+          } else {
+            const std::byte* src = d.bytes.data();
+            for (const Range& r : d.ranges) {
+              if (Status a = packer_->add(p.offset + r.offset, src, r.length, flags_of(p)); !a.ok()) {
+                need_resync_ = true;  // the batch is lost: copy everything next time
+                return a;
+              }
+              src += r.length;
+            }
+            ++st.deltas;
+            st.bytes += d.bytes.size();
+          }
+          p.version = d.new_version();
+        }
+        log.advance(cursor_, rec);
+      }
+      epoch_ = bus_.epoch();
+    }
+    if (echo_head_ == echoes_.size()) {
+      echoes_.clear();
+      echo_head_ = 0;
+    }
+    if (options_.verify) {
+      expected_.resize(pages_.size());
+      for (PageId id = 0; id < pages_.size(); ++id) expected_[id] = hash_bytes(bus_.page_bytes(id));
+      verify_pending_ = true;
+    }
+  }
+  Result<BatchLayout> layout = packer_->finish();
+  if (!layout.ok()) {
+    need_resync_ = true;
+    return layout.status();
+  }
+  st.ops = layout->op_count;
+  st.batch_bytes = layout->total_bytes;
+  st.pack_ms = ms_since(t0);
+  if (layout->op_count > 0) {
+    if (Status s = device_->scatter(*layout); !s.ok()) {
+      need_resync_ = true;
+      return s;
+    }
+    in_flight_ = true;
+  }
+  stats_.last_sync = st;
+  ++stats_.syncs;
+  stats_.deltas += st.deltas;
+  stats_.bytes += st.bytes;
+  return st.deltas;
+}
+
+Status DeviceMirror::wait() {
+  if (in_flight_) {
+    in_flight_ = false;
+    if (Status s = device_->wait(); !s.ok()) {
+      need_resync_ = true;
+      return s;
+    }
+    stats_.last_sync.device = device_->last_timing();
+  }
+  if (verify_pending_) {
+    verify_pending_ = false;
+    if (Status s = download_state(); !s.ok()) return s;
+    for (PageId id = 0; id < expected_.size(); ++id) {
+      const uint64_t mine = hash_bytes(host_page(pages_[id]));
+      if (mine != expected_[id]) {
+        char buf[160];
+        std::snprintf(buf, sizeof buf, ": hash %016" PRIx64 " after the sync to epoch %" PRIu64
+                                        ", the bus's %016" PRIx64, mine, epoch_, expected_[id]);
+        return Status(Code::kCorruption, "device mirror " + page_name(id) + buf +
+                                             " -- the mirror is not coherent (a bug: please report it)");
+      }
+    }
+  }
+  return Status::OK();
+}
+
+// ---- pages ----
+
+uint64_t DeviceMirror::page_size(PageId id) const noexcept { return id < pages_.size() ? pages_[id].size : 0; }
+Version DeviceMirror::page_version(PageId id) const noexcept {
+  return id < pages_.size() ? pages_[id].version : 0;
+}
+bool DeviceMirror::tracked(PageId id) const noexcept { return id < pages_.size() && pages_[id].tracked; }
+
+std::byte* DeviceMirror::device_data(PageId id) noexcept {
+  if (id >= pages_.size()) return nullptr;
+  return device_->image(Image::kLive) + pages_[id].offset;
+}
+
+Status DeviceMirror::read_page(PageId id, std::vector<std::byte>* out) {
+  if (id >= pages_.size()) return Status(Code::kNotFound, "device mirror has no " + page_name(id));
+  if (Status s = wait(); !s.ok()) return s;
+  out->resize(pages_[id].size);
+  return device_->download(Image::kLive, pages_[id].offset, *out);
+}
+
+Status DeviceMirror::write_page(PageId id, uint64_t offset, std::span<const std::byte> bytes) {
+  if (id >= pages_.size()) return Status(Code::kNotFound, "device mirror has no " + page_name(id));
+  if (offset > pages_[id].size || bytes.size() > pages_[id].size - offset)
+    return Status(Code::kOutOfRange, "device mirror " + page_name(id) + ": bytes [" + std::to_string(offset) +
+                                         ", " + std::to_string(offset + bytes.size()) + ") are past its " +
+                                         std::to_string(pages_[id].size) + " bytes");
+  if (Status s = wait(); !s.ok()) return s;
+  return device_->upload(Image::kLive, pages_[id].offset + offset, bytes);
+}
+
+// ---- device -> bus ----
+
+Status DeviceMirror::ensure_synced_image() {
+  if (device_->has_synced()) return Status::OK();
+  if (Status s = wait(); !s.ok()) return s;
+  return device_->reserve_images(device_->image_capacity(), used_, /*with_synced=*/true);
+}
+
+Status DeviceMirror::track(PageId id) {
+  if (id >= pages_.size()) return Status(Code::kNotFound, "device mirror has no " + page_name(id) + " (sync first?)");
+  if (pages_[id].tracked) return Status::OK();
+  if (Status s = ensure_synced_image(); !s.ok()) return s;
+  if (Status s = device_->copy_image(Image::kSynced, Image::kLive, pages_[id].offset, pages_[id].size); !s.ok())
+    return s;
+  pages_[id].tracked = true;
+  return device_->wait();
+}
+
+Status DeviceMirror::track_all() {
+  if (Status s = ensure_synced_image(); !s.ok()) return s;
+  for (Page& p : pages_) {
+    if (p.tracked) continue;
+    if (Status s = device_->copy_image(Image::kSynced, Image::kLive, p.offset, p.size); !s.ok()) return s;
+    p.tracked = true;
+  }
+  track_all_ = true;
+  return device_->wait();
+}
+
+Status DeviceMirror::diff(std::span<const PageId> pages, DiffResult* out) {
+  return run_diff(pages, out);
+}
+
+// Runs the diff kernels over the pages and turns the runs (image offsets)
+// into page-relative ranges, page by page.
+Status DeviceMirror::run_diff(std::span<const PageId> pages, DiffResult* out) {
+  out->clear();
+  if (Status s = wait(); !s.ok()) return s;
+  if (!std::is_sorted(pages.begin(), pages.end()) ||
+      std::adjacent_find(pages.begin(), pages.end()) != pages.end())
+    return Status(Code::kInvalidArgument, "device mirror diff: list each page once, in increasing id order");
+  plan_->clear();
+  for (PageId id : pages) {
+    if (id >= pages_.size()) return Status(Code::kNotFound, "device mirror has no " + page_name(id));
+    if (!pages_[id].tracked)
+      return Status(Code::kFailedPrecondition, "device mirror " + page_name(id) +
+                                                   " is not tracked: call track() before kernels change it");
+    plan_->add_page(pages_[id].offset, pages_[id].size);
+  }
+  out->compared_bytes = plan_->bytes();
+  if (pages.empty()) return Status::OK();
+  DiffRuns runs;
+  if (Status s = device_->diff(plan_->tiles(), &runs); !s.ok()) return s;
+  stats_.last_diff = device_->last_timing();
+  if (runs.starts.size() != runs.ends.size())
+    return Status(Code::kCorruption, "device mirror diff: run starts and ends do not pair up");
+  // Runs come in image order, which is page id order; none spans two pages.
+  size_t r = 0;
+  uint64_t byte_at = 0;
+  out->ranges.reserve(runs.starts.size());
+  out->bytes.assign(runs.bytes.begin(), runs.bytes.end());
+  for (PageId id : pages) {
+    const Page& p = pages_[id];
+    PageDiff pd{id, p.version, out->ranges.size(), 0, byte_at, 0};
+    while (r < runs.starts.size() && runs.starts[r] < p.offset + p.size) {
+      const uint64_t start = runs.starts[r], end = runs.ends[r];
+      if (start < p.offset || end > p.offset + p.size || end <= start)
+        return Status(Code::kCorruption, "device mirror diff: run [" + std::to_string(start) + ", " +
+                                             std::to_string(end) + ") does not lie inside " + page_name(id));
+      out->ranges.push_back(Range{static_cast<uint32_t>(start - p.offset), static_cast<uint32_t>(end - start)});
+      pd.byte_count += end - start;
+      ++r;
+    }
+    pd.range_count = out->ranges.size() - pd.first_range;
+    byte_at += pd.byte_count;
+    if (pd.range_count > 0) out->pages.push_back(pd);
+  }
+  if (r != runs.starts.size() || byte_at != runs.bytes.size())
+    return Status(Code::kCorruption, "device mirror diff: runs and bytes do not match the pages compared");
+  return Status::OK();
+}
+
+Status DeviceMirror::writeback(std::span<const PageId> pages, WritebackStats* stats) {
+  WritebackStats st;
+  st.pages = pages.size();
+  if (Status s = run_diff(pages, &scratch_); !s.ok()) return s;
+  st.changed = scratch_.pages.size();
+  Status first_error;
+  packer_->reset(used_);
+  for (size_t i = 0; i < scratch_.pages.size(); ++i) {
+    const DeltaView d = scratch_.delta(i);
+    Epoch epoch = 0;
+    Status s = bus_.apply(d, &epoch);
+    if (epoch == 0) {  // refused: nothing applied, the device keeps its changes
+      ++st.refused;
+      if (first_error.ok())
+        first_error = Status(s.code(), "device mirror writeback of " + page_name(d.page) + ": " + s.message() +
+                                           " -- its device changes are kept: sync() and write back again");
+      continue;
+    }
+    // Applied (s may still carry an update function's error from the
+    // propagation it fired: report it, the delta stands).
+    if (!s.ok() && first_error.ok()) first_error = s;
+    echoes_.push_back(epoch);
+    Page& p = pages_[d.page];
+    p.version = d.new_version();
+    const std::byte* src = d.bytes.data();
+    for (const Range& r : d.ranges) {  // the synced image takes what the bus took
+      if (Status a = packer_->add(p.offset + r.offset, src, r.length, kToSynced); !a.ok()) {
+        need_resync_ = true;
+        return a;
+      }
+      src += r.length;
+    }
+    ++st.applied;
+    st.bytes += d.bytes.size();
+  }
+  if (!packer_->empty()) {
+    Result<BatchLayout> layout = packer_->finish();
+    Status s = layout.ok() ? device_->scatter(*layout) : layout.status();
+    if (s.ok()) s = device_->wait();
+    if (!s.ok()) {
+      need_resync_ = true;
+      return s;
+    }
+  }
+  stats_.writebacks += st.applied;
+  stats_.writeback_bytes += st.bytes;
+  if (stats) *stats = st;
+  return first_error;
+}
+
+Status DeviceMirror::writeback(PageId id, WritebackStats* stats) {
+  return writeback(std::span<const PageId>(&id, 1), stats);
+}
+
+Status DeviceMirror::writeback_all(WritebackStats* stats) {
+  std::vector<PageId> ids;
+  for (PageId id = 0; id < pages_.size(); ++id)
+    if (pages_[id].tracked) ids.push_back(id);
+  return writeback(ids, stats);
+}
+
+// ---- coherence ----
+
+Status DeviceMirror::download_state() {
+  if (Status s = wait(); !s.ok()) return s;
+  host_live_.resize(used_);
+  if (Status s = device_->download(Image::kLive, 0, host_live_); !s.ok()) return s;
+  if (device_->has_synced()) {
+    host_synced_.resize(used_);
+    if (Status s = device_->download(Image::kSynced, 0, host_synced_); !s.ok()) return s;
+  }
+  return Status::OK();
+}
+
+std::span<const std::byte> DeviceMirror::host_page(const Page& p) const noexcept {
+  const std::vector<std::byte>& img = p.tracked ? host_synced_ : host_live_;
+  return {img.data() + p.offset, p.size};
+}
+
+Result<uint64_t> DeviceMirror::page_hash(PageId id) {
+  if (id >= pages_.size()) return Status(Code::kNotFound, "device mirror has no " + page_name(id));
+  if (Status s = wait(); !s.ok()) return s;
+  const Page& p = pages_[id];
+  std::vector<std::byte> bytes(p.size);
+  if (Status s = device_->download(p.tracked ? Image::kSynced : Image::kLive, p.offset, bytes); !s.ok()) return s;
+  return hash_bytes(bytes);
+}
+
+Result<uint64_t> DeviceMirror::state_hash() {
+  if (Status s = download_state(); !s.ok()) return s;
+  StateHasher h;
+  for (PageId id = 0; id < pages_.size(); ++id) h.add_page(id, host_page(pages_[id]));
+  return h.digest();
+}
+
+Status DeviceMirror::check_coherence() {
+  if (Status s = wait(); !s.ok()) return s;
+  auto lock = bus_.lock_writes();
+  if (epoch_ != bus_.epoch())
+    return Status(Code::kFailedPrecondition, "device mirror is synced to epoch " + std::to_string(epoch_) +
+                                                 " but the bus is at " + std::to_string(bus_.epoch()) +
+                                                 ": sync() before checking coherence");
+  if (pages_.size() != bus_.page_count())
+    return Status(Code::kCorruption, "device mirror holds " + std::to_string(pages_.size()) + " pages, the bus " +
+                                         std::to_string(bus_.page_count()));
+  if (Status s = download_state(); !s.ok()) return s;
+  for (PageId id = 0; id < pages_.size(); ++id) {
+    const uint64_t mine = hash_bytes(host_page(pages_[id]));
+    const uint64_t theirs = hash_bytes(bus_.page_bytes(id));
+    if (mine != theirs || pages_[id].version != bus_.version_locked(id)) {
+      char buf[200];
+      std::snprintf(buf, sizeof buf,
+                    ": hash %016" PRIx64 " version %" PRIu64 ", the bus's hash %016" PRIx64 " version %" PRIu64
+                    " at epoch %" PRIu64,
+                    mine, pages_[id].version, theirs, bus_.version_locked(id), epoch_);
+      return Status(Code::kCorruption, "device mirror " + page_name(id) + buf);
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace mmsb::cuda

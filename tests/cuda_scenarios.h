@@ -1,0 +1,402 @@
+// Scenarios for the device mirror, run on the CPU path by test_cuda_mirror.cc
+// (everywhere) and on a CUDA device by test_cuda_gpu.cc. Each checks the
+// mirror against the plain byte-array model of engine_model.h -- never
+// against the mirror's own output.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine_model.h"
+#include "mmsb/cuda/mirror.h"
+#include "mmsb/mmsb.h"
+
+namespace cuda_test {
+
+using mmsb::cuda::Backend;
+using mmsb::cuda::DeviceMirror;
+using mmsb::cuda::MirrorOptions;
+
+inline std::unique_ptr<DeviceMirror> open_mirror(mmsb::Bus& bus, Backend backend, MirrorOptions o = {}) {
+  o.backend = backend;
+  auto r = DeviceMirror::open(bus, o);
+  INFO(r.status().to_string());
+  REQUIRE(r.ok());
+  if (backend == Backend::kCuda) REQUIRE(r.value()->on_gpu());
+  if (backend == Backend::kCpu) REQUIRE_FALSE(r.value()->on_gpu());
+  return std::move(r).value();
+}
+
+inline mmsb::BusOptions ring(size_t tlog_capacity) {
+  mmsb::BusOptions o;
+  o.tlog_capacity = tlog_capacity;
+  return o;
+}
+
+inline void must(const mmsb::Status& s) {
+  INFO(s.to_string());
+  REQUIRE(s.ok());
+}
+
+inline mmsb::PageId create(mmsb::Bus& bus, model::Model& m, uint64_t size) {
+  auto id = bus.create_page(size);
+  INFO(id.status().to_string());
+  REQUIRE(id.ok());
+  REQUIRE(*id == m.create(size));
+  return *id;
+}
+
+// The mirror's live image of every page equals the model, and its versions
+// and epoch the model's; then check_coherence() agrees.
+inline void require_matches(DeviceMirror& mirror, const model::Model& m, const mmsb::Bus& bus) {
+  REQUIRE(mirror.page_count() == m.pages.size());
+  REQUIRE(mirror.synced_epoch() == m.epoch);
+  REQUIRE(bus.epoch() == m.epoch);
+  std::vector<std::byte> got;
+  for (mmsb::PageId id = 0; id < m.pages.size(); ++id) {
+    must(mirror.read_page(id, &got));
+    INFO("page " << id << ": " << model::describe_mismatch(got, m.pages[id].bytes));
+    REQUIRE(model::same(got, m.pages[id].bytes));
+    REQUIRE(mirror.page_version(id) == m.pages[id].version);
+  }
+  must(mirror.check_coherence());
+}
+
+// One random delta on the bus and the model: a single run (write) or
+// several runs from a byte mask (apply).
+inline void random_delta(mmsb::Bus& bus, model::Model& m, model::Rng& rng, uint64_t max_run) {
+  const auto id = static_cast<mmsb::PageId>(rng.below(m.pages.size()));
+  const uint64_t size = m.pages[id].bytes.size();
+  if (size == 0) return;
+  if (rng.chance(80)) {
+    const uint64_t len = rng.between(1, std::min(max_run, size));
+    const uint64_t off = rng.below(size - len + 1);
+    const std::vector<uint8_t> v = rng.bytes(len);
+    must(bus.write(id, off, model::to_bytes(v)));
+    m.write(id, off, v);
+  } else {
+    std::vector<uint8_t> mask(size, 0), image = m.pages[id].bytes;
+    const int runs = static_cast<int>(rng.between(1, 6));
+    for (int r = 0; r < runs; ++r) {
+      const uint64_t len = rng.between(1, std::min(max_run, size));
+      const uint64_t off = rng.below(size - len + 1);
+      for (uint64_t i = off; i < off + len; ++i) {
+        mask[i] = 1;
+        image[i] = rng.byte();
+      }
+    }
+    const mmsb::Version v = m.pages[id].version;
+    auto d = mmsb::Delta::from_mask(id, v, mask, model::to_bytes(image));
+    REQUIRE(d.ok());
+    if (d->empty()) return;
+    must(bus.apply(d->view()));
+    m.apply_mask(id, mask, image);
+  }
+}
+
+// Batches of random deltas over pages whose sizes are not multiples of 16;
+// after every sync the mirror equals the model.
+inline void scenario_sync_random(Backend backend, uint64_t seed, uint32_t pages, uint64_t max_size,
+                                 uint64_t max_run, int batches, int deltas_per_batch,
+                                 size_t tlog_capacity = size_t{16} << 20) {
+  mmsb::Bus bus(ring(tlog_capacity));
+  model::Model m;
+  model::Rng rng(seed);
+  for (uint32_t p = 0; p < pages; ++p) create(bus, m, rng.between(1, max_size));
+  auto mirror = open_mirror(bus, backend);
+  require_matches(*mirror, m, bus);
+  for (int b = 0; b < batches; ++b) {
+    if (rng.chance(30)) create(bus, m, rng.between(1, max_size));  // pages appear mid-stream
+    for (int i = 0; i < deltas_per_batch; ++i) random_delta(bus, m, rng, max_run);
+    auto n = mirror->sync();
+    INFO("batch " << b << ": " << n.status().to_string());
+    REQUIRE(n.ok());
+    require_matches(*mirror, m, bus);
+  }
+  REQUIRE(mirror->resyncs() == 0);
+}
+
+// A ring too small for what happens between syncs: the mirror lags, copies
+// the whole state again and still equals the model.
+inline void scenario_lag_resync(Backend backend) {
+  mmsb::Bus bus(ring(64 << 10));
+  model::Model m;
+  model::Rng rng(7);
+  for (int p = 0; p < 5; ++p) create(bus, m, 3000 + 17 * p);
+  auto mirror = open_mirror(bus, backend);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 400; ++i) random_delta(bus, m, rng, 700);  // ~150 KB of records > the ring
+    create(bus, m, 1000 + round);
+    REQUIRE(mirror->sync().ok());
+    require_matches(*mirror, m, bus);
+  }
+  REQUIRE(mirror->resyncs() == 3);
+  REQUIRE(mirror->stats().last_sync.resynced);
+  // And a normal sync afterwards.
+  random_delta(bus, m, rng, 10);
+  REQUIRE(mirror->sync().ok());
+  require_matches(*mirror, m, bus);
+  REQUIRE(mirror->resyncs() == 3);
+}
+
+// Changes a device page the way a kernel would (write_page) at random runs
+// of `image`, a copy of the page as the device holds it; returns the runs.
+inline std::vector<model::Run> device_edit(DeviceMirror& mirror, mmsb::PageId id, std::vector<uint8_t>& image,
+                                           model::Rng& rng, int runs, uint64_t max_run) {
+  std::vector<model::Run> edits;
+  for (int r = 0; r < runs; ++r) {
+    const uint64_t len = rng.between(1, std::min<uint64_t>(max_run, image.size()));
+    const uint64_t off = rng.below(image.size() - len + 1);
+    std::vector<uint8_t> v(len);
+    for (auto& b : v) b = rng.byte();
+    for (uint64_t i = 0; i < len; ++i) image[off + i] = v[i];
+    must(mirror.write_page(id, off, model::to_bytes(v)));
+    edits.push_back(model::Run{off, len});
+  }
+  return edits;
+}
+
+// Records every delta the bus applies (page, ranges, bytes, cause).
+struct DeltaLog {
+  std::vector<model::Record> deltas;
+  mmsb::SubscriptionId sub = 0;
+  explicit DeltaLog(mmsb::Bus& bus) {
+    auto s = bus.subscribe(mmsb::mask_of(mmsb::EventKind::kDeltaApplied), [this](const mmsb::Event& e) {
+      model::Record r;
+      r.kind = mmsb::RecordKind::kDelta;
+      r.page = e.delta->page;
+      r.epoch = e.delta->epoch;
+      r.base_version = e.delta->base_version;
+      r.cause = e.delta->cause;
+      r.runs = model::to_runs(e.delta->ranges);
+      r.bytes = model::to_u8(e.delta->bytes);
+      deltas.push_back(std::move(r));
+    });
+    REQUIRE(s.ok());
+    sub = *s;
+  }
+};
+
+// Kernels change tracked pages; writeback() turns exactly the changed bytes
+// into one delta per page (the model's maximal runs), on the right version.
+inline void scenario_writeback(Backend backend, uint64_t seed) {
+  mmsb::Bus bus;
+  model::Model m;
+  model::Rng rng(seed);
+  const uint64_t sizes[] = {1, 15, 16, 17, 255, 4095, 4097, 16384, 16385, 40000, 70001};
+  for (uint64_t s : sizes) create(bus, m, s);
+  for (int i = 0; i < 200; ++i) random_delta(bus, m, rng, 300);
+  auto mirror = open_mirror(bus, backend);
+  must(mirror->track_all());
+  DeltaLog log(bus);
+  for (int round = 0; round < 6; ++round) {
+    std::vector<std::vector<uint8_t>> before(m.pages.size());
+    for (mmsb::PageId id = 0; id < m.pages.size(); ++id) before[id] = m.pages[id].bytes;
+    // Kernels edit some pages; a no-op edit (same bytes) must not count.
+    std::vector<std::vector<uint8_t>> device = before;
+    for (mmsb::PageId id = 0; id < m.pages.size(); ++id) {
+      if (!rng.chance(60)) continue;
+      device_edit(*mirror, id, device[id], rng, static_cast<int>(rng.between(1, 12)), 2000);
+    }
+    const mmsb::PageId same_page = static_cast<mmsb::PageId>(rng.below(m.pages.size()));
+    std::vector<uint8_t> one(device[same_page].begin(), device[same_page].begin() + 1);
+    must(mirror->write_page(same_page, 0, model::to_bytes(one)));
+
+    // diff() reports what changed and applies nothing.
+    mmsb::cuda::DiffResult dr;
+    std::vector<mmsb::PageId> all;
+    for (mmsb::PageId id = 0; id < m.pages.size(); ++id) all.push_back(id);
+    must(mirror->diff(all, &dr));
+    size_t k = 0;
+    for (mmsb::PageId id = 0; id < m.pages.size(); ++id) {
+      const std::vector<model::Run> want = model::diff_runs(before[id], device[id]);
+      if (want.empty()) continue;
+      REQUIRE(k < dr.pages.size());
+      const mmsb::DeltaView d = dr.delta(k++);
+      REQUIRE(d.page == id);
+      REQUIRE(d.base_version == m.pages[id].version);
+      REQUIRE(model::to_runs(d.ranges) == want);
+      REQUIRE(model::to_u8(d.bytes) == model::gather(device[id], want));
+    }
+    REQUIRE(k == dr.pages.size());
+    REQUIRE(bus.epoch() == m.epoch);
+
+    // writeback() applies them.
+    log.deltas.clear();
+    mmsb::cuda::WritebackStats st;
+    must(mirror->writeback_all(&st));
+    REQUIRE(st.changed == dr.pages.size());
+    REQUIRE(st.applied == dr.pages.size());
+    REQUIRE(st.refused == 0);
+    size_t j = 0;
+    for (mmsb::PageId id = 0; id < m.pages.size(); ++id) {
+      const std::vector<model::Run> want = model::diff_runs(before[id], device[id]);
+      if (want.empty()) continue;
+      REQUIRE(j < log.deltas.size());
+      const model::Record& r = log.deltas[j++];
+      REQUIRE(r.page == id);
+      REQUIRE(r.base_version == m.pages[id].version);
+      REQUIRE(r.runs == want);
+      REQUIRE(r.bytes == model::gather(device[id], want));
+      m.assign(id, device[id]);
+    }
+    REQUIRE(j == log.deltas.size());
+    for (mmsb::PageId id = 0; id < m.pages.size(); ++id) {
+      INFO("page " << id);
+      REQUIRE(model::same(bus.page_bytes(id), m.pages[id].bytes));
+      REQUIRE(mirror->page_version(id) == m.pages[id].version);
+    }
+    // Nothing left to write back; the next sync skips our own deltas.
+    must(mirror->writeback_all(&st));
+    REQUIRE(st.changed == 0);
+    const uint64_t echoes = mirror->stats().echoes;
+    auto n = mirror->sync();
+    REQUIRE(n.ok());
+    REQUIRE(*n == 0);
+    REQUIRE(mirror->stats().echoes == echoes + j);
+    require_matches(*mirror, m, bus);
+    // Interleave ordinary bus deltas with the device edits.
+    for (int i = 0; i < 50; ++i) random_delta(bus, m, rng, 500);
+    REQUIRE(mirror->sync().ok());
+    require_matches(*mirror, m, bus);
+  }
+}
+
+// A device change made after a writeback survives the next sync: the sync
+// does not apply the written-back delta (its echo) over it again.
+inline void scenario_echo(Backend backend) {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 100);
+  auto mirror = open_mirror(bus, backend);
+  must(mirror->track(a));
+  must(mirror->write_page(a, 10, model::to_bytes({1, 2, 3})));
+  must(mirror->writeback(a));
+  m.write(a, 10, {1, 2, 3});
+  must(mirror->write_page(a, 10, model::to_bytes({7, 8, 9})));  // the kernel runs again
+  REQUIRE(mirror->sync().ok());
+  std::vector<std::byte> got;
+  must(mirror->read_page(a, &got));
+  REQUIRE(model::to_u8(std::span(got).subspan(10, 3)) == std::vector<uint8_t>{7, 8, 9});
+  must(mirror->writeback(a));
+  m.write(a, 10, {7, 8, 9});
+  REQUIRE(model::same(bus.page_bytes(a), m.pages[a].bytes));
+  REQUIRE(mirror->sync().ok());
+  require_matches(*mirror, m, bus);
+}
+
+// The bus changed a page after the sync: the device's delta is built on an
+// older version and refused (nothing applied, device changes kept); after a
+// sync the writeback goes through, and where both changed a byte the bus's
+// value stays (sync overwrote it on the device).
+inline void scenario_conflict(Backend backend) {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 64);
+  const mmsb::PageId b = create(bus, m, 64);
+  auto mirror = open_mirror(bus, backend, MirrorOptions{.track_all = true});
+  must(bus.write(a, 0, model::to_bytes({5, 5, 5, 5})));  // CPU side, after the sync
+  m.write(a, 0, {5, 5, 5, 5});
+  must(mirror->write_page(a, 2, model::to_bytes({9, 9, 9, 9})));  // device side: bytes 2..5
+  must(mirror->write_page(b, 0, model::to_bytes({4})));
+  mmsb::cuda::WritebackStats st;
+  const mmsb::Status s = mirror->writeback_all(&st);
+  INFO(s.to_string());
+  REQUIRE(s.code() == mmsb::Code::kConflict);
+  REQUIRE(s.message().find("page 0") != std::string::npos);
+  REQUIRE(st.refused == 1);
+  REQUIRE(st.applied == 1);  // b went through
+  m.write(b, 0, {4});
+  REQUIRE(model::same(bus.page_bytes(a), m.pages[a].bytes));
+  REQUIRE(model::same(bus.page_bytes(b), m.pages[b].bytes));
+  REQUIRE(mirror->sync().ok());
+  // The sync wrote the bus's bytes 0..3 over the device's 2..3; 4..5 stay.
+  std::vector<std::byte> got;
+  must(mirror->read_page(a, &got));
+  REQUIRE(model::to_u8(std::span(got).subspan(0, 7)) == std::vector<uint8_t>{5, 5, 5, 5, 9, 9, 0});
+  must(mirror->writeback_all(&st));
+  REQUIRE(st.applied == 1);
+  m.write(a, 4, {9, 9});
+  REQUIRE(mirror->sync().ok());
+  require_matches(*mirror, m, bus);
+}
+
+// Dependencies across devices: B = the sum of A's bytes (8 bytes, LE). A is
+// changed on the device and written back; the bus's propagation updates B
+// with a derived delta caused by A's; the mirror then holds B's new bytes.
+inline void scenario_cross_device_dependency(Backend backend) {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 4096 + 7);
+  const mmsb::PageId b = create(bus, m, 8);
+  must(bus.add_dependency(a, b, [](mmsb::UpdateContext& ctx) {
+    uint64_t sum = 0;
+    for (std::byte x : ctx.source_bytes()) sum += static_cast<uint8_t>(x);
+    return ctx.assign(std::as_bytes(std::span(&sum, 1)));
+  }));
+  auto mirror = open_mirror(bus, backend);
+  must(mirror->track(a));
+  DeltaLog log(bus);
+  model::Rng rng(99);
+  std::vector<uint8_t> image = m.pages[a].bytes;
+  device_edit(*mirror, a, image, rng, 20, 300);
+  must(mirror->writeback(a));
+  m.assign(a, image);
+  const uint64_t a_epoch = m.epoch;
+  uint64_t sum = 0;  // independent: from the model's bytes
+  for (uint8_t x : m.pages[a].bytes) sum += x;
+  std::vector<uint8_t> want_b(8);
+  for (int i = 0; i < 8; ++i) want_b[i] = static_cast<uint8_t>(sum >> (8 * i));
+  m.assign(b, want_b);
+  REQUIRE(log.deltas.size() == 2);
+  REQUIRE(log.deltas[1].page == b);
+  REQUIRE(log.deltas[1].cause == a_epoch);  // derived from the device's delta
+  REQUIRE(model::same(bus.page_bytes(b), want_b));
+  REQUIRE(mirror->sync().ok());
+  std::vector<std::byte> got;
+  must(mirror->read_page(b, &got));
+  REQUIRE(model::same(got, want_b));
+  require_matches(*mirror, m, bus);
+  // The mirror's hashes are the bus's.
+  auto h = mirror->page_hash(b);
+  REQUIRE(h.ok());
+  REQUIRE(*h == bus.page_hash(b));
+  auto sh = mirror->state_hash();
+  REQUIRE(sh.ok());
+  REQUIRE(*sh == bus.state_hash());
+  REQUIRE(*sh == model::state_hash(m));
+}
+
+// sync_async() packs under the bus lock and returns; writes after it belong
+// to the next batch.
+inline void scenario_async(Backend backend) {
+  mmsb::Bus bus;
+  model::Model m;
+  model::Rng rng(5);
+  for (int p = 0; p < 8; ++p) create(bus, m, 5000);
+  auto mirror = open_mirror(bus, backend, MirrorOptions{.verify = true});
+  for (int round = 0; round < 5; ++round) {
+    for (int i = 0; i < 300; ++i) random_delta(bus, m, rng, 100);
+    const uint64_t epoch = m.epoch;
+    model::Model at_sync = m;
+    auto n = mirror->sync_async();
+    REQUIRE(n.ok());
+    for (int i = 0; i < 50; ++i) random_delta(bus, m, rng, 100);  // after the batch was packed
+    must(mirror->wait());
+    REQUIRE(mirror->synced_epoch() == epoch);
+    std::vector<std::byte> got;
+    for (mmsb::PageId id = 0; id < at_sync.pages.size(); ++id) {
+      must(mirror->read_page(id, &got));
+      REQUIRE(model::same(got, at_sync.pages[id].bytes));
+    }
+  }
+  REQUIRE(mirror->sync().ok());  // verify (page hashes vs the bus) passes
+  require_matches(*mirror, m, bus);
+}
+
+}  // namespace cuda_test

@@ -1,0 +1,285 @@
+// The CUDA mirror's host-side layouts and the CPU references of its kernels:
+// the batch packer + scatter_reference against a plain byte-array image, and
+// DiffReference against the model's maximal runs and the engine's diff_into.
+// These run everywhere; the kernels execute the same per-chunk steps
+// (layout.h) over the same layouts.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <vector>
+
+#include "engine_model.h"
+#include "mmsb/cuda/batch.h"
+#include "mmsb/cuda/diff.h"
+#include "mmsb/diff.h"
+
+using namespace mmsb::cuda;
+using model::Rng;
+using model::Run;
+
+namespace {
+
+struct Layout {
+  std::vector<uint64_t> offset, size;
+  uint64_t image = 0;
+};
+
+// Pages at 256-aligned offsets, as the mirror lays them out.
+Layout lay_out(const std::vector<uint64_t>& sizes) {
+  Layout l;
+  for (uint64_t s : sizes) {
+    l.offset.push_back(l.image);
+    l.size.push_back(s);
+    l.image += (s + kPageAlign - 1) / kPageAlign * kPageAlign;
+  }
+  return l;
+}
+
+std::vector<CopyOp> read_ops(const HostStaging& st, const BatchLayout& L) {
+  std::vector<CopyOp> ops(L.op_count);
+  std::memcpy(ops.data(), const_cast<HostStaging&>(st).data() + L.ops_offset, sizeof(CopyOp) * L.op_count);
+  return ops;
+}
+
+}  // namespace
+
+TEST_CASE("packer + scatter reference equal a byte loop, later adds winning", "[cuda][batch]") {
+  Rng rng(GENERATE(1, 2, 3, 4));
+  std::vector<uint64_t> sizes;
+  for (int p = 0; p < 12; ++p) sizes.push_back(rng.between(1, 20000));
+  sizes.push_back(15);
+  sizes.push_back(4096);
+  const Layout l = lay_out(sizes);
+  // Both images start with garbage, so bytes no op names must stay as they were.
+  std::vector<uint8_t> want_live = rng.bytes(l.image), want_synced = rng.bytes(l.image);
+  std::vector<std::byte> live = model::to_bytes(want_live), synced = model::to_bytes(want_synced);
+  HostStaging staging;
+  BatchPacker packer(staging);
+  for (int batch = 0; batch < 8; ++batch) {
+    packer.reset(l.image);
+    std::set<uint64_t> regions;
+    const int adds = static_cast<int>(rng.between(1, 300));
+    for (int i = 0; i < adds; ++i) {
+      const size_t p = rng.below(sizes.size());
+      const uint64_t max_len = rng.chance(70) ? 40 : sizes[p];  // short runs across 16-byte lines, or long ones
+      const uint64_t len = rng.between(1, std::min(max_len, sizes[p]));
+      const uint64_t off = rng.below(sizes[p] - len + 1);
+      const std::vector<uint8_t> v = rng.bytes(len);
+      const uint32_t flags = static_cast<uint32_t>(rng.between(1, 3));
+      const uint64_t dst = l.offset[p] + off;
+      REQUIRE(packer.add(dst, model::to_bytes(v).data(), len, flags).ok());
+      for (uint64_t k = 0; k < len; ++k) {
+        if (flags & kToLive) want_live[dst + k] = v[k];
+        if (flags & kToSynced) want_synced[dst + k] = v[k];
+        regions.insert((dst + k) >> kRegionShift);
+      }
+    }
+    auto L = packer.finish();
+    REQUIRE(L.ok());
+    REQUIRE(L->segment_count == regions.size());
+    REQUIRE(L->op_count >= static_cast<uint32_t>(adds));
+    REQUIRE(L->total_bytes <= staging.capacity());
+    for (const CopyOp& op : read_ops(staging, *L)) {
+      REQUIRE(op.src % 16 == op.dst % 16);
+      REQUIRE((op.dst >> kRegionShift) == ((op.dst + op.length - 1) >> kRegionShift));
+    }
+    const mmsb::Status s = scatter_reference(staging.data(), *L, live.data(), synced.data(), l.image);
+    INFO(s.to_string());
+    REQUIRE(s.ok());
+    INFO("batch " << batch);
+    REQUIRE(model::same(live, want_live));
+    REQUIRE(model::same(synced, want_synced));
+  }
+}
+
+TEST_CASE("packer: ranges cross 16-byte lines and 4 KiB regions at every phase", "[cuda][batch]") {
+  // One page; every (offset mod 16, length) pair up to 48, and ranges across
+  // region boundaries, each applied alone to a zero image.
+  const Layout l = lay_out({3 * kRegionBytes + 50});
+  HostStaging staging;
+  BatchPacker packer(staging);
+  for (uint64_t off : {uint64_t{0}, uint64_t{1}, uint64_t{7}, uint64_t{15}, uint64_t{16}, uint64_t{17},
+                       kRegionBytes - 20, kRegionBytes - 1, kRegionBytes, 2 * kRegionBytes - 3}) {
+    for (uint64_t len : {uint64_t{1}, uint64_t{2}, uint64_t{15}, uint64_t{16}, uint64_t{17}, uint64_t{31},
+                         uint64_t{32}, uint64_t{33}, uint64_t{48}, kRegionBytes + 5}) {
+      if (off + len > l.size[0]) continue;
+      std::vector<std::byte> live(l.image), synced(l.image);
+      std::vector<uint8_t> want(l.image, 0);
+      std::vector<uint8_t> v(len);
+      for (uint64_t k = 0; k < len; ++k) v[k] = static_cast<uint8_t>(k * 7 + 1);
+      packer.reset(l.image);
+      REQUIRE(packer.add(off, model::to_bytes(v).data(), len, kToLive).ok());
+      auto L = packer.finish();
+      REQUIRE(L.ok());
+      REQUIRE(scatter_reference(staging.data(), *L, live.data(), synced.data(), l.image).ok());
+      for (uint64_t k = 0; k < len; ++k) want[off + k] = v[k];
+      INFO("offset " << off << " length " << len);
+      REQUIRE(model::same(live, want));
+      REQUIRE(model::same(synced, std::vector<uint8_t>(l.image, 0)));
+    }
+  }
+}
+
+TEST_CASE("scatter reference refuses layouts that would make the kernel wrong", "[cuda][batch]") {
+  const Layout l = lay_out({2 * kRegionBytes});
+  HostStaging staging;
+  BatchPacker packer(staging);
+  std::vector<std::byte> live(l.image), synced(l.image);
+  const std::vector<std::byte> v(100, std::byte{1});
+  auto build = [&] {
+    packer.reset(l.image);
+    REQUIRE(packer.add(10, v.data(), 40, kToLive).ok());
+    REQUIRE(packer.add(30, v.data(), 40, kToLive).ok());
+    REQUIRE(packer.add(kRegionBytes + 3, v.data(), 20, kToLive).ok());
+    auto L = packer.finish();
+    REQUIRE(L.ok());
+    REQUIRE(L->segment_count == 2);
+    return *L;
+  };
+  auto op_at = [&](const BatchLayout& L, uint32_t i) {
+    return reinterpret_cast<CopyOp*>(staging.data() + L.ops_offset + sizeof(CopyOp) * i);
+  };
+  SECTION("src and dst disagree modulo 16") {
+    BatchLayout L = build();
+    op_at(L, 0)->src += 1;
+    const mmsb::Status s = scatter_reference(staging.data(), L, live.data(), synced.data(), l.image);
+    REQUIRE(s.code() == mmsb::Code::kCorruption);
+    REQUIRE(s.message().find("modulo 16") != std::string::npos);
+  }
+  SECTION("an op crosses a region boundary") {
+    BatchLayout L = build();
+    op_at(L, 2)->dst = kRegionBytes - 8;
+    op_at(L, 2)->src = (op_at(L, 2)->src & ~uint64_t{15}) | 8;
+    const mmsb::Status s = scatter_reference(staging.data(), L, live.data(), synced.data(), l.image);
+    REQUIRE(s.code() == mmsb::Code::kCorruption);
+  }
+  SECTION("two segments share a region") {
+    BatchLayout L = build();
+    CopyOp* last = op_at(L, 2);
+    last->dst = 208 + (last->src % 16);
+    const mmsb::Status s = scatter_reference(staging.data(), L, live.data(), synced.data(), l.image);
+    INFO(s.to_string());
+    REQUIRE(s.code() == mmsb::Code::kCorruption);
+    REQUIRE(s.message().find("share an image region") != std::string::npos);
+  }
+  SECTION("the synced image is written but absent") {
+    BatchLayout L = build();
+    op_at(L, 0)->flags = kToSynced;
+    const mmsb::Status s = scatter_reference(staging.data(), L, live.data(), nullptr, l.image);
+    REQUIRE(s.code() == mmsb::Code::kCorruption);
+  }
+  REQUIRE(model::same(live, std::vector<uint8_t>(l.image, 0)));  // nothing written
+}
+
+TEST_CASE("packer: an empty batch and a reused packer", "[cuda][batch]") {
+  HostStaging staging;
+  BatchPacker packer(staging);
+  packer.reset(1024);
+  auto L = packer.finish();
+  REQUIRE(L.ok());
+  REQUIRE(L->op_count == 0);
+  REQUIRE(L->segment_count == 0);
+  std::vector<std::byte> live(1024);
+  REQUIRE(scatter_reference(staging.data(), *L, live.data(), nullptr, live.size()).ok());
+  // Stamps from earlier batches must not leak into later ones.
+  std::vector<uint8_t> want(8192, 0);
+  std::vector<std::byte> img(8192);
+  for (int b = 0; b < 50; ++b) {
+    packer.reset(img.size());
+    const std::byte x{static_cast<uint8_t>(b + 1)};
+    REQUIRE(packer.add(static_cast<uint64_t>(b) * 100, &x, 1, kToLive).ok());
+    want[b * 100] = static_cast<uint8_t>(b + 1);
+    auto Lb = packer.finish();
+    REQUIRE(Lb.ok());
+    REQUIRE(Lb->segment_count == 1);
+    REQUIRE(scatter_reference(staging.data(), *Lb, img.data(), nullptr, img.size()).ok());
+  }
+  REQUIRE(model::same(img, want));
+}
+
+TEST_CASE("diff reference: the model's maximal runs and diff_into's, page by page", "[cuda][diff]") {
+  Rng rng(GENERATE(11, 12, 13));
+  const std::vector<uint64_t> sizes = {1, 15, 16, 17, 31, 4096, kTileBytes - 1, kTileBytes, kTileBytes + 1,
+                                       40000, 2 * kTileBytes + 16, 257};
+  const Layout l = lay_out(sizes);
+  std::vector<uint8_t> synced = rng.bytes(l.image), live = synced;
+  // Padding between pages differs too: it must never show up.
+  for (size_t p = 0; p < sizes.size(); ++p)
+    for (uint64_t i = l.offset[p] + sizes[p]; i < (p + 1 < sizes.size() ? l.offset[p + 1] : l.image); ++i)
+      live[i] = static_cast<uint8_t>(synced[i] ^ 0xFF);
+  for (size_t p = 0; p < sizes.size(); ++p) {
+    const uint64_t s = sizes[p], o = l.offset[p];
+    auto flip = [&](uint64_t i) { live[o + i] = static_cast<uint8_t>(synced[o + i] + 1 + rng.below(255)); };
+    switch (rng.below(4)) {
+      case 0:  // whole page
+        for (uint64_t i = 0; i < s; ++i) flip(i);
+        break;
+      case 1:  // edges: first and last byte, and around 16-byte and tile boundaries
+        flip(0);
+        flip(s - 1);
+        for (uint64_t b : {uint64_t{15}, uint64_t{16}, uint64_t{kTileBytes - 1}, uint64_t{kTileBytes}})
+          if (b < s) flip(b);
+        break;
+      default:  // random runs
+        for (int r = static_cast<int>(rng.between(0, 30)); r > 0; --r) {
+          const uint64_t len = rng.between(1, std::min<uint64_t>(s, rng.chance(50) ? 20 : 3000));
+          const uint64_t off = rng.below(s - len + 1);
+          for (uint64_t i = off; i < off + len; ++i) flip(i);
+        }
+    }
+  }
+  DiffPlan plan;
+  for (size_t p = 0; p < sizes.size(); ++p) plan.add_page(l.offset[p], sizes[p]);
+  DiffReference ref;
+  DiffRuns runs;
+  const mmsb::Status st = ref.run(reinterpret_cast<const std::byte*>(live.data()),
+                                  reinterpret_cast<const std::byte*>(synced.data()), plan.tiles(), &runs);
+  INFO(st.to_string());
+  REQUIRE(st.ok());
+  REQUIRE(runs.starts.size() == runs.ends.size());
+  size_t r = 0;
+  uint64_t at = 0;
+  mmsb::Delta engine;
+  for (size_t p = 0; p < sizes.size(); ++p) {
+    const uint64_t o = l.offset[p], s = sizes[p];
+    const std::vector<uint8_t> old_page(synced.begin() + o, synced.begin() + o + s);
+    const std::vector<uint8_t> new_page(live.begin() + o, live.begin() + o + s);
+    std::vector<Run> got;
+    while (r < runs.starts.size() && runs.starts[r] < o + s) {
+      REQUIRE(runs.starts[r] >= o);
+      REQUIRE(runs.ends[r] <= o + s);
+      got.push_back(Run{runs.starts[r] - o, runs.ends[r] - runs.starts[r]});
+      ++r;
+    }
+    const std::vector<Run> want = model::diff_runs(old_page, new_page);
+    INFO("page " << p << " of " << s << " bytes");
+    REQUIRE(got == want);
+    REQUIRE(mmsb::diff_into(model::to_bytes(old_page), model::to_bytes(new_page), engine).ok());
+    REQUIRE(model::to_runs(engine.ranges) == got);
+    const std::vector<uint8_t> want_bytes = model::gather(new_page, want);
+    REQUIRE(model::to_u8(runs.bytes.subspan(at, want_bytes.size())) == want_bytes);
+    at += want_bytes.size();
+  }
+  REQUIRE(r == runs.starts.size());
+  REQUIRE(at == runs.bytes.size());
+}
+
+TEST_CASE("diff plan: tiles cover pages exactly, flags mark page edges", "[cuda][diff]") {
+  DiffPlan plan;
+  plan.add_page(0, 1);
+  plan.add_page(256, kTileBytes);
+  plan.add_page(256 + kTileBytes, 2 * kTileBytes + 5);
+  const auto t = plan.tiles();
+  REQUIRE(t.size() == 1 + 1 + 3);
+  REQUIRE(t[0].length == 1);
+  REQUIRE(t[0].flags == 0);
+  REQUIRE(t[1].flags == 0);
+  REQUIRE(t[2].flags == kHasNext);
+  REQUIRE(t[3].flags == (kHasPrev | kHasNext));
+  REQUIRE(t[4].flags == kHasPrev);
+  REQUIRE(t[4].length == 5);
+  REQUIRE(t[4].offset == 256 + 3 * uint64_t{kTileBytes});
+  REQUIRE(plan.bytes() == 1 + kTileBytes + 2 * kTileBytes + 5);
+}

@@ -1,0 +1,115 @@
+// DeviceMirror on its CPU path (every machine): the same mirror logic that
+// drives the GPU, with host memory as the "device" and the kernels' CPU
+// references. Checked against the plain byte-array model.
+#include <catch2/catch.hpp>
+
+#include "cuda_scenarios.h"
+
+using namespace cuda_test;
+
+TEST_CASE("CPU path: small random deltas (W1-like) in batches", "[cuda][mirror]") {
+  scenario_sync_random(Backend::kCpu, GENERATE(1, 2), /*pages=*/24, /*max_size=*/5000, /*max_run=*/64,
+                       /*batches=*/12, /*deltas_per_batch=*/800);
+}
+
+TEST_CASE("CPU path: dense rewrites (W3-like) in batches", "[cuda][mirror]") {
+  scenario_sync_random(Backend::kCpu, 3, /*pages=*/6, /*max_size=*/70000, /*max_run=*/70000,
+                       /*batches=*/6, /*deltas_per_batch=*/40);
+}
+
+TEST_CASE("CPU path: one-byte pages and runs", "[cuda][mirror]") {
+  scenario_sync_random(Backend::kCpu, 4, /*pages=*/10, /*max_size=*/3, /*max_run=*/2, /*batches=*/5,
+                       /*deltas_per_batch=*/100);
+}
+
+TEST_CASE("CPU path: a lagging mirror resyncs from a full copy", "[cuda][mirror]") {
+  scenario_lag_resync(Backend::kCpu);
+}
+
+TEST_CASE("CPU path: writeback turns device changes into deltas", "[cuda][mirror]") {
+  scenario_writeback(Backend::kCpu, GENERATE(21, 22));
+}
+
+TEST_CASE("CPU path: a written-back delta is not applied again", "[cuda][mirror]") {
+  scenario_echo(Backend::kCpu);
+}
+
+TEST_CASE("CPU path: writeback of a page the bus changed is a conflict", "[cuda][mirror]") {
+  scenario_conflict(Backend::kCpu);
+}
+
+TEST_CASE("CPU path: a dependent of a device-written page propagates back", "[cuda][mirror]") {
+  scenario_cross_device_dependency(Backend::kCpu);
+}
+
+TEST_CASE("CPU path: sync_async packs one epoch, verify checks every page", "[cuda][mirror]") {
+  scenario_async(Backend::kCpu);
+}
+
+TEST_CASE("CPU path: device_data is the live image kernels write", "[cuda][mirror]") {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 33);
+  auto mirror = open_mirror(bus, Backend::kCpu);
+  must(mirror->track(a));
+  std::byte* p = mirror->device_data(a);
+  REQUIRE(p != nullptr);
+  REQUIRE(mirror->device_data(7) == nullptr);
+  p[32] = std::byte{0x5A};  // a "CPU kernel"
+  mmsb::cuda::WritebackStats st;
+  must(mirror->writeback(a, &st));
+  REQUIRE(st.applied == 1);
+  REQUIRE(st.bytes == 1);
+  m.write(a, 32, {0x5A});
+  REQUIRE(model::same(bus.page_bytes(a), m.pages[a].bytes));
+}
+
+TEST_CASE("mirror: without a usable device, kAuto takes the CPU path and says why", "[cuda][mirror]") {
+  mmsb::Bus bus;
+  auto probe = mmsb::cuda::probe_device();
+  auto mirror = DeviceMirror::open(bus);
+  REQUIRE(mirror.ok());
+  if (probe.ok()) {
+    REQUIRE((*mirror)->on_gpu());
+    REQUIRE((*mirror)->backend().rfind("CUDA device", 0) == 0);
+    return;
+  }
+  INFO(probe.status().to_string());
+  REQUIRE(probe.status().message().rfind("no CUDA device: ", 0) == 0);
+  REQUIRE_FALSE((*mirror)->on_gpu());
+  REQUIRE((*mirror)->backend() == "CPU path (" + probe.status().message() + ")");
+  REQUIRE((*mirror)->stream() == nullptr);
+  auto cuda = DeviceMirror::open(bus, MirrorOptions{.backend = Backend::kCuda});
+  REQUIRE_FALSE(cuda.ok());
+  REQUIRE(cuda.status().message().rfind("no CUDA device: ", 0) == 0);
+  if (!mmsb::cuda::built_with_cuda()) REQUIRE(cuda.status().code() == mmsb::Code::kUnsupported);
+}
+
+TEST_CASE("mirror: misuse is an error, not a crash", "[cuda][mirror]") {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 100);
+  const mmsb::PageId b = create(bus, m, 100);
+  auto mirror = open_mirror(bus, Backend::kCpu);
+  REQUIRE(mirror->writeback(a).code() == mmsb::Code::kFailedPrecondition);  // not tracked
+  mmsb::cuda::DiffResult dr;
+  REQUIRE(mirror->diff(std::vector<mmsb::PageId>{a}, &dr).code() == mmsb::Code::kFailedPrecondition);
+  must(mirror->track_all());
+  REQUIRE(mirror->diff(std::vector<mmsb::PageId>{b, a}, &dr).code() == mmsb::Code::kInvalidArgument);
+  REQUIRE(mirror->writeback(9).code() == mmsb::Code::kNotFound);
+  REQUIRE(mirror->track(9).code() == mmsb::Code::kNotFound);
+  REQUIRE(mirror->write_page(a, 90, model::to_bytes(model::Rng(1).bytes(11))).code() ==
+          mmsb::Code::kOutOfRange);
+  REQUIRE(mirror->write_page(a, 101, {}).code() == mmsb::Code::kOutOfRange);
+  std::vector<std::byte> out;
+  REQUIRE(mirror->read_page(9, &out).code() == mmsb::Code::kNotFound);
+  REQUIRE_FALSE(mirror->page_hash(9).ok());
+  must(bus.write(a, 0, model::to_bytes({1})));
+  REQUIRE(mirror->check_coherence().code() == mmsb::Code::kFailedPrecondition);  // not synced
+  REQUIRE(mirror->sync().ok());
+  must(mirror->check_coherence());
+  // A page created after track_all() is tracked too.
+  const mmsb::PageId c = create(bus, m, 5);
+  REQUIRE(mirror->sync().ok());
+  REQUIRE(mirror->tracked(c));
+}
