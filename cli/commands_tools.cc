@@ -204,7 +204,9 @@ struct RecoverArgs {
 };
 
 int run_recover(const RecoverArgs& a) {
-  auto result = replay::recover(a.dir, a.dry_run);
+  ProgressBar bar("checking frames", progress_enabled(a.common));
+  auto result = replay::recover(a.dir, a.dry_run, bar.callback());
+  bar.done();
   if (!result.ok())
     throw Error{kExitBadInput, "cannot recover " + a.dir + ": " + result.status().to_string(), ""};
   const replay::RecoverReport& r = *result;

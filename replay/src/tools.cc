@@ -375,7 +375,7 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
 
 // ---- recover ----
 
-Result<RecoverReport> recover(const fs::path& dir, bool dry_run) {
+Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress& progress) {
   RecoverReport r;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return Status(Code::kNotFound, "no recording at " + dir.string() + " (no such directory)");
@@ -395,9 +395,13 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run) {
   std::string damage_text = damaged ? rec.damage().message() : "";
   {
     std::vector<std::byte> raw;
+    uint64_t total = 0, done = 0;
+    for (const FrameRef& f : rec.frames()) total += f.header.payload_bytes;
     for (size_t i = 0; i < rec.frames().size(); ++i) {
       const FrameRef& f = rec.frames()[i];
       if (damaged && (f.segment > dmg.segment || (f.segment == dmg.segment && f.offset >= dmg.offset))) break;
+      done += f.header.payload_bytes;
+      if (progress && i % 64 == 0) progress(done, total);
       if (Status st = rec.read_frame(i, &raw); !st.ok()) {
         damaged = true;
         dmg = DamageAt{f.segment, rec.segments()[f.segment].path, f.offset, f.header.first_epoch};

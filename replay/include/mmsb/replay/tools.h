@@ -86,7 +86,8 @@ struct RecoverReport {
 // <segment>.damaged, never deleted), sets aside segments after a break in the
 // history, and closes every segment that has no index with an index and a
 // trailer. dry_run reports what would be done and changes nothing.
-Result<RecoverReport> recover(const std::filesystem::path& dir, bool dry_run = false);
+// progress: (payload bytes checked, total) while every frame is read.
+Result<RecoverReport> recover(const std::filesystem::path& dir, bool dry_run = false, const Progress& progress = {});
 
 // ---- export / restore ----
 struct ExportReport {
