@@ -92,6 +92,19 @@ const fs::path* recording_of(Context& ctx) {
   return &m.dir;
 }
 
+// The workload's recording, opened; nullptr (after a note) if that fails.
+std::unique_ptr<replay::Recording> open_recording(Context& ctx, const char* bench) {
+  const std::string wl(ctx.workload.spec.name);
+  const fs::path* dir = recording_of(ctx);
+  if (!dir) return nullptr;
+  auto rec = replay::Recording::open(*dir);
+  if (!rec.ok()) {
+    note("%s %s: FAILED: %s", bench, wl.c_str(), rec.status().to_string().c_str());
+    return nullptr;
+  }
+  return std::move(*rec);
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return NAN;
   std::sort(v.begin(), v.end());
@@ -104,21 +117,16 @@ double percentile(std::vector<double> v, double p) {
 Outcome run_replay(Context& ctx) {
   const Workload& w = ctx.workload;
   const std::string wl(w.spec.name);
-  const fs::path* dir = recording_of(ctx);
-  if (!dir) return Outcome::kFailed;
-  auto rec = replay::Recording::open(*dir);
-  if (!rec.ok()) {
-    note("replay %s: FAILED: %s", wl.c_str(), rec.status().to_string().c_str());
-    return Outcome::kFailed;
-  }
-  const double n = static_cast<double>((*rec)->delta_count());
+  const std::unique_ptr<replay::Recording> rec = open_recording(ctx, "replay");
+  if (!rec) return Outcome::kFailed;
+  const double n = static_cast<double>(rec->delta_count());
   std::vector<double> index_s, state_s;
   for (int r = 0; r < ctx.repeat(); ++r) {
     replay::IndexOptions opt;
     opt.checkpoint_bytes = 0;  // only the start image
     opt.min_checkpoint_interval = UINT64_MAX;
     const Clock::time_point t0 = Clock::now();
-    auto ix = replay::Index::build(**rec, opt);
+    auto ix = replay::Index::build(*rec, opt);
     index_s.push_back(seconds_since(t0));
     if (!ix.ok() || (*ix)->delta_count() != w.count()) {
       note("replay %s: FAILED: %s", wl.c_str(), ix.ok() ? "wrong delta count" : ix.status().to_string().c_str());
@@ -126,9 +134,9 @@ Outcome run_replay(Context& ctx) {
     }
   }
   for (int r = 0; r < ctx.repeat(); ++r) {
-    replay::State st(**rec);
+    replay::State st(*rec);
     const Clock::time_point t0 = Clock::now();
-    const Status s = st.replay_from_start((*rec)->last_epoch());
+    const Status s = st.replay_from_start(rec->last_epoch());
     state_s.push_back(seconds_since(t0));
     if (!s.ok() || st.deltas_applied() != w.count()) {
       note("replay %s: FAILED: %s", wl.c_str(), s.ok() ? "wrong delta count" : s.to_string().c_str());
@@ -147,15 +155,10 @@ Outcome run_replay(Context& ctx) {
 Outcome run_seek(Context& ctx) {
   const Workload& w = ctx.workload;
   const std::string wl(w.spec.name);
-  const fs::path* dir = recording_of(ctx);
-  if (!dir) return Outcome::kFailed;
-  auto rec = replay::Recording::open(*dir);
-  if (!rec.ok()) {
-    note("seek %s: FAILED: %s", wl.c_str(), rec.status().to_string().c_str());
-    return Outcome::kFailed;
-  }
+  const std::unique_ptr<replay::Recording> rec = open_recording(ctx, "seek");
+  if (!rec) return Outcome::kFailed;
   const Clock::time_point t0 = Clock::now();
-  auto built = replay::Index::build(**rec);
+  auto built = replay::Index::build(*rec);
   const double build_s = seconds_since(t0);
   if (!built.ok()) {
     note("seek %s: FAILED: %s", wl.c_str(), built.status().to_string().c_str());
