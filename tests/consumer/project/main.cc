@@ -1,5 +1,7 @@
-// Uses the installed engine: a bus, a write, a diff-applied assign, a mirror.
-// Exits 0 when every check holds, 1 otherwise.
+// Uses the installed engine: a bus, a write, a diff-applied assign, a mirror,
+// and the CUDA mirror (its CPU path without a device). Exits 0 when every
+// check holds, 1 otherwise.
+#include <mmsb/cuda/mirror.h>
 #include <mmsb/mmsb.h>
 
 #include <array>
@@ -40,6 +42,14 @@ int main() {
 
   expect(mirror.sync().ok(), "mirror sync");
   expect(mirror.state_hash() == bus.state_hash(), "mirror state hash == bus state hash");
+
+  auto device = mmsb::cuda::DeviceMirror::open(bus);
+  expect(device.ok(), "DeviceMirror::open");
+  if (device.ok()) {
+    std::printf("consumer: CUDA mirror on %s\n", (*device)->backend().c_str());
+    expect((*device)->sync().ok(), "DeviceMirror sync");
+    expect((*device)->check_coherence().ok(), "DeviceMirror pages hash equal to the bus's");
+  }
 
   std::printf("consumer: %s (epoch %llu)\n", failures ? "FAILED" : "ok",
               static_cast<unsigned long long>(bus.epoch()));
