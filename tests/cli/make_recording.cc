@@ -235,9 +235,12 @@ std::vector<fs::path> segments(const fs::path& dir) {
   return out;
 }
 
+// "none" when nothing of the state survives: not a recording, or one with no
+// page table, snapshot or delta left (a cut inside the first frames), which
+// `mmsb-replay recover` calls nothing recoverable (exit 3).
 std::string last_epoch_of(const fs::path& dir) {
   const tlogr::Recording r = tlogr::read_recording(dir);
-  if (!r.ok()) return "none";
+  if (!r.ok() || (r.pages.empty() && r.parts.empty() && r.deltas.empty())) return "none";
   return std::to_string(r.last_epoch);
 }
 
