@@ -519,13 +519,9 @@ std::vector<ByteWrite> Model::byte_history(PageId page, uint64_t offset, Epoch e
 
 std::optional<Epoch> Model::next_byte_write(PageId page, uint64_t offset, Epoch after, uint64_t max_deltas) const {
   if (!index_) return std::nullopt;
-  const auto epochs = index_->page_epochs(page);
-  auto it = std::upper_bound(epochs.begin(), epochs.end(), after);
-  for (uint64_t n = 0; it != epochs.end() && n < max_deltas; ++it, ++n) {
-    const auto d = index_->delta(*it);
-    if (d && written_byte(*d, offset)) return *it;
-  }
-  return std::nullopt;
+  const auto w = index_->next_writer(page, offset, after, max_deltas);
+  if (!w) return std::nullopt;
+  return w->epoch;
 }
 
 std::optional<Epoch> Model::prev_byte_write(PageId page, uint64_t offset, Epoch before) const {

@@ -236,7 +236,7 @@ TEST_CASE("index: states, pages and diffs at random epochs match the model", "[r
     for (const auto& pd : *d) CHECK(pd.page < std::max(sa.pages.size(), sb.pages.size()));
   }
 
-  // Last writer of random bytes, against a backward walk of the model's log.
+  // Last and next writer of random bytes, against walks of the model's log.
   for (int i = 0; i < 300; ++i) {
     const Epoch e = rng.below(f.last + 1);
     const uint32_t p = static_cast<uint32_t>(rng.below(f.saved.at(e).pages.size()));
@@ -249,9 +249,17 @@ TEST_CASE("index: states, pages and diffs at random epochs match the model", "[r
         break;
       }
     }
+    Epoch want_next = 0;
+    for (auto it = f.log.upper_bound(e); it != f.log.end(); ++it)
+      if (it->second.page == p && covers(it->second.runs, b)) {
+        want_next = it->first;
+        break;
+      }
     INFO("byte " << b << " of page " << p << " at " << e);
     auto got = ix->last_writer(p, b, e);
     CHECK((got ? got->epoch : 0) == want);
+    auto next = ix->next_writer(p, b, e);
+    CHECK((next ? next->epoch : 0) == want_next);
   }
 }
 

@@ -212,16 +212,29 @@ std::vector<DeltaInfo> Index::history(PageId page, Epoch from, Epoch to) const {
   return out;
 }
 
+bool Index::writes(uint64_t i, uint64_t offset) const noexcept {
+  const Rec& r = deltas_[i];
+  const Range* rs = ranges_.data() + r.range_begin;
+  // Ranges are sorted and disjoint: the last one starting at or before offset.
+  const Range* hit = std::upper_bound(rs, rs + r.range_count, offset,
+                                      [](uint64_t o, const Range& x) { return o < x.offset; });
+  return hit != rs && offset < (hit - 1)->end();
+}
+
 std::optional<DeltaInfo> Index::last_writer(PageId page, uint64_t offset, Epoch epoch) const {
   std::span<const Epoch> es = page_epochs(page);
   for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.begin();) {
     --it;
-    const Rec& r = deltas_[*it - first_epoch_];
-    const Range* rs = ranges_.data() + r.range_begin;
-    const Range* hit = std::upper_bound(rs, rs + r.range_count, offset,
-                                        [](uint64_t o, const Range& x) { return o < x.offset; });
-    if (hit != rs && offset < (hit - 1)->end()) return info(*it - first_epoch_);
+    if (writes(*it - first_epoch_, offset)) return info(*it - first_epoch_);
   }
+  return std::nullopt;
+}
+
+std::optional<DeltaInfo> Index::next_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas) const {
+  std::span<const Epoch> es = page_epochs(page);
+  uint64_t looked = 0;
+  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.end() && looked < max_deltas; ++it, ++looked)
+    if (writes(*it - first_epoch_, offset)) return info(*it - first_epoch_);
   return std::nullopt;
 }
 

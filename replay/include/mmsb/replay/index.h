@@ -115,6 +115,11 @@ class Index {
   // The last delta at or before `epoch` that wrote byte `offset` of `page`;
   // nullopt if none did (the byte still holds its start value).
   std::optional<DeltaInfo> last_writer(PageId page, uint64_t offset, Epoch epoch) const;
+  // The first delta after `epoch` that writes byte `offset` of `page`,
+  // looking at no more than `max_deltas` of the page's deltas (a bound for
+  // interactive use on hot pages); nullopt if none is found.
+  std::optional<DeltaInfo> next_writer(PageId page, uint64_t offset, Epoch epoch,
+                                       uint64_t max_deltas = UINT64_MAX) const;
   // Epochs of the deltas to `page` in from < epoch <= to: how many, and
   // where (for density strips and "next/previous change" buttons).
   uint64_t count_between(PageId page, Epoch from, Epoch to) const noexcept;
@@ -169,6 +174,7 @@ class Index {
   Status make_checkpoints(const IndexOptions& options);
   DeltaInfo info(uint64_t i) const noexcept;
   DeltaView raw(uint64_t i) const noexcept;  // ranges and bytes only: for applying
+  bool writes(uint64_t i, uint64_t offset) const noexcept;  // delta i covers byte offset
   uint64_t apply_cost(Epoch from, Epoch to) const noexcept;  // of deltas from < e <= to, in bytes
   const Checkpoint& checkpoint_before(Epoch epoch) const noexcept;  // last one at or before
   // Applies the page's deltas with from < epoch <= to onto `page_bytes`.
