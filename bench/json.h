@@ -1,6 +1,7 @@
 // JSON-line output: one flat object per line on stdout, fields in the order
 // they were added. Numbers are written with 6 significant digits; a value
-// that is not finite (a 0-second measurement) is written as null.
+// that is not finite (a 0-second measurement) is written as null. Built on
+// mmsb::Json (support/), the project's one JSON writer.
 //
 //   JsonLine("apply", "W1").num("deltas_per_s", 2.1e7).num("mb_per_s", 690).emit();
 #pragma once
@@ -8,6 +9,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "mmsb/json.h"
 
 namespace mmsb::bench {
 
@@ -19,17 +22,14 @@ class JsonLine {
   JsonLine& num(std::string_view key, double value);
   JsonLine& integer(std::string_view key, int64_t value);
   JsonLine& boolean(std::string_view key, bool value);
-  std::string text() const { return buf_ + "}"; }
+  // The object, closed.
+  std::string text() const;
   // Writes the line to stdout and flushes it (progress goes to stderr, so the
   // two interleave sensibly on a terminal).
   void emit() const;
 
  private:
-  void key(std::string_view k);
-  std::string buf_;
+  Json json_;
 };
-
-// Appends `s` as a JSON string literal (quotes and escapes included).
-void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace mmsb::bench

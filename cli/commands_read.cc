@@ -12,7 +12,7 @@
 #include <optional>
 
 #include "cli.h"
-#include "json.h"
+#include "mmsb/json.h"
 #include "output.h"
 
 namespace mmsb::cli {

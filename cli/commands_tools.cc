@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "cli.h"
-#include "json.h"
+#include "mmsb/json.h"
 #include "mmsb/replay/tools.h"
 #include "output.h"
 

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <fstream>
 
+#include "mmsb/json.h"
 #include "mmsb/replay/tools.h"
 
 namespace mmsb::inspector {
@@ -54,22 +55,6 @@ std::string human_bytes(uint64_t n) {
   if (n < 10ull * 1024 * 1024) return fmt("%.1f KiB", n / 1024.0);
   if (n < 10ull * 1024 * 1024 * 1024) return fmt("%.1f MiB", n / (1024.0 * 1024));
   return fmt("%.1f GiB", n / (1024.0 * 1024 * 1024));
-}
-
-std::string json_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\t': o += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) o += fmt("\\u%04x", c);
-        else o += c;
-    }
-  }
-  return o;
 }
 
 Rect item_rect() {
@@ -1491,9 +1476,9 @@ bool App::write_layout_json(const std::filesystem::path& path, std::string* erro
   cells("delta_rows", layout_.delta_rows);
   cells("deps_nodes", layout_.deps_nodes);
   out << "  \"banner\": " << (layout_.banner ? "true" : "false") << ",\n";
-  out << "  \"modal\": \"" << json_escape(layout_.modal) << "\",\n";
-  out << "  \"modal_text\": \"" << json_escape(layout_.modal_text) << "\",\n";
-  out << "  \"error\": \"" << json_escape(last_error_) << "\"\n";
+  out << "  \"modal\": " << json_string(layout_.modal) << ",\n";
+  out << "  \"modal_text\": " << json_string(layout_.modal_text) << ",\n";
+  out << "  \"error\": " << json_string(last_error_) << "\n";
   out << "}\n";
   if (!out) {
     if (error) *error = "cannot write " + path.string();

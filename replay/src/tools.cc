@@ -14,6 +14,7 @@
 #include "mmsb/diff.h"
 #include "mmsb/fb/mmsb_tlog_generated.h"
 #include "mmsb/hash.h"
+#include "mmsb/json.h"
 
 namespace mmsb::replay {
 
@@ -550,19 +551,9 @@ Result<ExportReport> export_state(const Index& index, Epoch epoch, const fs::pat
   r.epoch = epoch;
   r.manifest = out_dir / "manifest.json";
   const auto& pages = index.recording().pages();
-  auto esc = [](const std::string& s) {
-    std::string o;
-    for (char c : s) {
-      if (c == '"' || c == '\\') o += '\\', o += c;
-      else if (static_cast<unsigned char>(c) < 0x20) {
-        char b[8];
-        std::snprintf(b, sizeof b, "\\u%04x", c);
-        o += b;
-      } else o += c;
-    }
-    return o;
-  };
-  std::string m = "{\n  \"recording\": \"" + esc(index.recording().dir().string()) + "\",\n  \"epoch\": " +
+  // Laid out by hand, one page per line; names and paths are escaped by the
+  // project's JSON writer (arbitrary bytes included).
+  std::string m = "{\n  \"recording\": " + json_string(index.recording().dir().string()) + ",\n  \"epoch\": " +
                   num(epoch) + ",\n  \"state_hash\": \"" + [&] {
                     char b[24];
                     std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(view.state_hash()));
@@ -576,8 +567,8 @@ Result<ExportReport> export_state(const Index& index, Epoch epoch, const fs::pat
     if (!out) return Status(Code::kIOError, "cannot write " + (out_dir / file).string());
     char h[24];
     std::snprintf(h, sizeof h, "%016llx", static_cast<unsigned long long>(hash_bytes(bytes)));
-    m += std::string(p ? "," : "") + "\n    {\"id\": " + num(p) + ", \"name\": \"" + esc(pages[p].name) +
-         "\", \"size\": " + num(bytes.size()) + ", \"version\": " + num(view.version(p)) + ", \"file\": \"" + file +
+    m += std::string(p ? "," : "") + "\n    {\"id\": " + num(p) + ", \"name\": " + json_string(pages[p].name) +
+         ", \"size\": " + num(bytes.size()) + ", \"version\": " + num(view.version(p)) + ", \"file\": \"" + file +
          "\", \"xxh3_64\": \"" + h + "\"}";
     ++r.pages;
     r.bytes += bytes.size();

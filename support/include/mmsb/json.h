@@ -1,5 +1,6 @@
-// A small streaming JSON writer for mmsb-replay --json: nested objects and
-// arrays, commas placed automatically, strings escaped per RFC 8259. Bytes
+// The one JSON writer of MMSB (mmsb-replay --json, mmsb-bench's lines, the
+// export manifest, the inspector's layout file): nested objects and arrays,
+// commas placed automatically, strings escaped per RFC 8259. Bytes
 // that are not valid UTF-8 (page names are arbitrary bytes) are written as
 // \u00XX, one per byte, so the document always parses.
 //
@@ -17,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-namespace mmsb::cli {
+namespace mmsb {
 
 class Json {
  public:
@@ -75,5 +76,7 @@ class Json {
 
 // Appends `s` as a JSON string literal (quotes included) to `out`.
 void append_json_string(std::string& out, std::string_view s);
+// `s` as a JSON string literal, quotes included.
+std::string json_string(std::string_view s);
 
-}  // namespace mmsb::cli
+}  // namespace mmsb

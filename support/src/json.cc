@@ -1,9 +1,9 @@
-#include "json.h"
+#include "mmsb/json.h"
 
 #include <cmath>
 #include <cstdio>
 
-namespace mmsb::cli {
+namespace mmsb {
 
 namespace {
 
@@ -85,6 +85,12 @@ void Json::before_value() {
 void Json::close() {
   nonempty_.pop_back();
   if (nonempty_.empty()) out_ += '\n';
+}
+
+std::string json_string(std::string_view s) {
+  std::string out;
+  append_json_string(out, s);
+  return out;
 }
 
 Json& Json::begin_object() {
@@ -176,4 +182,4 @@ Json& Json::hex(std::span<const std::byte> bytes) {
   return *this;
 }
 
-}  // namespace mmsb::cli
+}  // namespace mmsb
