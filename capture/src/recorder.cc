@@ -21,12 +21,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string segment_name(uint32_t n) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "seg-%06u.tlog", n);
-  return buf;
-}
-
 std::string this_program() {
   return program_invocation_short_name ? program_invocation_short_name : "";  // glibc, <errno.h>
 }
@@ -144,7 +138,7 @@ Status Recorder::Writer::begin() {
 
 Status Recorder::Writer::open_segment(Epoch start_epoch) {
   Result<std::unique_ptr<SegmentWriter>> w =
-      SegmentWriter::create(dir_ / segment_name(segment_no_), segment_no_, start_epoch);
+      SegmentWriter::create(dir_ / format::segment_file_name(segment_no_), segment_no_, start_epoch);
   if (!w.ok()) return w.status();
   seg_ = std::move(*w);
   segment_last_ = 0;

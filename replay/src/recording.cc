@@ -59,8 +59,7 @@ Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
     return Status(Code::kCorruption, dir.string() + " is not a recording directory (it is a file)");
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.size() == 15 && name.rfind("seg-", 0) == 0 && e.path().extension() == ".tlog") files.push_back(e.path());
+    if (format::is_segment_file_name(e.path().filename().string())) files.push_back(e.path());
   }
   if (ec) return Status(Code::kIOError, "cannot list " + dir.string() + ": " + ec.message());
   if (files.empty())

@@ -451,8 +451,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   // Files to set aside: every segment file after the last one kept.
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.size() == 15 && name.rfind("seg-", 0) == 0 && e.path().extension() == ".tlog") files.push_back(e.path());
+    if (format::is_segment_file_name(e.path().filename().string())) files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
   const fs::path last_kept = rec.segments()[keep.back().index].path;

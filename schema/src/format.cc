@@ -2,6 +2,7 @@
 
 #include <zstd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "mmsb/fb/mmsb_tlog_generated.h"
@@ -122,6 +123,19 @@ Status decode(std::span<const std::byte> in, FrameHeader* h, const std::string& 
 
 // ---- trailer: magic[8] u64 index_offset u64 last_epoch u32 frames
 //      u32 checksum(bytes 0..27)
+std::string segment_file_name(uint32_t segment) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "seg-%06u.tlog", segment);
+  return buf;
+}
+
+bool is_segment_file_name(std::string_view name) noexcept {
+  if (name.size() != 15 || name.substr(0, 4) != "seg-" || name.substr(10) != ".tlog") return false;
+  for (char c : name.substr(4, 6))
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
 FrameHeader make_header(FrameKind kind, uint64_t first_epoch, uint64_t last_epoch, size_t raw_bytes,
                         std::span<const std::byte> payload) {
   FrameHeader h;

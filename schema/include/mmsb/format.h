@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mmsb/delta.h"
@@ -43,6 +44,11 @@ inline constexpr uint8_t kFlagZstd = 1;  // payload is one zstd frame (always se
 
 // The low 32 bits of XXH3-64 (seed 0).
 uint32_t checksum(std::span<const std::byte> bytes) noexcept;
+
+// Segment files are named "seg-NNNNNN.tlog" (the segment number in six
+// decimal digits), so that their lexical order is their order.
+std::string segment_file_name(uint32_t segment);
+bool is_segment_file_name(std::string_view name) noexcept;
 
 struct FileHeader {
   uint16_t major = kMajor;
