@@ -413,10 +413,13 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   }
 
   // Which segments stay, and where each ends.
+  // Which segments stay (keep[i] is segment i), where each ends, and the
+  // whole frames it keeps.
   struct Keep {
     uint32_t index;
     uint64_t end;  // bytes kept
     bool needs_close;
+    std::vector<format::IndexEntry> frames;
   };
   std::vector<Keep> keep;
   for (uint32_t i = 0; i < rec.segments().size(); ++i) {
@@ -425,21 +428,18 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     uint64_t end = s.closed ? s.file_bytes : s.good_bytes;
     if (damaged && i == dmg.segment && dmg.offset > 0) end = std::min(end, dmg.offset);
     const bool cut = end < s.file_bytes;
-    keep.push_back(Keep{i, end, !s.closed || cut});
+    keep.push_back(Keep{i, end, !s.closed || cut, {}});
   }
+  for (const FrameRef& f : rec.frames())
+    if (f.segment < keep.size() && f.offset + format::kFrameHeaderBytes + f.header.payload_bytes <= keep[f.segment].end)
+      keep[f.segment].frames.push_back(
+          format::IndexEntry{f.offset, f.header.first_epoch, f.header.last_epoch, f.header.kind});
   // A segment left with no frame (only its header, or nothing) is set aside.
-  auto frames_before = [&](uint32_t seg, uint64_t end) {
-    std::vector<format::IndexEntry> out;
-    for (const FrameRef& f : rec.frames())
-      if (f.segment == seg && f.offset + format::kFrameHeaderBytes + f.header.payload_bytes <= end)
-        out.push_back(format::IndexEntry{f.offset, f.header.first_epoch, f.header.last_epoch, f.header.kind});
-    return out;
-  };
-  while (!keep.empty() && frames_before(keep.back().index, keep.back().end).empty()) keep.pop_back();
+  while (!keep.empty() && keep.back().frames.empty()) keep.pop_back();
   // Nothing of the state survives without a page table, a snapshot or a delta.
   bool any_state = false;
   for (const Keep& k : keep)
-    for (const format::IndexEntry& e : frames_before(k.index, k.end))
+    for (const format::IndexEntry& e : k.frames)
       any_state |= e.kind == format::FrameKind::kPageTable || e.kind == format::FrameKind::kSnapshot ||
                    e.kind == format::FrameKind::kDeltas;
   if (!any_state) {
@@ -461,9 +461,8 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   for (const Keep& k : keep) {
     if (!k.needs_close) continue;
     const SegmentInfo& s = rec.segments()[k.index];
-    std::vector<format::IndexEntry> frames = frames_before(k.index, k.end);
     Epoch seg_last = 0;
-    for (const format::IndexEntry& e : frames)
+    for (const format::IndexEntry& e : k.frames)
       if (e.kind == format::FrameKind::kDeltas && e.last_epoch <= last_delta) seg_last = std::max(seg_last, e.last_epoch);
     const uint64_t cut = s.file_bytes - k.end;
     if (cut > 0) {
@@ -476,11 +475,11 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
         if (Status st = save_tail(s.path, k.end, aside); !st.ok()) return st;
       }
     }
-    r.actions.push_back("closed " + s.path.filename().string() + " with an index of " + num(frames.size()) +
+    r.actions.push_back("closed " + s.path.filename().string() + " with an index of " + num(k.frames.size()) +
                         " frames and a trailer");
     if (dry_run) continue;
     std::vector<std::byte> tail;
-    if (Status st = format::segment_end(frames, k.end, seg_last, zstd, &tail); !st.ok()) return st;
+    if (Status st = format::segment_end(k.frames, k.end, seg_last, zstd, &tail); !st.ok()) return st;
     const int fd = ::open(s.path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return io_error(s.path, "cannot open for writing");
     bool ok = ::ftruncate(fd, static_cast<off_t>(k.end)) == 0;
@@ -513,7 +512,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   r.outcome = r.bytes_cut > 0 ? RecoverReport::Outcome::kCut : RecoverReport::Outcome::kIntact;
   Epoch kept_last = rec.start_epoch();
   for (const Keep& k : keep)
-    for (const format::IndexEntry& e : frames_before(k.index, k.end))
+    for (const format::IndexEntry& e : k.frames)
       if (e.kind == format::FrameKind::kDeltas) kept_last = std::max(kept_last, e.last_epoch);
   r.last_good_epoch = std::min(rec.last_epoch(), kept_last);
   r.deltas_kept = r.last_good_epoch >= rec.first_delta_epoch() && rec.delta_count()
