@@ -312,6 +312,33 @@ Status Recording::read_frame(size_t i, std::vector<std::byte>* raw) const {
   return Status::OK();
 }
 
+Status Recording::read_snapshot_part(size_t i, std::vector<std::byte>* raw,
+                                     const std::function<Status(const SnapshotImage&)>& fn,
+                                     SnapshotImage* mismatch) const {
+  if (Status s = read_frame(i, raw); !s.ok()) return s;
+  const std::string where = describe(frames_[i]);
+  const fb::Snapshot* sn = as_frame(*raw)->body_as_Snapshot();
+  const size_t n = sn && sn->ids() ? sn->ids()->size() : 0;
+  if (!sn || !sn->versions() || !sn->epochs() || !sn->sizes() || !sn->data() || sn->versions()->size() != n ||
+      sn->epochs()->size() != n || sn->sizes()->size() != n)
+    return Status(Code::kCorruption, where + ": snapshot columns disagree");
+  uint64_t off = 0;
+  for (size_t j = 0; j < n; ++j) {
+    const PageId id = sn->ids()->Get(j);
+    const uint64_t size = sn->sizes()->Get(j);
+    if (id >= pages_.size() || pages_[id].size != size || off + size > sn->data()->size()) {
+      if (mismatch) *mismatch = SnapshotImage{id, sn->versions()->Get(j), sn->epochs()->Get(j), {}};
+      return Status(Code::kCorruption, where + ": snapshot " + std::to_string(sn->id()) + " image of page " +
+                                           std::to_string(id) + " does not match the page table");
+    }
+    const SnapshotImage image{id, sn->versions()->Get(j), sn->epochs()->Get(j),
+                              {reinterpret_cast<const std::byte*>(sn->data()->data()) + off, size}};
+    if (Status s = fn(image); !s.ok()) return s;
+    off += size;
+  }
+  return Status::OK();
+}
+
 size_t Recording::delta_frame_of(Epoch epoch) const noexcept {
   auto it = std::lower_bound(delta_frames_.begin(), delta_frames_.end(), epoch,
                              [&](size_t fi, Epoch e) { return frames_[fi].header.last_epoch < e; });

@@ -50,25 +50,14 @@ Status State::reset_to_start() {
 Status State::load_snapshot(const SnapshotInfo& s) {
   if (Status st = reset_to_start(); !st.ok()) return st;
   for (size_t fi : s.parts) {
-    if (Status st = rec_.read_frame(fi, &raw_); !st.ok()) return st;
-    const std::string where = rec_.describe(rec_.frames()[fi]);
-    const fb::Snapshot* sn = fb::GetFrame(raw_.data())->body_as_Snapshot();
-    const size_t n = sn && sn->ids() ? sn->ids()->size() : 0;
-    if (!sn || !sn->versions() || !sn->epochs() || !sn->sizes() || !sn->data() || sn->versions()->size() != n ||
-        sn->epochs()->size() != n || sn->sizes()->size() != n)
-      return Status(Code::kCorruption, where + ": snapshot columns disagree");
-    uint64_t off = 0;
-    for (size_t j = 0; j < n; ++j) {
-      const PageId id = sn->ids()->Get(j);
-      const uint64_t size = sn->sizes()->Get(j);
-      if (id >= pages_.size() || pages_[id].size != size || off + size > sn->data()->size())
-        return Status(Code::kCorruption, where + ": snapshot image of page " + std::to_string(id) +
-                                             " does not match the page table");
-      std::memcpy(pages_[id].data, sn->data()->data() + off, size);
-      pages_[id].version = sn->versions()->Get(j);
-      pages_[id].image_epoch = sn->epochs()->Get(j);
-      off += size;
-    }
+    Status st = rec_.read_snapshot_part(fi, &raw_, [&](const SnapshotImage& im) {
+      Page& p = pages_[im.page];  // pages_ holds every page of the recording
+      std::memcpy(p.data, im.bytes.data(), im.bytes.size());
+      p.version = im.version;
+      p.image_epoch = im.epoch;
+      return Status::OK();
+    });
+    if (!st.ok()) return st;
   }
   epoch_ = s.first_epoch;
   valid_ = true;

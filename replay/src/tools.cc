@@ -46,40 +46,33 @@ void check_snapshots(const Recording& rec, const Index& ix, VerifyReport* r) {
     for (size_t fi : s.parts) {
       const FrameRef& f = rec.frames()[fi];
       const fs::path& file = rec.segments()[f.segment].path;
-      if (Status st = rec.read_frame(fi, &raw); !st.ok()) return fail(r, st.message(), file, f.offset, f.header.first_epoch);
-      const fb::Snapshot* sn = fb::GetFrame(raw.data())->body_as_Snapshot();
-      const size_t n = sn && sn->ids() ? sn->ids()->size() : 0;
-      if (!sn || !sn->versions() || !sn->epochs() || !sn->sizes() || !sn->data() || sn->versions()->size() != n ||
-          sn->epochs()->size() != n || sn->sizes()->size() != n)
-        return fail(r, rec.describe(f) + ": snapshot columns disagree", file, f.offset, f.header.first_epoch);
-      uint64_t off = 0;
-      for (size_t j = 0; j < n; ++j) {
-        const PageId id = sn->ids()->Get(j);
-        const uint64_t size = sn->sizes()->Get(j);
-        const Epoch at = sn->epochs()->Get(j);
-        if (id >= rec.pages().size() || rec.pages()[id].size != size || off + size > sn->data()->size())
-          return fail(r, rec.describe(f) + ": snapshot " + num(s.id) + " image of page " + num(id) +
-                             " does not match the page table", file, f.offset, at, id);
-        const std::byte* image = reinterpret_cast<const std::byte*>(sn->data()->data()) + off;
-        off += size;
-        ++r->snapshot_pages;
-        if (at < ix.start_epoch()) continue;  // the recording's own starting point
-        if (Status st = ix.page_at(id, at, &page); !st.ok())
-          return fail(r, rec.describe(f) + ": snapshot " + num(s.id) + " page " + num(id) + ": " + st.message(), file,
-                      f.offset, at, id);
-        if (std::memcmp(page.data(), image, size) != 0) {
-          size_t b = 0;
-          while (page[b] == image[b]) ++b;
-          return fail(r, rec.describe(f) + ": snapshot " + num(s.id) + " image of page " + num(id) + " at epoch " +
-                             num(at) + " differs from the replayed page at byte " + num(b),
-                      file, f.offset, at, id);
-        }
-        if (ix.version_at(id, at) != sn->versions()->Get(j))
-          return fail(r, rec.describe(f) + ": snapshot " + num(s.id) + " says page " + num(id) + " is at version " +
-                             num(sn->versions()->Get(j)) + " at epoch " + num(at) + "; its deltas give version " +
-                             num(ix.version_at(id, at)),
-                      file, f.offset, at, id);
-      }
+      // The image being checked, for the report (the frame's first epoch
+      // before the first one).
+      SnapshotImage where{kNoPage, 0, f.header.first_epoch, {}};
+      const Status st = rec.read_snapshot_part(
+          fi, &raw,
+          [&](const SnapshotImage& im) -> Status {
+            where = im;
+            ++r->snapshot_pages;
+            if (im.epoch < ix.start_epoch()) return Status::OK();  // the recording's own starting point
+            const std::string what = rec.describe(f) + ": snapshot " + num(s.id) + " ";
+            if (Status e = ix.page_at(im.page, im.epoch, &page); !e.ok())
+              return Status(Code::kCorruption, what + "page " + num(im.page) + ": " + e.message());
+            if (std::memcmp(page.data(), im.bytes.data(), im.bytes.size()) != 0) {
+              size_t b = 0;
+              while (page[b] == im.bytes[b]) ++b;
+              return Status(Code::kCorruption, what + "image of page " + num(im.page) + " at epoch " + num(im.epoch) +
+                                                   " differs from the replayed page at byte " + num(b));
+            }
+            if (ix.version_at(im.page, im.epoch) != im.version)
+              return Status(Code::kCorruption, what + "says page " + num(im.page) + " is at version " +
+                                                   num(im.version) + " at epoch " + num(im.epoch) +
+                                                   "; its deltas give version " +
+                                                   num(ix.version_at(im.page, im.epoch)));
+            return Status::OK();
+          },
+          &where);
+      if (!st.ok()) return fail(r, st.message(), file, f.offset, where.epoch, where.page);
     }
     ++r->snapshots;
   }

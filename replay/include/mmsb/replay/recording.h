@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,14 @@ struct DamageAt {
   Epoch epoch = 0;
 };
 
+// One page image of a snapshot part, as read_snapshot_part() hands it out.
+struct SnapshotImage {
+  PageId page = kNoPage;
+  Version version = 0;
+  Epoch epoch = 0;  // the image holds every delta to the page up to this epoch
+  std::span<const std::byte> bytes;
+};
+
 struct MetaInfo {
   uint16_t format_major = 0, format_minor = 0;
   std::string program, host;
@@ -103,6 +112,14 @@ class Recording {
   // Reads frame i: checks the payload checksum, decompresses, verifies the
   // FlatBuffer. *raw holds the FlatBuffer (its root is fb::Frame).
   Status read_frame(size_t i, std::vector<std::byte>* raw) const;
+  // Reads the snapshot part frames()[i] (as read_frame does) and, once its
+  // columns agree with each other and with the page table, calls fn for each
+  // image in order; stops at the first error fn returns. kCorruption naming
+  // the file and offset otherwise; for an image that does not match the page
+  // table, *mismatch (if given) gets its page, version and epoch.
+  Status read_snapshot_part(size_t i, std::vector<std::byte>* raw,
+                            const std::function<Status(const SnapshotImage&)>& fn,
+                            SnapshotImage* mismatch = nullptr) const;
   // Indices into frames() of the delta frames, in epoch order.
   const std::vector<size_t>& delta_frames() const noexcept { return delta_frames_; }
   // The position in delta_frames() of the frame holding `epoch`, or
