@@ -5,6 +5,10 @@
 // recording, never against the library's own output.
 #include "replay_workload.h"
 
+#include <zstd.h>
+
+#include "mmsb/fb/mmsb_tlog_generated.h"
+
 #include "mmsb/replay/index.h"
 #include "mmsb/replay/tools.h"
 
@@ -301,6 +305,57 @@ TEST_CASE("verify: an intact recording passes; a flipped byte is reported with f
   auto none = mmsb::replay::verify(bad.path / "nope");
   CHECK_FALSE(none.ok);
   CHECK_FALSE(none.opened);
+}
+
+TEST_CASE("verify: a snapshot image that disagrees with the deltas before it is named", "[replay]") {
+  Full f;
+  record_full(f, 0x1d07, 600, many_segments());
+  // The last snapshot part in the files whose first image is past epoch 0,
+  // rewritten with one image byte flipped and a valid checksum: the frame
+  // checks pass, only replaying the deltas can tell.
+  fs::path seg;
+  RawFrame target;
+  for (const fs::path& p : segment_files(f.dir.path))
+    for (const RawFrame& r : raw_frames(read_file(p)))
+      if (r.kind == 4 && r.first > 0) seg = p, target = r;
+  REQUIRE(!seg.empty());
+  std::vector<uint8_t> file = read_file(seg);
+  const uint32_t raw_size = get<uint32_t>(file, target.offset + 12);
+  std::vector<uint8_t> fbuf(raw_size);
+  REQUIRE(ZSTD_decompress(fbuf.data(), fbuf.size(), file.data() + target.offset + 40, target.payload) == raw_size);
+  const mmsb::fb::Snapshot* sn = mmsb::fb::GetFrame(fbuf.data())->body_as_Snapshot();
+  REQUIRE(sn);
+  REQUIRE(sn->ids()->size() > 0);
+  const uint32_t page = sn->ids()->Get(0);
+  const uint64_t epoch = sn->epochs()->Get(0);
+  const size_t data_at = static_cast<size_t>(sn->data()->data() - fbuf.data());
+  fbuf[data_at] ^= 0x5a;  // byte 0 of the first image
+  std::vector<uint8_t> payload(ZSTD_compressBound(fbuf.size()));
+  const size_t n = ZSTD_compress(payload.data(), payload.size(), fbuf.data(), fbuf.size(), 1);
+  REQUIRE(!ZSTD_isError(n));
+  payload.resize(n);
+  std::vector<uint8_t> header(file.begin() + target.offset, file.begin() + target.offset + 40);
+  const uint32_t psize = static_cast<uint32_t>(n);
+  const uint32_t pcheck = static_cast<uint32_t>(XXH3_64bits(payload.data(), payload.size()));
+  std::memcpy(header.data() + 8, &psize, 4);
+  std::memcpy(header.data() + 32, &pcheck, 4);
+  const uint32_t hcheck = static_cast<uint32_t>(XXH3_64bits(header.data(), 36));
+  std::memcpy(header.data() + 36, &hcheck, 4);
+  std::vector<uint8_t> out(file.begin(), file.begin() + target.offset);
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), payload.begin(), payload.end());
+  out.insert(out.end(), file.begin() + target.end(), file.end());
+  write_file(seg, out);
+
+  auto rep = mmsb::replay::verify(f.dir.path);
+  INFO(rep.problem);
+  CHECK_FALSE(rep.ok);
+  CHECK(rep.opened);
+  CHECK(rep.file == seg.string());
+  CHECK(rep.offset == target.offset);
+  CHECK(rep.page == page);
+  CHECK(rep.epoch == epoch);
+  CHECK(rep.problem.find("differs from the replayed page at byte 0") != std::string::npos);
 }
 
 TEST_CASE("compare: identical runs, one changed byte, a prefix, ignores, final states", "[replay]") {

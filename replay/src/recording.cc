@@ -159,6 +159,14 @@ Status Recording::scan_segment(uint32_t i) {
   std::vector<std::byte> payload;
   while (off < seg.file_bytes) {
     const std::string where = file + " offset " + std::to_string(off);
+    // A trailer (shorter than a frame header) right after the index frame is
+    // the clean end, even when the index did not match the file.
+    if (seg.file_bytes - off == format::kTrailerBytes) {
+      std::byte tb[format::kTrailerBytes];
+      format::Trailer t;
+      if (Status s = pread_all(fd, off, sizeof tb, tb, file); !s.ok()) return s;
+      if (format::decode(tb, &t, where).ok()) break;
+    }
     if (seg.file_bytes - off < format::kFrameHeaderBytes) {
       set_damage(Status(Code::kCorruption, where + ": torn frame header (" + std::to_string(seg.file_bytes - off) +
                                                " bytes before the end of the file)"),
@@ -169,12 +177,6 @@ Status Recording::scan_segment(uint32_t i) {
     FrameRef f{i, off, {}};
     if (Status s = pread_all(fd, off, sizeof hb, hb, file); !s.ok()) return s;
     if (Status s = format::decode(hb, &f.header, where); !s.ok()) {
-      // A trailer right after the index frame is the clean end.
-      std::byte tb[format::kTrailerBytes];
-      format::Trailer t;
-      if (seg.file_bytes - off == format::kTrailerBytes && pread_all(fd, off, sizeof tb, tb, file).ok() &&
-          format::decode(tb, &t, where).ok())
-        break;
       set_damage(s, i, seg.path, off, 0);
       break;
     }
