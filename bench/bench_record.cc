@@ -13,7 +13,11 @@
 //   mb_per_s             changed bytes / the same time
 //   log_bytes_per_delta  RecorderStats::delta_bytes / deltas (delta frames, headers included)
 //   bytes_per_delta      sum of the recording's file sizes / deltas
-//   app_overhead         apply-loop time with the recorder / without (per repeat, then median)
+//   app_overhead         apply-loop time with the recorder / without (per repeat, then median;
+//                        both after an untimed warm-up loop in the same child)
+//   app_waits            RecorderStats::app_waits: appends that waited for the writer
+//   write_mb_per_s       write(2) of 1 MiB chunks into the recording's filesystem (the limit)
+//   app_overhead_floor   max(1, on-disk bytes / write_mb_per_s / plain loop time)
 //   peak_rss_mb          peak VmRSS during the run (sampled every 1 ms from
 //                        /proc/self/statm by a sampler thread) minus VmRSS just
 //                        before the bus was created
@@ -152,6 +156,14 @@ void run_child(const Workload& w, const fs::path& dir, ChildReport* r) {
   versions.reserve(w.spec.pages);
 
   r->base_rss = rss.now();
+  {
+    // Warm-up, untimed: the first pass over the workload in a fresh process
+    // pays for cold caches, TLB and allocator growth; without it the recorded
+    // loop, which comes first, was charged ~30% for them.
+    auto bus = std::make_unique<Bus>();
+    if (Status s = create_workload_pages(*bus, w, &ids); !s.ok()) return fail(r, s.to_string());
+    (void)apply_workload(*bus, w, ids, versions);
+  }
   rss.start();
   {
     auto bus = std::make_unique<Bus>();
@@ -274,6 +286,29 @@ uint64_t directory_bytes(const fs::path& dir) {
   for (const fs::directory_entry& e : fs::recursive_directory_iterator(dir, ec))
     if (e.is_regular_file(ec)) total += e.file_size(ec);
   return total;
+}
+
+// The machine's limit for a lossless recorder: write(2) throughput into the
+// page cache of the filesystem the recording goes to, 1 MiB at a time (the
+// size of a delta frame), over `bytes` of incompressible data. The file is
+// removed afterwards. 0 if it cannot be measured.
+double write_mb_per_s(const fs::path& dir, const Workload& w, uint64_t bytes) {
+  const fs::path file = dir / "write-reference.tmp";
+  const int fd = ::open(file.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0) return 0;
+  constexpr size_t kChunk = size_t{1} << 20;
+  const size_t avail = std::min<uint64_t>(w.total_bytes, 64 * kChunk);  // random bytes to write from
+  uint64_t written = 0;
+  bool ok = avail >= kChunk;
+  const Clock::time_point start = Clock::now();
+  for (size_t at = 0; ok && written < bytes; at = (at + kChunk) % (avail - kChunk + 1)) {
+    ok = ::write(fd, w.bytes.get() + at, kChunk) == static_cast<ssize_t>(kChunk);
+    written += kChunk;
+  }
+  const double secs = seconds_since(start);
+  ::close(fd);
+  ::unlink(file.c_str());
+  return ok && secs > 0 ? static_cast<double>(written) / secs / kMB : 0;
 }
 
 std::string filesystem_of(const fs::path& p) {
@@ -596,8 +631,14 @@ Outcome run_record(Context& ctx) {
          tmp ? ", removed after each run" : ", the last run's kept");
   }
 
+  // Outside every clock: how fast this filesystem takes write(2)s, over about
+  // what one run writes (at most 512 MiB).
+  const double disk_mbps = write_mb_per_s(
+      dir.parent_path(), w, std::clamp<uint64_t>(w.total_bytes + w.total_bytes / 8, 64 << 20, 512 << 20));
+  note("record %s: write(2) reference: %.0f MB/s", wl.c_str(), disk_mbps);
+
   std::vector<double> total_s, app_s, plain_s, overhead, peak, hwm, dir_bytes, delta_bytes,
-      snap_bytes, snapshots, segments, frames;
+      snap_bytes, snapshots, segments, frames, waits;
   bool stats_total_noted = false;
   for (int r = 0; r < ctx.repeat(); ++r) {
     remove_old_segments(dir);
@@ -640,12 +681,12 @@ Outcome run_record(Context& ctx) {
     note(
         "record %s: run %d: %.3f s (apply loop %.3f s, plain %.3f s), %llu B on disk, %llu "
         "snapshot(s) "
-        "(%llu part(s) checked), peak RSS +%.1f MB (%llu samples)",
+        "(%llu part(s) checked), peak RSS +%.1f MB (%llu samples), %llu app wait(s)",
         wl.c_str(), r + 1, rep.total_seconds, rep.app_seconds, rep.plain_seconds,
         (unsigned long long)on_disk, (unsigned long long)st.snapshots,
         (unsigned long long)back.parts_checked,
         static_cast<double>(rep.peak_rss - rep.base_rss) / kMB,
-        (unsigned long long)rep.rss_samples);
+        (unsigned long long)rep.rss_samples, (unsigned long long)st.app_waits);
 
     total_s.push_back(rep.total_seconds);
     app_s.push_back(rep.app_seconds);
@@ -659,6 +700,7 @@ Outcome run_record(Context& ctx) {
     snapshots.push_back(static_cast<double>(st.snapshots));
     segments.push_back(static_cast<double>(st.segments));
     frames.push_back(static_cast<double>(st.frames));
+    waits.push_back(static_cast<double>(st.app_waits));
     if (tmp) {
       std::error_code ec;
       fs::remove_all(dir, ec);
@@ -674,6 +716,13 @@ Outcome run_record(Context& ctx) {
       .num("log_bytes_per_delta", median(delta_bytes) / n)
       .num("bytes_per_delta", median(dir_bytes) / n)
       .num("app_overhead", median(overhead))
+      .num("app_waits", median(waits))
+      .num("write_mb_per_s", disk_mbps)
+      // The least app_overhead any lossless recorder could show here: the
+      // application cannot outrun, by more than the ring, a writer that must
+      // write(2) the recording's bytes at write_mb_per_s.
+      .num("app_overhead_floor",
+           disk_mbps > 0 ? std::max(1.0, median(dir_bytes) / (disk_mbps * kMB) / median(plain_s)) : 0)
       .num("peak_rss_mb", peak_mb)
       .num("state_mb", state_mb)
       .num("rss_over_state_mb", peak_mb - state_mb)

@@ -60,7 +60,9 @@ class Recorder::Writer {
   }
   RecorderStats stats() const {
     std::lock_guard<std::mutex> lk(mu_);
-    return stats_;
+    RecorderStats s = stats_;
+    s.app_waits = log_.producer_waits() - waits_at_start_;
+    return s;
   }
 
  private:
@@ -103,12 +105,12 @@ class Recorder::Writer {
   uint64_t deltas_since_snapshot_ = 0;
   uint32_t snapshot_id_ = 0;
   bool initial_snapshot_ = false;
-  uint64_t drained_ = 0;  // records consumed from the ring so far
 
   mutable std::mutex mu_;  // guards the members below
   std::condition_variable cv_;
   Status error_;
   RecorderStats stats_;
+  uint64_t waits_at_start_ = 0;  // TLog::producer_waits() when the cursor opened
   uint64_t flush_requests_ = 0;  // tickets handed out by flush()
   uint64_t flush_served_ = 0;    // tickets whose deltas are all in frames
   bool stop_ = false;
@@ -121,6 +123,7 @@ Status Recorder::Writer::begin() {
     Result<TLog::Cursor> c = log_.open(/*pinned=*/true);
     if (!c.ok()) return c.status();
     cursor_ = *c;
+    waits_at_start_ = log_.producer_waits();
     start_epoch_ = written_ = bus_.epoch();
     for (PageId id = 0; id < bus_.page_count(); ++id) {
       Result<PageInfo> info = bus_.info_locked(id);
@@ -231,7 +234,14 @@ Status Recorder::Writer::emit_batch() {
 // Moves every record the ring holds into the batch (and pending pages);
 // emits full batches when may_emit.
 Status Recorder::Writer::drain(bool may_emit) {
+  // Up to the head as it is now, not chasing the records appended meanwhile:
+  // those lines are still being written by the application's core.
+  const uint64_t limit = log_.head();
   for (;;) {
+    if (cursor_.position() >= limit) {
+      log_.commit(cursor_);  // show the producer the space we freed
+      return Status::OK();
+    }
     TLogRecord rec;
     bool got = false;
     if (Status s = log_.read(cursor_, &rec, &got); !s.ok()) return s;
@@ -248,7 +258,6 @@ Status Recorder::Writer::drain(bool may_emit) {
       batch_.add(rec.delta);
     }
     log_.advance(cursor_, rec);
-    ++drained_;
     if (may_emit && (batch_.count() >= opt_.batch_deltas || batch_.data_bytes() >= opt_.batch_bytes)) {
       if (Status s = emit_batch(); !s.ok()) return s;
     }
@@ -373,7 +382,6 @@ void Recorder::Writer::run() {
     }
     // Read after the request: draining now reaches every delta applied
     // before flush() was called.
-    const uint64_t drained_before = drained_;
     Status s = drain(true);
     const bool aged = !batch_.empty() && Clock::now() - batch_started_ >= opt_.flush_interval;
     const bool flushing = requests > flush_served_ || stop;
@@ -395,10 +403,11 @@ void Recorder::Writer::run() {
       finish(std::move(s));
       return;
     }
-    // Sleep only when the ring ran dry: a writer that just found records
-    // looks again at once, so a busy application is not left waiting on a
-    // wakeup.
-    if (drained_ == drained_before) log_.wait(cursor_, nap);
+    // Sleep until a long run of records is there (or the nap ends): taking
+    // them in runs, well behind the head, keeps this core off the cache
+    // lines the application is writing. The nap bounds the delay a flush
+    // request or an aging batch sees.
+    log_.wait(cursor_, nap, log_.wake_bytes());
   }
 }
 

@@ -81,6 +81,8 @@ std::byte* TLog::reserve_slow(size_t bytes, uint64_t* start) {
   // conservative; it is refreshed only when it fails.
   if (head + need - low_water_cache_ > capacity_) {
     low_water_cache_ = pinned_low_water();
+    if (head + need - low_water_cache_ > capacity_)
+      producer_waits_.store(producer_waits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     // A consumer that is keeping up frees space within microseconds: spin a
     // little before sleeping.
     for (int spin = 0; spin < 4096 && head + need - low_water_cache_ > capacity_; ++spin) {
@@ -120,7 +122,7 @@ void TLog::publish(uint64_t new_head) {
   // Wake a sleeping consumer only once the ring fills up a bit: consumers
   // also wake on their own timeout, so idle producers make no syscalls.
   if (consumers_waiting_.load(std::memory_order_acquire) > 0 &&
-      ((old ^ new_head) & ~(uint64_t{capacity_ / 8} - 1)) != 0) {
+      ((old ^ new_head) & ~(uint64_t{wake_bytes()} - 1)) != 0) {
     data_cv_.notify_all();
   }
 }
@@ -259,26 +261,32 @@ void TLog::commit(Cursor& c) {
   if (producer_waiting_.load(std::memory_order_acquire) > 0) space_cv_.notify_all();
 }
 
-bool TLog::wait(Cursor& c, std::chrono::microseconds timeout) {
+bool TLog::wait(Cursor& c, std::chrono::microseconds timeout, size_t min_bytes) {
   commit(c);
-  // A busy producer appends again within microseconds: look a few times
-  // before paying for a sleep and a wakeup. The looks are spaced out (some
-  // microseconds apart): each one pulls head_'s cache line away from the
-  // producer, whose next append then waits for it -- and a consumer that
-  // comes back a little later simply takes a longer run of records at once.
-  for (int spin = 0; spin < 16; ++spin) {
+  if (min_bytes == 0) min_bytes = 1;
+  auto ready = [&] { return head_.load(std::memory_order_acquire) - c.pos_ >= min_bytes; };
+  if (min_bytes == 1) {
+    // A busy producer appends again within microseconds: look a few times
+    // before paying for a sleep and a wakeup. The looks are spaced out (some
+    // microseconds apart): each one pulls head_'s cache line away from the
+    // producer, whose next append then waits for it -- and a consumer that
+    // comes back a little later simply takes a longer run of records at once.
+    for (int spin = 0; spin < 16; ++spin) {
 #if defined(__x86_64__) || defined(__i386__)
-    for (int i = 0; i < 512; ++i) __builtin_ia32_pause();
+      for (int i = 0; i < 512; ++i) __builtin_ia32_pause();
 #endif
-    if (head_.load(std::memory_order_acquire) != c.pos_) return true;
+      if (ready()) return true;
+    }
+  } else if (ready()) {
+    return true;
   }
   consumers_waiting_.fetch_add(1, std::memory_order_acq_rel);
   {
     std::unique_lock<std::mutex> lk(wait_mu_);
-    data_cv_.wait_for(lk, timeout, [&] { return head_.load(std::memory_order_acquire) != c.pos_; });
+    data_cv_.wait_for(lk, timeout, ready);
   }
   consumers_waiting_.fetch_sub(1, std::memory_order_acq_rel);
-  return head_.load(std::memory_order_acquire) != c.pos_;
+  return ready();
 }
 
 }  // namespace mmsb

@@ -89,6 +89,9 @@ class TLog {
   void append_delta(const DeltaView& d);
   void append_page_created(const PageCreatedView& p);
 
+  // Appends that waited for a pinned consumer so far (the ring was full).
+  uint64_t producer_waits() const noexcept { return producer_waits_.load(std::memory_order_relaxed); }
+
   // --- consumers ---
   // A cursor at the current head. kResourceExhausted if kMaxPinned pinned
   // cursors are open.
@@ -105,9 +108,15 @@ class TLog {
   // Shows a pinned cursor's position to the producer now (a consumer calls it
   // when it has drained what there was).
   void commit(Cursor& c);
-  // Commits, then waits up to `timeout` for a record past the cursor; true
-  // if there is one.
-  bool wait(Cursor& c, std::chrono::microseconds timeout);
+  // Commits, then waits up to `timeout` until at least `min_bytes` of
+  // records are past the cursor; true if they are. With min_bytes > 1 the
+  // consumer sleeps instead of spinning and then takes a long run of records
+  // at once, well behind the head: it does not pull the lines the producer is
+  // writing (or head_) to its core record by record.
+  bool wait(Cursor& c, std::chrono::microseconds timeout, size_t min_bytes = 1);
+  // A sleeping consumer is woken each time the head crosses a multiple of
+  // this many bytes (and by its own timeout).
+  size_t wake_bytes() const noexcept { return capacity_ / 16; }
 
  private:
   static constexpr size_t pad8(size_t n) noexcept { return (n + 7) & ~size_t{7}; }
@@ -127,6 +136,7 @@ class TLog {
   alignas(64) std::atomic<uint64_t> head_{0};
   // Producer-only.
   alignas(64) uint64_t low_water_cache_ = 0;  // last known pinned minimum
+  std::atomic<uint64_t> producer_waits_{0};   // written by the producer only
   // Each pinned consumer writes its own cache line.
   struct alignas(64) Pin {
     std::atomic<uint64_t> pos{0};
