@@ -237,18 +237,11 @@ Status Recorder::Writer::drain(bool may_emit) {
   // Up to the head as it is now, not chasing the records appended meanwhile:
   // those lines are still being written by the application's core.
   const uint64_t limit = log_.head();
-  for (;;) {
-    if (cursor_.position() >= limit) {
-      log_.commit(cursor_);  // show the producer the space we freed
-      return Status::OK();
-    }
+  while (cursor_.position() < limit) {
     TLogRecord rec;
     bool got = false;
     if (Status s = log_.read(cursor_, &rec, &got); !s.ok()) return s;
-    if (!got) {
-      log_.commit(cursor_);  // show the producer the space we freed
-      return Status::OK();
-    }
+    if (!got) break;  // not reached: the head only moves forward
     if (rec.kind == RecordKind::kPageCreated) {
       new_pages_.push_back(NewPage{rec.page.page, rec.page.size, std::string(rec.page.name), rec.page.epoch});
       page_sizes_.push_back(rec.page.size);
@@ -262,6 +255,8 @@ Status Recorder::Writer::drain(bool may_emit) {
       if (Status s = emit_batch(); !s.ok()) return s;
     }
   }
+  log_.commit(cursor_);  // show the producer the space we freed
+  return Status::OK();
 }
 
 // The bus lock, taken without deadlocking against an application thread
