@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <initializer_list>
@@ -66,6 +67,18 @@ class Rng {
     std::vector<uint8_t> v(n);
     for (size_t i = 0; i < n; ++i) v[i] = byte();
     return v;
+  }
+  // `image` with 0 to 3 runs of 1 to 20 bytes overwritten by random bytes, at
+  // random offsets: a whole-page assign that changes a few places (or none).
+  std::vector<uint8_t> scribbled(std::vector<uint8_t> image) {
+    const uint64_t size = image.size();
+    const uint64_t runs = below(4);
+    for (uint64_t i = 0; i < runs; ++i) {
+      const uint64_t off = below(size);
+      const uint64_t len = between(1, std::min<uint64_t>(20, size - off));
+      for (uint64_t j = 0; j < len; ++j) image[off + j] = byte();
+    }
+    return image;
   }
 
  private:

@@ -106,14 +106,7 @@ class Workload {
       const uint64_t len = rng.between(1, std::min<uint64_t>(48, size - off));
       write(p, off, rng.bytes(len));
     } else {
-      std::vector<uint8_t> image = m.pages[p].bytes;
-      const uint64_t runs = rng.below(4);
-      for (uint64_t i = 0; i < runs; ++i) {
-        const uint64_t off = rng.below(size);
-        const uint64_t len = rng.between(1, std::min<uint64_t>(20, size - off));
-        for (uint64_t j = 0; j < len; ++j) image[off + j] = rng.byte();
-      }
-      assign(p, image);
+      assign(p, rng.scribbled(m.pages[p].bytes));
     }
   }
 

@@ -178,14 +178,7 @@ class Workload {
       mmsb::DeltaView d{p, base, 0, 0, ranges, one};
       if (bus_.apply(d).code() != Code::kConflict) errors.push_back("a conflicting apply was not refused");
     } else {  // assign: a few changed runs (sometimes none)
-      std::vector<uint8_t> image = m.pages[p].bytes;
-      const uint64_t runs = rng.below(4);
-      for (uint64_t i = 0; i < runs; ++i) {
-        const uint64_t off = rng.below(size);
-        const uint64_t len = rng.between(1, std::min<uint64_t>(20, size - off));
-        for (uint64_t j = 0; j < len; ++j) image[off + j] = rng.byte();
-      }
-      assign(p, image);
+      assign(p, rng.scribbled(m.pages[p].bytes));
     }
   }
 
