@@ -47,6 +47,8 @@
 #include <mmsb/replay/recording.h>
 #include <mmsb/replay/tools.h>
 
+#include "sample.h"
+
 namespace {
 
 // ---- what the pages hold ----
@@ -63,22 +65,9 @@ struct Branches {
 };
 constexpr int64_t kOpeningBalance = 100000;  // 1000.00 per account
 
-[[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "mmsb-sample-crash: %s\n", what.c_str());
-  std::exit(1);
-}
-void check(const mmsb::Status& s, const char* what) {
-  if (!s.ok()) fail(std::string(what) + " failed: " + s.to_string());
-}
-template <class T>
-T check(mmsb::Result<T> r, const char* what) {
-  check(r.status(), what);
-  return std::move(r).value();
-}
-template <class T>
-std::span<const std::byte> bytes_of(const T& value) {
-  return std::as_bytes(std::span(&value, 1));
-}
+using sample::bytes_of;
+using sample::check;
+using sample::fail;
 
 // splitmix64: the whole generator state is one integer, kept in 'journal'.
 uint64_t next_random(uint64_t* state) {

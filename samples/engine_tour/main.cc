@@ -24,6 +24,8 @@
 #include <mmsb/capture/recorder.h>
 #include <mmsb/mmsb.h>
 
+#include "sample.h"
+
 namespace {
 
 // What the application keeps in its pages. MMSB itself only sees bytes.
@@ -37,23 +39,10 @@ struct Summary {
   int32_t max_x, max_y;
 };
 
-template <class T>
-std::span<const std::byte> bytes_of(const T& value) {
-  return std::as_bytes(std::span(&value, 1));
-}
-
-// The sample stops at the first error; a real application would handle it.
-void check(const mmsb::Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s failed: %s\n", what, s.to_string().c_str());
-    std::exit(1);
-  }
-}
-template <class T>
-T check(mmsb::Result<T> r, const char* what) {
-  check(r.status(), what);
-  return std::move(r).value();
-}
+// The sample stops at the first error (sample.h); a real application would
+// handle it.
+using sample::bytes_of;
+using sample::check;
 
 // The summary page's update function. The bus calls it after `particles`
 // changed; assign() writes only the summary bytes that differ.

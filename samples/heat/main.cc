@@ -28,6 +28,7 @@
 #include <mmsb/mmsb.h>
 
 #include "heat.h"
+#include "sample.h"
 #if defined(MMSB_HEAT_GPU)
 #include "heat_gpu.h"
 #endif
@@ -37,17 +38,7 @@
 
 namespace {
 
-void check(const mmsb::Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "mmsb-sample-heat: %s failed: %s\n", what, s.to_string().c_str());
-    std::exit(1);
-  }
-}
-template <class T>
-T check(mmsb::Result<T> r, const char* what) {
-  check(r.status(), what);
-  return std::move(r).value();
-}
+using sample::check;
 
 // Sum of the totals page: each band's heat as an int64.
 int64_t total_heat(const mmsb::Bus& bus, mmsb::PageId totals, int bands) {

@@ -47,6 +47,8 @@
 #include <mmsb/capture/recorder.h>
 #include <mmsb/mmsb.h>
 
+#include "sample.h"
+
 namespace {
 
 // ---- what the pages hold ----
@@ -74,21 +76,8 @@ constexpr float kDt = 1.0f / 60.0f;
 constexpr int kVelocityIterations = 8;
 constexpr int kPositionIterations = 3;
 
-void check(const mmsb::Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "mmsb-sample-nondeterminism: %s failed: %s\n", what, s.to_string().c_str());
-    std::exit(1);
-  }
-}
-template <class T>
-T check(mmsb::Result<T> r, const char* what) {
-  check(r.status(), what);
-  return std::move(r).value();
-}
-template <class T>
-std::span<const std::byte> bytes_of(const T& value) {
-  return std::as_bytes(std::span(&value, 1));
-}
+using sample::bytes_of;
+using sample::check;
 
 // The storm's wind at time t (seconds since the storm began): a steady push
 // to the right, slow gusts and a fast flutter.

@@ -40,6 +40,8 @@
 #include <mmsb/capture/recorder.h>
 #include <mmsb/mmsb.h>
 
+#include "sample.h"
+
 namespace {
 
 // ---- what the pages hold (MMSB itself only sees bytes) ----
@@ -70,22 +72,9 @@ constexpr float kDt = 1.0f / 60.0f;
 constexpr int kVelocityIterations = 8;
 constexpr int kPositionIterations = 3;
 
-// ---- error handling: the sample stops at the first error ----
-void check(const mmsb::Status& s, const char* what) {
-  if (!s.ok()) {
-    std::fprintf(stderr, "mmsb-sample-physics: %s failed: %s\n", what, s.to_string().c_str());
-    std::exit(1);
-  }
-}
-template <class T>
-T check(mmsb::Result<T> r, const char* what) {
-  check(r.status(), what);
-  return std::move(r).value();
-}
-template <class T>
-std::span<const std::byte> bytes_of(const T& value) {
-  return std::as_bytes(std::span(&value, 1));
-}
+// ---- error handling: the sample stops at the first error (sample.h) ----
+using sample::bytes_of;
+using sample::check;
 
 // ---- the scene ----
 struct Scene {
