@@ -653,7 +653,12 @@ Outcome run_record(Context& ctx) {
   // what one run writes (64 to 256 MiB a pass).
   const double disk_mbps = write_mb_per_s(
       dir.parent_path(), w, std::clamp<uint64_t>(w.total_bytes + w.total_bytes / 8, 64 << 20, 256 << 20));
-  note("record %s: write(2) reference: %.0f MB/s", wl.c_str(), disk_mbps);
+  if (disk_mbps > 0)
+    note("record %s: write(2) reference: %.0f MB/s", wl.c_str(), disk_mbps);
+  else
+    note("record %s: write(2) reference: could not write a file in %s (write_mb_per_s and "
+         "app_overhead_floor report 0)",
+         wl.c_str(), dir.parent_path().c_str());
 
   std::vector<double> total_s, app_s, plain_s, overhead, peak, hwm, dir_bytes, delta_bytes,
       snap_bytes, snapshots, segments, frames, waits;
