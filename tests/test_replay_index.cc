@@ -520,6 +520,73 @@ TEST_CASE("recover: cut and bit-flipped copies keep every intact epoch", "[repla
   }
 }
 
+TEST_CASE("recover: a middle segment cut exactly at a frame boundary ends the history there", "[replay]") {
+  // A cut that lands between two frames leaves a segment that reads cleanly
+  // to its end but has no index or trailer; the segments after it cannot
+  // join the history (their page tables and epochs follow the lost bytes).
+  Full f;
+  record_full(f, 0x1d08, 900, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  REQUIRE(segs.size() >= 3);
+  const std::vector<RawFrame> frames = raw_frames(read_file(segs[1]));
+  // Cut points: before the index frame (only index and trailer lost), and
+  // after the first delta frame.
+  uint64_t before_index = 0, after_first_delta = 0;
+  for (const RawFrame& r : frames) {
+    if (r.kind == kIndexKind) before_index = r.offset;
+    if (r.kind == kDeltasKind && after_first_delta == 0) after_first_delta = r.end();
+  }
+  REQUIRE(before_index > 0);
+  REQUIRE(after_first_delta > 0);
+  for (const uint64_t at : {before_index, after_first_delta}) {
+    TempDir work("replay-recover-boundary");
+    fs::remove_all(work.path);
+    copy_dir(f.dir.path, work.path);
+    const fs::path seg = work.path / segs[1].filename();
+    std::vector<uint8_t> bytes = read_file(seg);
+    bytes.resize(at);
+    write_file(seg, bytes);
+    // The model: the last delta epoch in segment 1 up to the cut.
+    Epoch intact = 0;
+    for (const RawFrame& r : raw_frames(bytes))
+      if (r.kind == kDeltasKind) intact = std::max(intact, r.last);
+    INFO("cut seg 1 at " << at << ", intact up to epoch " << intact);
+    REQUIRE(intact > 0);
+    REQUIRE(intact < f.last);
+
+    auto rec = open_rec(work.path);
+    CHECK_FALSE(rec->damage().ok());
+    CHECK(rec->damage_at().segment == 1);
+    CHECK(rec->damage_at().offset == at);
+    CHECK(rec->damage().message().find("cut short") != std::string::npos);
+    CHECK(rec->last_epoch() == intact);
+    CHECK_FALSE(mmsb::replay::verify(work.path).ok);
+
+    auto rep = mmsb::replay::recover(work.path);
+    REQUIRE(rep.ok());
+    INFO(rep->summary);
+    REQUIRE(rep->outcome == RecoverReport::Outcome::kCut);
+    CHECK(rep->last_good_epoch == intact);
+    // Every later segment set aside whole, none deleted.
+    CHECK(rep->set_aside.size() == segs.size() - 2);
+    uint64_t later = 0;
+    for (size_t s = 2; s < segs.size(); ++s) later += fs::file_size(segs[s]);
+    CHECK(rep->bytes_cut == later);
+    auto again = mmsb::replay::verify(work.path);
+    INFO(again.problem);
+    CHECK(again.ok);
+    auto kept = open_rec(work.path);
+    auto ix = build(*kept);
+    StateView v(*ix);
+    REQUIRE(v.seek(intact).ok());
+    const Snap& want = f.saved.at(intact);
+    for (uint32_t p = 0; p < v.page_count(); ++p) {
+      INFO("page " << p);
+      CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
+    }
+  }
+}
+
 TEST_CASE("export and restore give the model's state at an epoch", "[replay]") {
   Full f;
   record_full(f, 0x1d06, 400);

@@ -100,6 +100,16 @@ Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
     seg.start_epoch = fh.start_epoch;
     r->segments_.push_back(seg);
     if (Status sc = r->scan_segment(i); !sc.ok()) return sc;
+    // Only the last segment may lack its trailer: the writer closes a segment
+    // before it creates the next. One without, that has a successor, was
+    // cut, possibly right at a frame boundary.
+    const SegmentInfo& scanned = r->segments_.back();
+    if (r->damage_.ok() && !scanned.trailer && i + 1 < files.size())
+      r->set_damage(Status(Code::kCorruption, files[i].string() + " offset " + std::to_string(scanned.good_bytes) +
+                                                  ": segment ends without its index and trailer, yet " +
+                                                  files[i + 1].filename().string() +
+                                                  " follows (the file was cut short; the history ends here)"),
+                    i, files[i], scanned.good_bytes, 0);
     if (!r->damage_.ok()) break;  // nothing after damage is trusted
   }
   if (Status s = r->load_tables(); !s.ok()) return s;
@@ -145,7 +155,7 @@ Status Recording::scan_segment(uint32_t i) {
           frames_.push_back(f);
         }
         if (headers_ok) {
-          seg.closed = true;
+          seg.closed = seg.trailer = true;
           seg.good_bytes = seg.file_bytes;
           return Status::OK();
         }
@@ -165,7 +175,10 @@ Status Recording::scan_segment(uint32_t i) {
       std::byte tb[format::kTrailerBytes];
       format::Trailer t;
       if (Status s = pread_all(fd, off, sizeof tb, tb, file); !s.ok()) return s;
-      if (format::decode(tb, &t, where).ok()) break;
+      if (format::decode(tb, &t, where).ok()) {
+        seg.trailer = true;
+        break;
+      }
     }
     if (seg.file_bytes - off < format::kFrameHeaderBytes) {
       set_damage(Status(Code::kCorruption, where + ": torn frame header (" + std::to_string(seg.file_bytes - off) +

@@ -33,6 +33,7 @@ struct SegmentInfo {
   uint64_t file_bytes = 0;
   uint64_t good_bytes = 0;  // end of the last frame that passed its checks
   bool closed = false;      // has a valid index and trailer
+  bool trailer = false;     // ends with a valid trailer (true when closed)
 };
 
 struct FrameRef {
