@@ -84,6 +84,38 @@ void copy_dir(const fs::path& from, const fs::path& to) {
   for (const auto& e : fs::directory_iterator(from)) fs::copy_file(e.path(), to / e.path().filename());
 }
 
+// The FlatBuffer a frame holds: its payload, decompressed with stock zstd.
+std::vector<uint8_t> frame_buffer(const fs::path& seg, const RawFrame& target) {
+  const std::vector<uint8_t> file = read_file(seg);
+  const uint32_t raw_size = get<uint32_t>(file, target.offset + 12);
+  std::vector<uint8_t> fbuf(raw_size);
+  REQUIRE(ZSTD_decompress(fbuf.data(), fbuf.size(), file.data() + target.offset + 40, target.payload) == raw_size);
+  return fbuf;
+}
+
+// Replaces a frame's payload with `fbuf` compressed, and sets the header's
+// sizes and both checksums (FORMAT.md) so that every frame check passes:
+// only what the FlatBuffer says can be wrong.
+void rewrite_frame(const fs::path& seg, const RawFrame& target, const std::vector<uint8_t>& fbuf) {
+  const std::vector<uint8_t> file = read_file(seg);
+  std::vector<uint8_t> payload(ZSTD_compressBound(fbuf.size()));
+  const size_t n = ZSTD_compress(payload.data(), payload.size(), fbuf.data(), fbuf.size(), 1);
+  REQUIRE(!ZSTD_isError(n));
+  payload.resize(n);
+  std::vector<uint8_t> header(file.begin() + target.offset, file.begin() + target.offset + 40);
+  const uint32_t psize = static_cast<uint32_t>(n);
+  const uint32_t pcheck = static_cast<uint32_t>(XXH3_64bits(payload.data(), payload.size()));
+  std::memcpy(header.data() + 8, &psize, 4);
+  std::memcpy(header.data() + 32, &pcheck, 4);
+  const uint32_t hcheck = static_cast<uint32_t>(XXH3_64bits(header.data(), 36));
+  std::memcpy(header.data() + 36, &hcheck, 4);
+  std::vector<uint8_t> out(file.begin(), file.begin() + target.offset);
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), payload.begin(), payload.end());
+  out.insert(out.end(), file.begin() + target.end(), file.end());
+  write_file(seg, out);
+}
+
 }  // namespace
 
 TEST_CASE("index: deltas, versions, page lists and causes match the model's log", "[replay]") {
@@ -319,10 +351,7 @@ TEST_CASE("verify: a snapshot image that disagrees with the deltas before it is 
     for (const RawFrame& r : raw_frames(read_file(p)))
       if (r.kind == 4 && r.first > 0) seg = p, target = r;
   REQUIRE(!seg.empty());
-  std::vector<uint8_t> file = read_file(seg);
-  const uint32_t raw_size = get<uint32_t>(file, target.offset + 12);
-  std::vector<uint8_t> fbuf(raw_size);
-  REQUIRE(ZSTD_decompress(fbuf.data(), fbuf.size(), file.data() + target.offset + 40, target.payload) == raw_size);
+  std::vector<uint8_t> fbuf = frame_buffer(seg, target);
   const mmsb::fb::Snapshot* sn = mmsb::fb::GetFrame(fbuf.data())->body_as_Snapshot();
   REQUIRE(sn);
   REQUIRE(sn->ids()->size() > 0);
@@ -330,22 +359,7 @@ TEST_CASE("verify: a snapshot image that disagrees with the deltas before it is 
   const uint64_t epoch = sn->epochs()->Get(0);
   const size_t data_at = static_cast<size_t>(sn->data()->data() - fbuf.data());
   fbuf[data_at] ^= 0x5a;  // byte 0 of the first image
-  std::vector<uint8_t> payload(ZSTD_compressBound(fbuf.size()));
-  const size_t n = ZSTD_compress(payload.data(), payload.size(), fbuf.data(), fbuf.size(), 1);
-  REQUIRE(!ZSTD_isError(n));
-  payload.resize(n);
-  std::vector<uint8_t> header(file.begin() + target.offset, file.begin() + target.offset + 40);
-  const uint32_t psize = static_cast<uint32_t>(n);
-  const uint32_t pcheck = static_cast<uint32_t>(XXH3_64bits(payload.data(), payload.size()));
-  std::memcpy(header.data() + 8, &psize, 4);
-  std::memcpy(header.data() + 32, &pcheck, 4);
-  const uint32_t hcheck = static_cast<uint32_t>(XXH3_64bits(header.data(), 36));
-  std::memcpy(header.data() + 36, &hcheck, 4);
-  std::vector<uint8_t> out(file.begin(), file.begin() + target.offset);
-  out.insert(out.end(), header.begin(), header.end());
-  out.insert(out.end(), payload.begin(), payload.end());
-  out.insert(out.end(), file.begin() + target.end(), file.end());
-  write_file(seg, out);
+  rewrite_frame(seg, target, fbuf);
 
   auto rep = mmsb::replay::verify(f.dir.path);
   INFO(rep.problem);
@@ -584,6 +598,74 @@ TEST_CASE("recover: a middle segment cut exactly at a frame boundary ends the hi
       INFO("page " << p);
       CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
     }
+  }
+}
+
+TEST_CASE("recover: a page table that contradicts the ones before it ends the history there", "[replay]") {
+  // Its checksums pass (a writer bug, or a file edited by hand), so only
+  // what it declares is wrong: the epochs before it must all survive.
+  Full f;
+  record_full(f, 0x1d09, 900, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  REQUIRE(segs.size() >= 3);
+  // The first page table frame after segment 0, and the last delta epoch
+  // written before it.
+  constexpr uint8_t kPageTableKind = 2;
+  size_t si = 0;
+  RawFrame target;
+  Epoch intact = 0;
+  for (size_t s = 1; s < segs.size() && si == 0; ++s)
+    for (const RawFrame& r : raw_frames(read_file(segs[s]))) {
+      if (r.kind == kPageTableKind) {
+        si = s, target = r;
+        break;
+      }
+    }
+  REQUIRE(si > 0);
+  for (size_t s = 0; s <= si; ++s)
+    for (const RawFrame& r : raw_frames(read_file(segs[s])))
+      if (r.kind == kDeltasKind && (s < si || r.offset < target.offset)) intact = std::max(intact, r.last);
+  TempDir work("replay-recover-table");
+  fs::remove_all(work.path);
+  copy_dir(f.dir.path, work.path);
+  const fs::path seg = work.path / segs[si].filename();
+  std::vector<uint8_t> fbuf = frame_buffer(seg, target);
+  const mmsb::fb::PageTable* t = mmsb::fb::GetFrame(fbuf.data())->body_as_PageTable();
+  REQUIRE(t);
+  REQUIRE(t->ids()->size() > 0);
+  const uint32_t first = t->ids()->Get(0);
+  const size_t ids_at = static_cast<size_t>(reinterpret_cast<const uint8_t*>(t->ids()->data()) - fbuf.data());
+  const uint32_t skipped = first + 1;  // declares one page too far
+  std::memcpy(fbuf.data() + ids_at, &skipped, 4);
+  rewrite_frame(seg, target, fbuf);
+  INFO("page table at " << seg.filename() << " offset " << target.offset << " now starts at page " << skipped
+                        << ", intact up to epoch " << intact);
+
+  auto rec = open_rec(work.path);
+  CHECK_FALSE(rec->damage().ok());
+  CHECK(rec->damage_at().segment == si);
+  CHECK(rec->damage_at().offset == target.offset);
+  CHECK(rec->damage().message().find("declares page " + std::to_string(skipped) + ", expected " +
+                                     std::to_string(first)) != std::string::npos);
+  CHECK(rec->pages().size() == first);
+  CHECK(rec->last_epoch() == intact);
+
+  auto rep = mmsb::replay::recover(work.path);
+  REQUIRE(rep.ok());
+  INFO(rep->summary);
+  REQUIRE(rep->outcome == RecoverReport::Outcome::kCut);
+  CHECK(rep->last_good_epoch == intact);
+  auto again = mmsb::replay::verify(work.path);
+  INFO(again.problem);
+  CHECK(again.ok);
+  auto kept = open_rec(work.path);
+  auto ix = build(*kept);
+  StateView v(*ix);
+  REQUIRE(v.seek(intact).ok());
+  const Snap& want = f.saved.at(intact);
+  for (uint32_t p = 0; p < v.page_count(); ++p) {
+    INFO("page " << p);
+    CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
   }
 }
 

@@ -245,53 +245,61 @@ Status Recording::load_tables() {
       expect = last_epoch_ + 1;
       continue;
     }
-    if (Status s = read_frame(i, &raw); !s.ok()) {
-      set_damage(s, f.segment, segments_[f.segment].path, f.offset, f.header.first_epoch);
-      break;
-    }
-    const fb::Frame* frame = as_frame(raw);
-    if (k == format::FrameKind::kMeta && !have_meta) {
-      const fb::Meta* m = frame->body_as_Meta();
-      if (!m) return Status(Code::kCorruption, describe(f) + ": meta frame holds no Meta table");
-      have_meta = true;
-      meta_.format_major = m->format_major();
-      meta_.format_minor = m->format_minor();
-      meta_.program = m->program() ? m->program()->str() : "";
-      meta_.host = m->host() ? m->host()->str() : "";
-      meta_.pid = m->pid();
-      meta_.start_time_ns = m->start_time_ns();
-      meta_.default_page_size = m->default_page_size();
-      if (m->labels())
-        for (const fb::Label* l : *m->labels())
-          if (l->key()) meta_.labels[l->key()->str()] = l->value() ? l->value()->str() : "";
-    } else if (k == format::FrameKind::kPageTable) {
-      const fb::PageTable* t = frame->body_as_PageTable();
-      const size_t n = t && t->ids() ? t->ids()->size() : 0;
-      if (!t || !t->sizes() || !t->epochs() || t->sizes()->size() != n || t->epochs()->size() != n ||
-          (t->names() && t->names()->size() != n))
-        return Status(Code::kCorruption, describe(f) + ": page table columns disagree");
-      for (size_t j = 0; j < n; ++j) {
-        const PageId id = t->ids()->Get(j);
-        if (id != pages_.size())
-          return Status(Code::kCorruption, describe(f) + ": page table declares page " + std::to_string(id) +
-                                               ", expected " + std::to_string(pages_.size()));
-        const uint64_t size = t->sizes()->Get(j);
-        if (size == 0 || size > kMaxPageSize)
-          return Status(Code::kCorruption, describe(f) + ": page " + std::to_string(id) + " has size " +
-                                               std::to_string(size));
-        pages_.push_back(PageMeta{id, size, t->names() ? t->names()->Get(j)->str() : "", t->epochs()->Get(j)});
+    // A frame whose checks pass but whose table contradicts what came before
+    // ends the history there, like a failed checksum: what precedes it stays.
+    const Status st = [&]() -> Status {
+      if (Status s = read_frame(i, &raw); !s.ok()) return s;
+      const fb::Frame* frame = as_frame(raw);
+      if (k == format::FrameKind::kMeta && !have_meta) {
+        const fb::Meta* m = frame->body_as_Meta();
+        if (!m) return Status(Code::kCorruption, describe(f) + ": meta frame holds no Meta table");
+        have_meta = true;
+        meta_.format_major = m->format_major();
+        meta_.format_minor = m->format_minor();
+        meta_.program = m->program() ? m->program()->str() : "";
+        meta_.host = m->host() ? m->host()->str() : "";
+        meta_.pid = m->pid();
+        meta_.start_time_ns = m->start_time_ns();
+        meta_.default_page_size = m->default_page_size();
+        if (m->labels())
+          for (const fb::Label* l : *m->labels())
+            if (l->key()) meta_.labels[l->key()->str()] = l->value() ? l->value()->str() : "";
+      } else if (k == format::FrameKind::kPageTable) {
+        const fb::PageTable* t = frame->body_as_PageTable();
+        const size_t n = t && t->ids() ? t->ids()->size() : 0;
+        if (!t || !t->sizes() || !t->epochs() || t->sizes()->size() != n || t->epochs()->size() != n ||
+            (t->names() && t->names()->size() != n))
+          return Status(Code::kCorruption, describe(f) + ": page table columns disagree");
+        for (size_t j = 0; j < n; ++j) {  // all checked before any is added
+          const PageId id = t->ids()->Get(j);
+          if (id != pages_.size() + j)
+            return Status(Code::kCorruption, describe(f) + ": page table declares page " + std::to_string(id) +
+                                                 ", expected " + std::to_string(pages_.size() + j));
+          const uint64_t size = t->sizes()->Get(j);
+          if (size == 0 || size > kMaxPageSize)
+            return Status(Code::kCorruption, describe(f) + ": page " + std::to_string(id) + " has size " +
+                                                 std::to_string(size));
+        }
+        for (size_t j = 0; j < n; ++j)
+          pages_.push_back(PageMeta{t->ids()->Get(j), t->sizes()->Get(j),
+                                    t->names() ? t->names()->Get(j)->str() : "", t->epochs()->Get(j)});
+      } else if (k == format::FrameKind::kSnapshot) {
+        const fb::Snapshot* sn = frame->body_as_Snapshot();
+        if (!sn || sn->parts() == 0 || sn->part() >= sn->parts())
+          return Status(Code::kCorruption, describe(f) + ": snapshot frame has bad part numbers");
+        auto [it, fresh] = snapshot_index.try_emplace(sn->id(), snapshots_.size());
+        if (fresh) snapshots_.push_back(SnapshotInfo{sn->id(), f.header.first_epoch, f.header.last_epoch, {}, false});
+        SnapshotInfo& info = snapshots_[it->second];
+        if (sn->part() != info.parts.size()) return Status::OK();  // out of order: never complete
+        info.parts.push_back(i);
+        info.last_epoch = f.header.last_epoch;
+        info.complete = info.parts.size() == sn->parts();
       }
-    } else if (k == format::FrameKind::kSnapshot) {
-      const fb::Snapshot* sn = frame->body_as_Snapshot();
-      if (!sn || sn->parts() == 0 || sn->part() >= sn->parts())
-        return Status(Code::kCorruption, describe(f) + ": snapshot frame has bad part numbers");
-      auto [it, fresh] = snapshot_index.try_emplace(sn->id(), snapshots_.size());
-      if (fresh) snapshots_.push_back(SnapshotInfo{sn->id(), f.header.first_epoch, f.header.last_epoch, {}, false});
-      SnapshotInfo& info = snapshots_[it->second];
-      if (sn->part() != info.parts.size()) continue;  // out of order: never complete
-      info.parts.push_back(i);
-      info.last_epoch = f.header.last_epoch;
-      info.complete = info.parts.size() == sn->parts();
+      return Status::OK();
+    }();
+    if (!st.ok()) {
+      set_damage(st, f.segment, segments_[f.segment].path, f.offset, f.header.first_epoch);
+      break;
     }
   }
   // Snapshots beyond the durable history cannot be used.
