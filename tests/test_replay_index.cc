@@ -116,6 +116,24 @@ void rewrite_frame(const fs::path& seg, const RawFrame& target, const std::vecto
   write_file(seg, out);
 }
 
+// After recover: the recording verifies clean and ends at `last`, whose
+// state is the model's.
+void check_recovered(const fs::path& dir, const Full& f, Epoch last) {
+  auto again = mmsb::replay::verify(dir);
+  INFO(again.problem);
+  CHECK(again.ok);
+  auto kept = open_rec(dir);
+  CHECK(kept->last_epoch() == last);
+  auto ix = build(*kept);
+  StateView v(*ix);
+  REQUIRE(v.seek(last).ok());
+  const Snap& want = f.saved.at(last);
+  for (uint32_t p = 0; p < v.page_count(); ++p) {
+    INFO("page " << p << " at epoch " << last);
+    CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("index: deltas, versions, page lists and causes match the model's log", "[replay]") {
@@ -586,18 +604,7 @@ TEST_CASE("recover: a middle segment cut exactly at a frame boundary ends the hi
     uint64_t later = 0;
     for (size_t s = 2; s < segs.size(); ++s) later += fs::file_size(segs[s]);
     CHECK(rep->bytes_cut == later);
-    auto again = mmsb::replay::verify(work.path);
-    INFO(again.problem);
-    CHECK(again.ok);
-    auto kept = open_rec(work.path);
-    auto ix = build(*kept);
-    StateView v(*ix);
-    REQUIRE(v.seek(intact).ok());
-    const Snap& want = f.saved.at(intact);
-    for (uint32_t p = 0; p < v.page_count(); ++p) {
-      INFO("page " << p);
-      CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
-    }
+    check_recovered(work.path, f, intact);
   }
 }
 
@@ -655,18 +662,7 @@ TEST_CASE("recover: a page table that contradicts the ones before it ends the hi
   INFO(rep->summary);
   REQUIRE(rep->outcome == RecoverReport::Outcome::kCut);
   CHECK(rep->last_good_epoch == intact);
-  auto again = mmsb::replay::verify(work.path);
-  INFO(again.problem);
-  CHECK(again.ok);
-  auto kept = open_rec(work.path);
-  auto ix = build(*kept);
-  StateView v(*ix);
-  REQUIRE(v.seek(intact).ok());
-  const Snap& want = f.saved.at(intact);
-  for (uint32_t p = 0; p < v.page_count(); ++p) {
-    INFO("page " << p);
-    CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
-  }
+  check_recovered(work.path, f, intact);
 }
 
 TEST_CASE("export and restore give the model's state at an epoch", "[replay]") {
