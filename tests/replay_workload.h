@@ -37,6 +37,8 @@ using mmsb::capture::RecorderOptions;
 using mmsb::replay::Recording;
 using mmsb::replay::State;
 
+// Helpers a test file may not use are inline, so that it builds without
+// unused-function warnings.
 namespace {
 
 using model::TempDir;
@@ -148,7 +150,7 @@ class Workload {
 };
 
 // State at its epoch against the model's copy: every page's bytes and version.
-void check_state(const State& st, const Snap& want, Epoch epoch) {
+inline void check_state(const State& st, const Snap& want, Epoch epoch) {
   INFO("epoch " << epoch);
   REQUIRE(st.valid());
   REQUIRE(st.epoch() == epoch);
@@ -241,7 +243,7 @@ struct Recorded {
   std::map<uint64_t, Snap> saved;
   Epoch last = 0;
 };
-Recorded& shared_recording() {
+inline Recorded& shared_recording() {
   static Recorded r;  // removed at exit
   static bool made = false;
   if (!made) {
@@ -263,7 +265,7 @@ Recorded& shared_recording() {
 }
 
 // The model's copy at `e`: the newest saved copy at or before e must be at e.
-const Snap* model_at(const std::map<uint64_t, Snap>& saved, Epoch e) {
+inline const Snap* model_at(const std::map<uint64_t, Snap>& saved, Epoch e) {
   auto it = saved.find(e);
   return it == saved.end() ? nullptr : &it->second;
 }
