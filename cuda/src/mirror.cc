@@ -163,8 +163,8 @@ Result<uint64_t> DeviceMirror::sync_async() {
       if (Status s = resync_locked(); !s.ok()) return s;
       st.resynced = true;
     } else {
+      TLogRecord rec;  // outside the loop: not zeroed per record
       for (;;) {
-        TLogRecord rec;
         bool got = false;
         Status s = log.read(cursor_, &rec, &got);
         if (s.code() == Code::kLagged) {
