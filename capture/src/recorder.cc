@@ -237,8 +237,8 @@ Status Recorder::Writer::drain(bool may_emit) {
   // Up to the head as it is now, not chasing the records appended meanwhile:
   // those lines are still being written by the application's core.
   const uint64_t limit = log_.head();
+  TLogRecord rec;  // outside the loop: not zeroed per record
   while (cursor_.position() < limit) {
-    TLogRecord rec;
     bool got = false;
     if (Status s = log_.read(cursor_, &rec, &got); !s.ok()) return s;
     if (!got) break;  // not reached: the head only moves forward

@@ -54,8 +54,8 @@ Result<uint64_t> CpuMirror::sync() {
     need_resync_ = false;
     return applied;
   }
+  TLogRecord rec;  // outside the loop: not zeroed per record
   for (;;) {
-    TLogRecord rec;
     bool got = false;
     Status s = log.read(cursor_, &rec, &got);
     if (s.code() == Code::kLagged) {

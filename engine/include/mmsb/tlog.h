@@ -43,7 +43,8 @@ struct PageCreatedView {
 };
 
 // One record read from the ring; views stay valid until the cursor advances
-// past it (pinned) or the bus lock is released (unpinned).
+// past it (pinned) or the bus lock is released (unpinned). A reading loop
+// keeps one outside the loop: constructing one zeroes ~120 bytes.
 struct TLogRecord {
   RecordKind kind = RecordKind::kPadding;
   DeltaView delta;        // kDelta
