@@ -4,6 +4,7 @@
 // versions. Frame boundaries for the damage tests are read straight from the
 // segment files per docs/FORMAT.md, never from Recording's own frame list.
 #include "replay_workload.h"
+#include "mmsb/replay/tools.h"
 
 TEST_CASE("seek matches the model at random epochs, forward and backward", "[replay]") {
   const uint64_t seed = GENERATE(0x5eed01ULL, 0x5eed02ULL);
@@ -335,6 +336,26 @@ TEST_CASE("open errors: missing, empty, unrelated, newer major version", "[repla
     INFO(r.status().to_string());
     CHECK(r.status().code() == Code::kCorruption);
     CHECK(r.status().message().find("not an MMSB recording") != std::string::npos);
+  }
+  SECTION("the first segment file is missing") {
+    Recorded& src = shared_recording();
+    TempDir dir("replay-no-seg0");
+    fs::copy(src.dir.path, dir.path);
+    const std::vector<fs::path> segs = segment_files(dir.path);
+    REQUIRE(segs.size() >= 2);
+    fs::remove(segs[0]);
+    auto r = Recording::open(dir.path);
+    REQUIRE(!r.ok());
+    INFO(r.status().to_string());
+    CHECK(r.status().code() == Code::kCorruption);
+    CHECK(r.status().message().find(segs[1].filename().string()) != std::string::npos);
+    CHECK(r.status().message().find("seg-000000.tlog") != std::string::npos);
+    CHECK(r.status().message().find("missing") != std::string::npos);
+    // Nothing to recover, and nothing touched.
+    auto rep = mmsb::replay::recover(dir.path);
+    REQUIRE(rep.ok());
+    CHECK(rep->outcome == mmsb::replay::RecoverReport::Outcome::kNothing);
+    CHECK(segment_files(dir.path).size() == segs.size() - 1);
   }
   SECTION("major version 2") {
     Recorded& src = shared_recording();
