@@ -112,6 +112,8 @@ start=$SECONDS
 
 section "machine"
 echo "$(uname -srm); $(nproc) cores; cmake $(cmake --version | head -n 1 | cut -d' ' -f3); $(c++ --version | head -n 1)"
+# The host CPU: gpu_apply's W1 sync is bound by the host's packing.
+grep -m1 '^model name' /proc/cpuinfo 2>/dev/null || true
 nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 if [ -x "$nvcc" ]; then "$nvcc" --version | tail -n 2; else echo "no nvcc found"; fi
 has_gpu=0
@@ -194,6 +196,14 @@ if grep -q '"skipped":true' "$jsonl"; then
   if [ $has_gpu -eq 1 ] && [ $allow_skip -eq 0 ]; then fail "GPU benches skipped although nvidia-smi shows a GPU"
   else echo "gpu-check: GPU benches skipped (no usable device; --allow-skip)"; fi
 fi
+
+# The same W1 pack into ordinary host memory (the CPU path) on this host: set
+# against gpu_apply's pack_ms above, it tells the host's per-record cost
+# apart from a cost of writing pinned staging memory.
+section "bench: gpu_apply W1 on the CPU path (pack_ms into ordinary memory)"
+MMSB_BENCH_GPU_ON_CPU=1 "$root/$build_dir/bench/mmsb-bench" --only gpu_apply --workload W1 --repeat "$repeat" \
+  > "$out_dir/gpu-bench-cpu-path.jsonl" || fail "mmsb-bench on the CPU path"
+cat "$out_dir/gpu-bench-cpu-path.jsonl"
 
 if [ $samples = ON ] && [ $has_gpu -eq 1 ]; then
   section "sample: mmsb-sample-heat on the GPU, a larger grid"
