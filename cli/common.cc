@@ -33,7 +33,14 @@ std::unique_ptr<Recording> open_recording(const std::string& dir, const Common& 
     switch (s.code()) {
       case Code::kNotFound: hint = "check the path: a recording is a directory of seg-NNNNNN.tlog files"; break;
       case Code::kUnsupported: hint = "this mmsb-replay is too old for the recording's format"; break;
-      case Code::kCorruption: hint = "no intact segment was found; 'mmsb-replay verify " + dir + "' says more"; break;
+      case Code::kCorruption:
+        // open() fails only when nothing can be read from the start.
+        hint = s.message().find("holds no segment file") != std::string::npos ||
+                       s.message().find("not a recording directory") != std::string::npos
+                   ? "a recording is a directory of seg-NNNNNN.tlog files, as mmsb::capture::Recorder writes"
+                   : "the recording cannot be read from its start, so nothing in it can be replayed or recovered "
+                     "(its files are left as they are)";
+        break;
       default: break;
     }
     throw Error{kExitBadInput, "cannot open recording " + quoted(dir) + ": " + s.to_string(), hint};

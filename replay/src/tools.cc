@@ -532,6 +532,8 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
 
 Result<ExportReport> export_state(const Index& index, Epoch epoch, const fs::path& out_dir) {
   std::error_code ec;
+  if (fs::exists(out_dir, ec) && !fs::is_directory(out_dir, ec))
+    return Status(Code::kAlreadyExists, out_dir.string() + " exists and is not a directory; export into a new directory");
   if (fs::exists(out_dir, ec) && !fs::is_empty(out_dir, ec))
     return Status(Code::kAlreadyExists, out_dir.string() + " already holds files; export into a new directory");
   fs::create_directories(out_dir, ec);

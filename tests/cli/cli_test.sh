@@ -143,16 +143,32 @@ case_missing() {
   run info empty
   rc_is 3
   err_has "empty"
+  err_has "a recording is a directory of seg-NNNNNN.tlog files"
   echo "not a recording" >afile
   run verify afile
   rc_is 3
   err_has "afile"
-  # A directory with a segment of garbage.
+  err_has "a recording is a directory of seg-NNNNNN.tlog files"
+  # A directory with a segment of garbage: nothing readable from the start,
+  # and recover leaves the file alone.
   mkdir junk
   head -c 4096 /dev/zero >junk/seg-000000.tlog
   run info junk
   rc_is 3
   err_has "junk"
+  err_has "cannot be read from its start"
+  run verify junk
+  rc_is 3
+  err_has "cannot be read from its start"
+  run recover junk
+  rc_is 3
+  cmp -s junk/seg-000000.tlog <(head -c 4096 /dev/zero) && [ "$(ls junk)" = seg-000000.tlog ] ||
+    fail "recover changed or moved an unreadable segment"
+  # export into something that is not a directory
+  make_rec rec
+  run export rec afile
+  rc_is 2
+  err_has "afile exists and is not a directory"
 }
 
 case_info() {
