@@ -481,7 +481,6 @@ TEST_CASE("recover: cut and bit-flipped copies keep every intact epoch", "[repla
   model::Rng rng(0x2ec0);
   for (int round = 0; round < 16; ++round) {
     TempDir work("replay-recover");
-    fs::remove_all(work.path);
     copy_dir(f.dir.path, work.path);
     // Pick a segment and an offset in it; cut there, or flip a byte there.
     const size_t si = rng.below(segs.size());
@@ -572,7 +571,6 @@ TEST_CASE("recover: a middle segment cut exactly at a frame boundary ends the hi
   REQUIRE(after_first_delta > 0);
   for (const uint64_t at : {before_index, after_first_delta}) {
     TempDir work("replay-recover-boundary");
-    fs::remove_all(work.path);
     copy_dir(f.dir.path, work.path);
     const fs::path seg = work.path / segs[1].filename();
     std::vector<uint8_t> bytes = read_file(seg);
@@ -633,7 +631,6 @@ TEST_CASE("recover: a page table that contradicts the ones before it ends the hi
     for (const RawFrame& r : raw_frames(read_file(segs[s])))
       if (r.kind == kDeltasKind && (s < si || r.offset < target.offset)) intact = std::max(intact, r.last);
   TempDir work("replay-recover-table");
-  fs::remove_all(work.path);
   copy_dir(f.dir.path, work.path);
   const fs::path seg = work.path / segs[si].filename();
   std::vector<uint8_t> fbuf = frame_buffer(seg, target);
@@ -677,7 +674,6 @@ TEST_CASE("damage: random cuts, flips, overwrites, inserts and lost files never 
   model::Rng rng(0xf022);
   for (int round = 0; round < 40; ++round) {
     TempDir work("replay-fuzz");
-    fs::remove_all(work.path);
     copy_dir(f.dir.path, work.path);
     std::string what;
     for (uint64_t k = 0, n = rng.between(1, 3); k < n; ++k) {
