@@ -87,12 +87,12 @@ Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
       ::close(fd);
       break;
     }
-    if (fh.segment != i && i == 0)
-      return Status(Code::kCorruption, files[i].string() + ": header says segment " + std::to_string(fh.segment) +
-                                           ", but it is the first segment file: segment 0 (" +
-                                           format::segment_file_name(0) +
-                                           ") is missing, and the history cannot start without it");
     if (fh.segment != i) {
+      if (i == 0)
+        return Status(Code::kCorruption, files[i].string() + ": header says segment " + std::to_string(fh.segment) +
+                                             ", but it is the first segment file: segment 0 (" +
+                                             format::segment_file_name(0) +
+                                             ") is missing, and the history cannot start without it");
       r->set_damage(Status(Code::kCorruption, files[i].string() + ": header says segment " +
                                                   std::to_string(fh.segment) + ", expected " + std::to_string(i) +
                                                   " (a segment is missing or renamed)"),
