@@ -116,6 +116,17 @@ void rewrite_frame(const fs::path& seg, const RawFrame& target, const std::vecto
   write_file(seg, out);
 }
 
+// `rec` is damaged at `segment`, `offset` (the damage message holding
+// `what`), and its history ends at epoch `intact`.
+void check_damage(const Recording& rec, uint32_t segment, uint64_t offset, const std::string& what, Epoch intact) {
+  INFO(rec.damage().to_string());
+  CHECK_FALSE(rec.damage().ok());
+  CHECK(rec.damage_at().segment == segment);
+  CHECK(rec.damage_at().offset == offset);
+  CHECK(rec.damage().message().find(what) != std::string::npos);
+  CHECK(rec.last_epoch() == intact);
+}
+
 // After recover: the recording verifies clean and ends at `last`, whose
 // state is the model's.
 void check_recovered(const fs::path& dir, const Full& f, Epoch last) {
@@ -132,6 +143,18 @@ void check_recovered(const fs::path& dir, const Full& f, Epoch last) {
     INFO("page " << p << " at epoch " << last);
     CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
   }
+}
+
+// Recovers `dir`, which must lose a damaged part and keep exactly the epochs
+// up to `intact`, with the model's state; returns recover's report.
+RecoverReport recover_cut(const fs::path& dir, const Full& f, Epoch intact) {
+  auto rep = mmsb::replay::recover(dir);
+  REQUIRE(rep.ok());
+  INFO(rep->summary);
+  REQUIRE(rep->outcome == RecoverReport::Outcome::kCut);
+  CHECK(rep->last_good_epoch == intact);
+  check_recovered(dir, f, intact);
+  return std::move(rep).value();
 }
 
 }  // namespace
@@ -584,25 +607,15 @@ TEST_CASE("recover: a middle segment cut exactly at a frame boundary ends the hi
     REQUIRE(intact > 0);
     REQUIRE(intact < f.last);
 
-    auto rec = open_rec(work.path);
-    CHECK_FALSE(rec->damage().ok());
-    CHECK(rec->damage_at().segment == 1);
-    CHECK(rec->damage_at().offset == at);
-    CHECK(rec->damage().message().find("cut short") != std::string::npos);
-    CHECK(rec->last_epoch() == intact);
+    check_damage(*open_rec(work.path), 1, at, "cut short", intact);
     CHECK_FALSE(mmsb::replay::verify(work.path).ok);
 
-    auto rep = mmsb::replay::recover(work.path);
-    REQUIRE(rep.ok());
-    INFO(rep->summary);
-    REQUIRE(rep->outcome == RecoverReport::Outcome::kCut);
-    CHECK(rep->last_good_epoch == intact);
+    const RecoverReport rep = recover_cut(work.path, f, intact);
     // Every later segment set aside whole, none deleted.
-    CHECK(rep->set_aside.size() == segs.size() - 2);
+    CHECK(rep.set_aside.size() == segs.size() - 2);
     uint64_t later = 0;
     for (size_t s = 2; s < segs.size(); ++s) later += fs::file_size(segs[s]);
-    CHECK(rep->bytes_cut == later);
-    check_recovered(work.path, f, intact);
+    CHECK(rep.bytes_cut == later);
   }
 }
 
@@ -646,20 +659,11 @@ TEST_CASE("recover: a page table that contradicts the ones before it ends the hi
                         << ", intact up to epoch " << intact);
 
   auto rec = open_rec(work.path);
-  CHECK_FALSE(rec->damage().ok());
-  CHECK(rec->damage_at().segment == si);
-  CHECK(rec->damage_at().offset == target.offset);
-  CHECK(rec->damage().message().find("declares page " + std::to_string(skipped) + ", expected " +
-                                     std::to_string(first)) != std::string::npos);
+  check_damage(*rec, static_cast<uint32_t>(si), target.offset,
+               "declares page " + std::to_string(skipped) + ", expected " + std::to_string(first), intact);
   CHECK(rec->pages().size() == first);
-  CHECK(rec->last_epoch() == intact);
 
-  auto rep = mmsb::replay::recover(work.path);
-  REQUIRE(rep.ok());
-  INFO(rep->summary);
-  REQUIRE(rep->outcome == RecoverReport::Outcome::kCut);
-  CHECK(rep->last_good_epoch == intact);
-  check_recovered(work.path, f, intact);
+  recover_cut(work.path, f, intact);
 }
 
 TEST_CASE("damage: random cuts, flips, overwrites, inserts and lost files never give wrong bytes", "[replay]") {

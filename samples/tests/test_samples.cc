@@ -274,6 +274,20 @@ Epoch crashed_run(const TempDir& tmp, const std::string& dir, int steps, int cra
   CHECK(last_number(r.output, R"(crash: SIGKILL at step (\d+))") == static_cast<uint64_t>(crash_at));
   return last_number(r.output, R"(durable: step \d+, epoch (\d+))");
 }
+
+// Checks the recording in `dir` after recover, and returns it opened:
+// undamaged, holding every durable epoch, and a strict prefix of the
+// uncrashed run `reference` (every epoch it holds equals the reference's).
+Opened check_recovered(const Opened& reference, const fs::path& dir, Epoch durable) {
+  Opened recovered = open(dir);
+  CHECK(recovered.rec->damage().ok());
+  CHECK(recovered.index->last_epoch() >= durable);
+  const CompareReport prefix = compare(reference, recovered);
+  CHECK(prefix.outcome == Outcome::kPrefix);
+  CHECK(prefix.shorter == "b");
+  CHECK(prefix.b_last == recovered.index->last_epoch());
+  return recovered;
+}
 }  // namespace
 
 TEST_CASE("crash: recovery keeps every durable epoch and the resumed run ends where an uncrashed run ends") {
@@ -292,14 +306,8 @@ TEST_CASE("crash: recovery keeps every durable epoch and the resumed run ends wh
   REQUIRE(rec.value().outcome != mmsb::replay::RecoverReport::Outcome::kNothing);
   CHECK(rec.value().last_good_epoch >= durable);
 
-  const Opened reference = open(tmp / "ref.mmsb"), recovered = open(tmp / "bank.mmsb");
-  CHECK(recovered.rec->damage().ok());
-  CHECK(recovered.index->last_epoch() >= durable);
-  // Every epoch the recovered recording holds equals the reference's.
-  const CompareReport prefix = compare(reference, recovered);
-  CHECK(prefix.outcome == Outcome::kPrefix);
-  CHECK(prefix.shorter == "b");
-  CHECK(prefix.b_last == recovered.index->last_epoch());
+  const Opened reference = open(tmp / "ref.mmsb");
+  const Opened recovered = check_recovered(reference, tmp / "bank.mmsb", durable);
 
   // Resume: from the last complete step, into a new recording.
   const Run resumed = run(MMSB_SAMPLE_CRASH,
@@ -370,12 +378,7 @@ TEST_CASE("crash: recover cuts a torn last frame and keeps every durable epoch")
   for (const fs::path& p : rec.value().set_aside) CHECK(fs::exists(p));
   CHECK(rec.value().last_good_epoch >= durable);
 
-  const Opened reference = open(tmp / "ref.mmsb"), recovered = open(tmp / "bank.mmsb");
-  CHECK(recovered.rec->damage().ok());
-  CHECK(recovered.index->last_epoch() >= durable);
-  const CompareReport prefix = compare(reference, recovered);
-  CHECK(prefix.outcome == Outcome::kPrefix);
-  CHECK(prefix.shorter == "b");
+  check_recovered(open(tmp / "ref.mmsb"), tmp / "bank.mmsb", durable);
   // Nothing to do the second time.
   auto again = mmsb::replay::recover(tmp / "bank.mmsb");
   REQUIRE(again.ok());
