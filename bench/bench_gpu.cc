@@ -193,6 +193,18 @@ size_t ring_for(const Workload& w, uint64_t batch, int runs) {
   return std::bit_ceil(static_cast<size_t>(most + (uint64_t{1} << 20)));
 }
 
+// The workload's pages on `bus` (ids in *ids) and a mirror of them on the
+// reference's backend, with room for every page from the start.
+Result<std::unique_ptr<cuda::DeviceMirror>> workload_mirror(Bus& bus, const Workload& w, const GpuReference& ref,
+                                                           bool track_all, std::vector<PageId>* ids) {
+  if (Status s = create_workload_pages(bus, w, ids); !s.ok()) return s;
+  cuda::MirrorOptions mo;
+  mo.backend = ref.backend;
+  mo.track_all = track_all;
+  mo.reserve_bytes = w.state_bytes() + uint64_t{w.spec.pages} * cuda::kPageAlign;
+  return cuda::DeviceMirror::open(bus, mo);
+}
+
 }  // namespace
 
 Outcome run_gpu_apply(Context& ctx) {
@@ -207,14 +219,7 @@ Outcome run_gpu_apply(Context& ctx) {
   bo.tlog_capacity = ring_for(w, batch, runs);
   Bus bus(std::move(bo));
   std::vector<PageId> ids;
-  if (Status s = create_workload_pages(bus, w, &ids); !s.ok()) {
-    note("gpu_apply %s: FAILED: %s", wl.c_str(), s.to_string().c_str());
-    return Outcome::kFailed;
-  }
-  cuda::MirrorOptions mo;
-  mo.backend = ref.backend;
-  mo.reserve_bytes = w.state_bytes() + uint64_t{w.spec.pages} * cuda::kPageAlign;
-  auto mirror = cuda::DeviceMirror::open(bus, mo);
+  auto mirror = workload_mirror(bus, w, ref, /*track_all=*/false, &ids);
   if (!mirror.ok()) {
     note("gpu_apply %s: FAILED: %s", wl.c_str(), mirror.status().to_string().c_str());
     return Outcome::kFailed;
@@ -279,15 +284,7 @@ Outcome run_gpu_diff(Context& ctx) {
 
   Bus bus;
   std::vector<PageId> ids;
-  if (Status s = create_workload_pages(bus, w, &ids); !s.ok()) {
-    note("gpu_diff %s: FAILED: %s", wl.c_str(), s.to_string().c_str());
-    return Outcome::kFailed;
-  }
-  cuda::MirrorOptions mo;
-  mo.backend = ref.backend;
-  mo.track_all = true;
-  mo.reserve_bytes = w.state_bytes() + uint64_t{w.spec.pages} * cuda::kPageAlign;
-  auto mirror = cuda::DeviceMirror::open(bus, mo);
+  auto mirror = workload_mirror(bus, w, ref, /*track_all=*/true, &ids);
   if (!mirror.ok()) {
     note("gpu_diff %s: FAILED: %s", wl.c_str(), mirror.status().to_string().c_str());
     return Outcome::kFailed;
