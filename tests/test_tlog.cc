@@ -2,6 +2,7 @@
 // unpinned cursors, back-pressure for pinned ones.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -196,6 +197,83 @@ TEST_CASE("TLog: an unpinned cursor whose records were overwritten gets kLagged"
   REQUIRE(out.size() == 1);
   CHECK(out[0].epoch == 201u);
   log.close(*fresh);
+}
+
+TEST_CASE("TLog: the record index finds each block's first record; read_at reads from there", "[tlog][property]") {
+  // Reference: every record's start, from the head before and after its
+  // append (a record that wrapped starts after the padding, at head - size).
+  const size_t capacity = GENERATE(size_t{1} << 16, size_t{1} << 18, size_t{1} << 20);
+  TLog log(capacity);
+  model::Rng rng(0x1d3e + capacity);
+  std::vector<uint64_t> starts;          // every record's stream position
+  std::vector<mmsb::Epoch> epochs;       // ... and its epoch (page creations: 0)
+  std::vector<std::byte> bytes(capacity / 2);
+  mmsb::Epoch epoch = 0;
+  for (int batch = 0; batch < 60; ++batch) {
+    const int n = static_cast<int>(rng.between(1, 40));
+    for (int i = 0; i < n; ++i) {
+      if (rng.chance(10)) {
+        mmsb::PageCreatedView p;
+        p.page = 1;
+        p.size = 1;
+        log.append_page_created(p);
+        starts.push_back(log.head() - TLog::kHeaderBytes);  // a header and an empty name
+        epochs.push_back(0);
+        continue;
+      }
+      // Mostly small records, some larger than an index block (blocks no
+      // record starts in), up to the largest the ring takes.
+      const uint64_t most = log.max_record_bytes() - 56;
+      const uint64_t len = rng.chance(80) ? rng.between(1, 300)
+                           : rng.chance(50) ? rng.between(1, std::min<uint64_t>(70000, most))
+                                            : rng.between(1, most);
+      const std::vector<mmsb::Range> ranges{{0, static_cast<uint32_t>(len)}};
+      mmsb::DeltaView d;
+      d.page = 0;
+      d.epoch = ++epoch;
+      d.ranges = ranges;
+      d.bytes = std::span<const std::byte>(bytes.data(), len);
+      REQUIRE(TLog::delta_record_bytes(d) <= log.max_record_bytes());
+      log.append_delta(d);
+      starts.push_back(log.head() - TLog::delta_record_bytes(d));
+      epochs.push_back(epoch);
+    }
+    // Every block-aligned position whose bytes the ring still holds.
+    const uint64_t head = log.head();
+    const uint64_t low = head > log.capacity() ? head - log.capacity() : 0;
+    for (uint64_t q = (low + TLog::kIndexBlockBytes - 1) / TLog::kIndexBlockBytes * TLog::kIndexBlockBytes; q < head;
+         q += TLog::kIndexBlockBytes) {
+      const auto it = std::lower_bound(starts.begin(), starts.end(), q);
+      const uint64_t want = it == starts.end() ? head : *it;
+      INFO("batch " << batch << ", block at " << q << ", head " << head);
+      REQUIRE(log.first_record_from(q, head) == want);
+      const uint64_t cut = q + rng.below(head - q) + 1;  // an earlier end
+      REQUIRE(log.first_record_from(q, cut) == std::min(want, cut));
+      // From there, read_at walks the remaining records in order.
+      size_t k = static_cast<size_t>(it - starts.begin());
+      mmsb::TLogRecord rec;
+      for (uint64_t pos = want; pos < head;) {
+        log.read_at(pos, &rec);
+        if (rec.kind == RecordKind::kPadding) {
+          pos = rec.next;
+          continue;
+        }
+        REQUIRE(k < starts.size());
+        REQUIRE(pos == starts[k]);
+        if (rec.kind == RecordKind::kDelta) REQUIRE(rec.delta.epoch == epochs[k]);
+        if (rec.kind == RecordKind::kPageCreated) REQUIRE(epochs[k] == 0);
+        pos = rec.next;
+        ++k;
+      }
+      REQUIRE(k == starts.size());
+    }
+    // A position inside a block rounds up to the next block.
+    if (head > low + 2 * TLog::kIndexBlockBytes) {
+      const uint64_t q = (low + TLog::kIndexBlockBytes - 1) / TLog::kIndexBlockBytes * TLog::kIndexBlockBytes;
+      REQUIRE(log.first_record_from(q + 1, head) == log.first_record_from(q + TLog::kIndexBlockBytes, head));
+    }
+  }
+  CHECK(log.head() > 5 * log.capacity());  // the ring wrapped
 }
 
 TEST_CASE("TLog: at most kMaxPinned pinned cursors", "[tlog]") {

@@ -1,5 +1,6 @@
 #include "mmsb/tlog.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstddef>
 #include <cstring>
@@ -37,6 +38,10 @@ TLog::TLog(size_t capacity) {
   mask_ = capacity_ - 1;
   // Uninitialized: pages of the ring become resident only as records reach them.
   ring_.reset(new std::byte[capacity_]);
+  const size_t blocks = std::max<size_t>(capacity_ >> kIndexShift, 1);
+  index_mask_ = blocks - 1;
+  index_.reset(new std::atomic<uint64_t>[blocks]);
+  for (size_t b = 0; b < blocks; ++b) index_[b].store(~uint64_t{0}, std::memory_order_relaxed);  // names no block
 }
 
 TLog::~TLog() = default;
@@ -152,6 +157,7 @@ void TLog::append_delta(const DeltaView& d) {
   const size_t size = delta_record_bytes(d);
   uint64_t start;
   std::byte* p = reserve(size, &start);
+  index(start);
   store_header(p, static_cast<uint32_t>(size), RecordKind::kDelta, d.page,
                static_cast<uint32_t>(d.ranges.size()), d.base_version, d.epoch, d.cause, d.bytes.size());
   std::byte* q = p + kHeaderBytes;
@@ -170,9 +176,10 @@ void TLog::append_page_created(const PageCreatedView& pc) {
   const size_t size = pad8(kHeaderBytes + pc.name.size());
   uint64_t start;
   std::byte* p = reserve(size, &start);
+  index(start);
   store_header(p, static_cast<uint32_t>(size), RecordKind::kPageCreated, pc.page,
                static_cast<uint32_t>(pc.name.size()), pc.size, pc.epoch, 0, 0);
-  std::memcpy(p + kHeaderBytes, pc.name.data(), pc.name.size());
+  if (!pc.name.empty()) std::memcpy(p + kHeaderBytes, pc.name.data(), pc.name.size());  // data() may be null
   publish(start + size);
 }
 
@@ -223,13 +230,24 @@ Status TLog::read(Cursor& c, TLogRecord* rec, bool* got) const {
                                        std::to_string(capacity_) + " bytes); resync from a full copy");
   }
   if (pos == head) return Status::OK();
-  Header h;
-  std::memcpy(&h, ring_.get() + (pos & mask_), 8);
-  if (h.kind == static_cast<uint16_t>(RecordKind::kPadding)) {
-    pos += h.size;
-    if (pos == head) return Status::OK();  // not reached: padding is published with its record
+  read_at(pos, rec);
+  if (rec->kind == RecordKind::kPadding) {
+    if (rec->next == head) return Status::OK();  // not reached: padding is published with its record
+    read_at(rec->next, rec);
   }
+  *got = true;
+  return Status::OK();
+}
+
+void TLog::read_at(uint64_t pos, TLogRecord* rec) const noexcept {
   const std::byte* p = ring_.get() + (pos & mask_);
+  Header h;
+  std::memcpy(&h, p, 8);  // a padding record may hold only its size and kind
+  if (h.kind == static_cast<uint16_t>(RecordKind::kPadding)) {
+    rec->kind = RecordKind::kPadding;
+    rec->next = pos + h.size;
+    return;
+  }
   std::memcpy(&h, p, sizeof h);
   rec->kind = static_cast<RecordKind>(h.kind);
   rec->next = pos + h.size;
@@ -245,8 +263,14 @@ Status TLog::read(Cursor& c, TLogRecord* rec, bool* got) const {
     rec->page = PageCreatedView{h.page, h.base_version, h.epoch,
                                 std::string_view(reinterpret_cast<const char*>(p + sizeof h), h.count)};
   }
-  *got = true;
-  return Status::OK();
+}
+
+uint64_t TLog::first_record_from(uint64_t from, uint64_t end) const noexcept {
+  for (uint64_t b = (from + kIndexBlockBytes - 1) >> kIndexShift; (b << kIndexShift) < end; ++b) {
+    const uint64_t at = index_[b & index_mask_].load(std::memory_order_relaxed);
+    if ((at >> kIndexShift) == b) return std::min(at, end);  // else no record started in block b
+  }
+  return end;
 }
 
 void TLog::advance(Cursor& c, const TLogRecord& rec) {

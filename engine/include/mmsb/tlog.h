@@ -119,6 +119,23 @@ class TLog {
   // this many bytes (and by its own timeout).
   size_t wake_bytes() const noexcept { return capacity_ / 16; }
 
+  // --- reading a span on several threads (the bus write lock held) ---
+  // The record index: for each kIndexBlockBytes-aligned block of the record
+  // stream, the position of the first record (padding aside) that starts
+  // in it, kept by the producer at one compare per append. Lets threads
+  // each walk a part of [cursor, head) from a known record start.
+  static constexpr unsigned kIndexShift = 16;
+  static constexpr uint64_t kIndexBlockBytes = uint64_t{1} << kIndexShift;
+  // The position of the first record that starts in [from rounded up to a
+  // block, end), or `end` if none does. [from, end) must lie within
+  // [head - capacity, head], and no append may run meanwhile.
+  uint64_t first_record_from(uint64_t from, uint64_t end) const noexcept;
+  // The record that starts at stream position `pos`, with no head or lag
+  // check: the caller knows pos is a record start in the ring and holds the
+  // bus write lock. A padding record comes back as kPadding (next is past
+  // it): skip it.
+  void read_at(uint64_t pos, TLogRecord* rec) const noexcept;
+
  private:
   static constexpr size_t pad8(size_t n) noexcept { return (n + 7) & ~size_t{7}; }
   // Makes room for `bytes` contiguous bytes at the head (wrapping with a
@@ -126,6 +143,11 @@ class TLog {
   // *start is the record's stream position.
   std::byte* reserve(size_t bytes, uint64_t* start);
   std::byte* reserve_slow(size_t bytes, uint64_t* start);  // wrap or wait
+  void index(uint64_t start) noexcept {  // a record starts at `start`
+    if (((start ^ last_start_) >> kIndexShift) != 0)
+      index_[(start >> kIndexShift) & index_mask_].store(start, std::memory_order_relaxed);
+    last_start_ = start;
+  }
   uint64_t pinned_low_water() const noexcept;
   void publish(uint64_t new_head);
 
@@ -135,8 +157,15 @@ class TLog {
   std::unique_ptr<std::byte[]> ring_;
   // Written by the producer per record; read by consumers.
   alignas(64) std::atomic<uint64_t> head_{0};
+  // Per index block (capacity / kIndexBlockBytes of them, at least one):
+  // the stream position of the first record that started in the block when
+  // it last held records; entries of blocks no record started in are stale
+  // (they name an older block) and are recognized as such.
+  std::unique_ptr<std::atomic<uint64_t>[]> index_;
+  size_t index_mask_;
   // Producer-only.
   alignas(64) uint64_t low_water_cache_ = 0;  // last known pinned minimum
+  uint64_t last_start_ = ~uint64_t{0};        // the last record's position
   std::atomic<uint64_t> producer_waits_{0};   // written by the producer only
   // Each pinned consumer writes its own cache line.
   struct alignas(64) Pin {
