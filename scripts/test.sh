@@ -8,9 +8,10 @@
 # then runs, each stage in its own build directory build/<preset>:
 #   1. debug    ASan + UBSan, bench off. Builds everything else and runs every
 #               test: ctest --preset debug.
-#   2. tsan     ThreadSanitizer. Builds the engine and capture tests and runs
-#               the engine's [threads] cases and the capture cases that are
-#               not fork/kill or stock-tool tests.
+#   2. tsan     ThreadSanitizer. Builds the engine, capture and CUDA-mirror
+#               tests and runs the engine's and the mirror's [threads] cases
+#               and the capture cases that are not fork/kill or stock-tool
+#               tests.
 #   3. release  Builds everything (libraries, tests, samples, bench) and runs
 #               every test: ctest --preset release.
 # Build directories are reused, so a second run only rebuilds what changed.
@@ -71,7 +72,7 @@ if [ "$quick" -eq 0 ]; then
   run_ctest debug
   echo "debug stage: $((SECONDS - t)) s"
 
-  section tsan "(ThreadSanitizer): threaded engine tests, capture tests"
+  section tsan "(ThreadSanitizer): threaded engine and mirror tests, capture tests"
   # Why not ctest here: catch_discover_tests registers each TEST_CASE as
   # "engine/<name>" without its tags (Catch2 v2 makes no labels from tags),
   # so neither ctest -R nor -L can select "the threaded tests". Catch's own
@@ -80,7 +81,7 @@ if [ "$quick" -eq 0 ]; then
   # renamed tag cannot silently make this stage test nothing.
   t=$SECONDS
   cmake --preset tsan
-  "${no_aslr[@]}" cmake --build --preset tsan -j"$jobs" --target mmsb_engine_tests mmsb_capture_tests
+  "${no_aslr[@]}" cmake --build --preset tsan -j"$jobs" --target mmsb_engine_tests mmsb_capture_tests mmsb_cuda_tests
   # TSan reports races on stderr and then exits 66, even when every Catch
   # assertion passed. The capture tests run the recorder's writer thread
   # against application threads; the fork/kill and stock-tool tests stay in
@@ -94,6 +95,7 @@ if [ "$quick" -eq 0 ]; then
   }
   tsan_run mmsb_engine_tests "[threads]"
   tsan_run mmsb_capture_tests "[capture]~[crash]~[tools]"
+  tsan_run mmsb_cuda_tests "[threads]"  # the mirror's parallel packer (CPU path)
   echo "tsan stage: $((SECONDS - t)) s"
 fi
 

@@ -103,12 +103,12 @@ inline void random_delta(mmsb::Bus& bus, model::Model& m, model::Rng& rng, uint6
 // after every sync the mirror equals the model.
 inline void scenario_sync_random(Backend backend, uint64_t seed, uint32_t pages, uint64_t max_size,
                                  uint64_t max_run, int batches, int deltas_per_batch,
-                                 size_t tlog_capacity = size_t{16} << 20) {
+                                 size_t tlog_capacity = size_t{16} << 20, MirrorOptions options = {}) {
   mmsb::Bus bus(ring(tlog_capacity));
   model::Model m;
   model::Rng rng(seed);
   for (uint32_t p = 0; p < pages; ++p) create(bus, m, rng.between(1, max_size));
-  auto mirror = open_mirror(bus, backend);
+  auto mirror = open_mirror(bus, backend, options);
   require_matches(*mirror, m, bus);
   for (int b = 0; b < batches; ++b) {
     if (rng.chance(30)) create(bus, m, rng.between(1, max_size));  // pages appear mid-stream
@@ -116,6 +116,10 @@ inline void scenario_sync_random(Backend backend, uint64_t seed, uint32_t pages,
     auto n = mirror->sync();
     INFO("batch " << b << ": " << n.status().to_string());
     REQUIRE(n.ok());
+    if (options.pack_threads > 1 && deltas_per_batch >= 8000) {  // long enough to read on several threads
+      REQUIRE(mirror->stats().last_sync.pack_threads > 1);
+      REQUIRE(mirror->stats().last_sync.pack_threads <= options.pack_threads);
+    }
     require_matches(*mirror, m, bus);
   }
   REQUIRE(mirror->resyncs() == 0);
@@ -286,6 +290,66 @@ inline void scenario_echo(Backend backend) {
   must(mirror->writeback(a));
   m.write(a, 10, {7, 8, 9});
   REQUIRE(model::same(bus.page_bytes(a), m.pages[a].bytes));
+  REQUIRE(mirror->sync().ok());
+  require_matches(*mirror, m, bus);
+}
+
+// Many written-back deltas between ordinary ones, read in one sync on
+// several threads: each thread's lane skips the echoes among its records
+// (a device edit made after the writebacks survives the sync), applies the
+// rest, and the pages end at the bus's versions.
+inline void scenario_echoes_across_lanes(Backend backend) {
+  mmsb::Bus bus(ring(size_t{16} << 20));
+  model::Model m;
+  model::Rng rng(31);
+  constexpr mmsb::PageId kDevicePages = 12, kPages = 60;  // pages [0, 12) change on the device only
+  for (mmsb::PageId p = 0; p < kPages; ++p) create(bus, m, rng.between(100, 5000));
+  auto mirror = open_mirror(bus, backend, MirrorOptions{.track_all = true, .pack_threads = 4});
+  uint64_t bus_deltas = 0, written_back = 0;
+  for (int cycle = 0; cycle < 8; ++cycle) {
+    for (int i = 0; i < 700; ++i) {  // ordinary deltas, on the other pages
+      const auto id = static_cast<mmsb::PageId>(rng.between(kDevicePages, kPages - 1));
+      const uint64_t size = m.pages[id].bytes.size();
+      const uint64_t len = rng.between(1, std::min<uint64_t>(64, size));
+      const uint64_t off = rng.below(size - len + 1);
+      const std::vector<uint8_t> v = rng.bytes(len);
+      must(bus.write(id, off, model::to_bytes(v)));
+      m.write(id, off, v);
+      ++bus_deltas;
+    }
+    for (mmsb::PageId id = 0; id < kDevicePages; ++id) {  // kernels, then their writeback
+      if (!rng.chance(60)) continue;
+      std::vector<uint8_t> device = m.pages[id].bytes;
+      device_edit(*mirror, id, device, rng, static_cast<int>(rng.between(1, 4)), 200);
+      mmsb::cuda::WritebackStats st;
+      must(mirror->writeback(id, &st));
+      if (st.applied == 0) continue;  // the edit rewrote the same bytes
+      m.assign(id, device);
+      ++written_back;
+    }
+  }
+  REQUIRE(written_back > 20);
+  // A kernel runs once more after the last writeback: the sync must not
+  // apply the echoes over it.
+  std::vector<uint8_t> survivor = m.pages[3].bytes;
+  device_edit(*mirror, 3, survivor, rng, 3, 100);
+  const uint64_t echoes = mirror->stats().echoes;
+  auto n = mirror->sync();
+  INFO(n.status().to_string());
+  REQUIRE(n.ok());
+  REQUIRE(*n == bus_deltas);
+  REQUIRE(mirror->stats().echoes == echoes + written_back);
+  REQUIRE(mirror->stats().last_sync.pack_threads > 1);
+  std::vector<std::byte> got;
+  for (mmsb::PageId id = 0; id < kPages; ++id) {
+    must(mirror->read_page(id, &got));
+    INFO("page " << id);
+    REQUIRE(model::same(got, id == 3 ? survivor : m.pages[id].bytes));
+    REQUIRE(mirror->page_version(id) == m.pages[id].version);
+  }
+  mmsb::cuda::WritebackStats st;
+  must(mirror->writeback(3, &st));
+  if (st.applied > 0) m.assign(3, survivor);
   REQUIRE(mirror->sync().ok());
   require_matches(*mirror, m, bus);
 }

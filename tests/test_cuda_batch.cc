@@ -56,9 +56,13 @@ TEST_CASE("packer + scatter reference equal a byte loop, later adds winning", "[
   std::vector<uint8_t> want_live = rng.bytes(l.image), want_synced = rng.bytes(l.image);
   std::vector<std::byte> live = model::to_bytes(want_live), synced = model::to_bytes(want_synced);
   HostStaging staging;
-  BatchPacker packer(staging);
+  // One thread, or chunks of a few adds each on three.
+  const unsigned threads = GENERATE(1u, 3u);
+  BatchPacker packer(staging, threads, /*min_chunk_weight=*/threads == 1 ? BatchPacker::kDefaultMinChunkWeight : 500);
+  std::vector<std::vector<std::byte>> held;  // the bytes stay until finish()
   for (int batch = 0; batch < 8; ++batch) {
-    packer.reset(l.image);
+    packer.reset();
+    held.clear();
     std::set<uint64_t> regions;
     const int adds = static_cast<int>(rng.between(1, 300));
     for (int i = 0; i < adds; ++i) {
@@ -69,15 +73,17 @@ TEST_CASE("packer + scatter reference equal a byte loop, later adds winning", "[
       const std::vector<uint8_t> v = rng.bytes(len);
       const uint32_t flags = static_cast<uint32_t>(rng.between(1, 3));
       const uint64_t dst = l.offset[p] + off;
-      REQUIRE(packer.add(dst, model::to_bytes(v).data(), len, flags).ok());
+      held.push_back(model::to_bytes(v));
+      packer.add(dst, held.back().data(), len, flags);
       for (uint64_t k = 0; k < len; ++k) {
         if (flags & kToLive) want_live[dst + k] = v[k];
         if (flags & kToSynced) want_synced[dst + k] = v[k];
         regions.insert((dst + k) >> kRegionShift);
       }
     }
-    auto L = packer.finish();
+    auto L = packer.finish(l.image);
     REQUIRE(L.ok());
+    if (threads > 1 && adds > 50) REQUIRE(packer.last_chunks() > 1);
     REQUIRE(L->segment_count == regions.size());
     REQUIRE(L->op_count >= static_cast<uint32_t>(adds));
     REQUIRE(L->total_bytes <= staging.capacity());
@@ -109,9 +115,10 @@ TEST_CASE("packer: ranges cross 16-byte lines and 4 KiB regions at every phase",
       std::vector<uint8_t> want(l.image, 0);
       std::vector<uint8_t> v(len);
       for (uint64_t k = 0; k < len; ++k) v[k] = static_cast<uint8_t>(k * 7 + 1);
-      packer.reset(l.image);
-      REQUIRE(packer.add(off, model::to_bytes(v).data(), len, kToLive).ok());
-      auto L = packer.finish();
+      packer.reset();
+      const std::vector<std::byte> bytes = model::to_bytes(v);
+      packer.add(off, bytes.data(), len, kToLive);
+      auto L = packer.finish(l.image);
       REQUIRE(L.ok());
       REQUIRE(scatter_reference(staging.data(), *L, live.data(), synced.data(), l.image).ok());
       for (uint64_t k = 0; k < len; ++k) want[off + k] = v[k];
@@ -129,11 +136,11 @@ TEST_CASE("scatter reference refuses layouts that would make the kernel wrong", 
   std::vector<std::byte> live(l.image), synced(l.image);
   const std::vector<std::byte> v(100, std::byte{1});
   auto build = [&] {
-    packer.reset(l.image);
-    REQUIRE(packer.add(10, v.data(), 40, kToLive).ok());
-    REQUIRE(packer.add(30, v.data(), 40, kToLive).ok());
-    REQUIRE(packer.add(kRegionBytes + 3, v.data(), 20, kToLive).ok());
-    auto L = packer.finish();
+    packer.reset();
+    packer.add(10, v.data(), 40, kToLive);
+    packer.add(30, v.data(), 40, kToLive);
+    packer.add(kRegionBytes + 3, v.data(), 20, kToLive);
+    auto L = packer.finish(l.image);
     REQUIRE(L.ok());
     REQUIRE(L->segment_count == 2);
     return *L;
@@ -176,8 +183,8 @@ TEST_CASE("scatter reference refuses layouts that would make the kernel wrong", 
 TEST_CASE("packer: an empty batch and a reused packer", "[cuda][batch]") {
   HostStaging staging;
   BatchPacker packer(staging);
-  packer.reset(1024);
-  auto L = packer.finish();
+  packer.reset();
+  auto L = packer.finish(1024);
   REQUIRE(L.ok());
   REQUIRE(L->op_count == 0);
   REQUIRE(L->segment_count == 0);
@@ -187,15 +194,130 @@ TEST_CASE("packer: an empty batch and a reused packer", "[cuda][batch]") {
   std::vector<uint8_t> want(8192, 0);
   std::vector<std::byte> img(8192);
   for (int b = 0; b < 50; ++b) {
-    packer.reset(img.size());
+    packer.reset();
     const std::byte x{static_cast<uint8_t>(b + 1)};
-    REQUIRE(packer.add(static_cast<uint64_t>(b) * 100, &x, 1, kToLive).ok());
+    packer.add(static_cast<uint64_t>(b) * 100, &x, 1, kToLive);
     want[b * 100] = static_cast<uint8_t>(b + 1);
-    auto Lb = packer.finish();
+    auto Lb = packer.finish(img.size());
     REQUIRE(Lb.ok());
     REQUIRE(Lb->segment_count == 1);
     REQUIRE(scatter_reference(staging.data(), *Lb, img.data(), nullptr, img.size()).ok());
   }
+  REQUIRE(model::same(img, want));
+}
+
+TEST_CASE("packer on several threads: deltas of many ranges, the same bytes rewritten across chunks",
+          "[cuda][batch][threads]") {
+  // Few pages, so every region gets ops from every chunk: a region's ops
+  // must still run in add order (later deltas win) however the adds are cut
+  // into chunks -- by the packer (one lane), or by threads that fill
+  // lanes of their own (fill_lanes, cut at random deltas).
+  Rng rng(GENERATE(11, 12, 13));
+  const unsigned threads = GENERATE(1u, 2u, 4u, 7u);
+  const uint64_t min_weight = GENERATE(uint64_t{1}, uint64_t{3000});
+  const bool lanes = GENERATE(false, true);
+  const Layout l = lay_out({3 * kRegionBytes + 100, 700, 2 * kRegionBytes});
+  std::vector<uint8_t> want_live = rng.bytes(l.image), want_synced = rng.bytes(l.image);
+  std::vector<std::byte> live = model::to_bytes(want_live), synced = model::to_bytes(want_synced);
+  HostStaging staging;
+  BatchPacker packer(staging, threads, min_weight);
+  struct Held {  // one delta as a DeltaView holds it
+    uint64_t dst;
+    std::vector<mmsb::Range> ranges;
+    std::vector<std::byte> bytes;
+    uint32_t flags;
+  };
+  std::vector<Held> held;
+  for (int batch = 0; batch < 6; ++batch) {
+    packer.reset();
+    held.clear();
+    held.reserve(2000);
+    std::set<uint64_t> regions;
+    const int deltas = static_cast<int>(rng.between(1, 1500));
+    for (int i = 0; i < deltas; ++i) {
+      const size_t p = rng.below(l.size.size());
+      Held h;
+      // Sorted, disjoint ranges, as the engine's deltas are.
+      uint64_t at = rng.below(64);
+      while (at < l.size[p] && h.ranges.size() < 5) {
+        const uint64_t len = std::min<uint64_t>(rng.between(1, rng.chance(10) ? 5000 : 48), l.size[p] - at);
+        h.ranges.push_back(mmsb::Range{static_cast<uint32_t>(at), static_cast<uint32_t>(len)});
+        const std::vector<uint8_t> v = rng.bytes(len);
+        const std::vector<std::byte> b = model::to_bytes(v);
+        h.bytes.insert(h.bytes.end(), b.begin(), b.end());
+        at += len + rng.between(1, 3000);
+      }
+      const uint32_t flags = static_cast<uint32_t>(rng.between(1, 3));
+      const uint8_t* v = reinterpret_cast<const uint8_t*>(h.bytes.data());
+      for (const mmsb::Range& r : h.ranges) {
+        for (uint64_t k = 0; k < r.length; ++k) {
+          const uint64_t x = l.offset[p] + r.offset + k;
+          if (flags & kToLive) want_live[x] = *v;
+          if (flags & kToSynced) want_synced[x] = *v;
+          regions.insert(x >> kRegionShift);
+          ++v;
+        }
+      }
+      h.dst = l.offset[p];
+      h.flags = flags;
+      held.push_back(std::move(h));
+      if (!lanes) packer.add_delta(held.back().dst, held.back().ranges, held.back().bytes, flags);
+    }
+    struct Fill {
+      const std::vector<Held>* held;
+      std::vector<size_t> cut;  // lane k adds held[cut[k], cut[k + 1])
+    } fill{&held, {0}};
+    if (lanes) {
+      REQUIRE(packer.width() == threads);
+      const size_t n = rng.between(1, threads + 2);  // more lanes than threads share them
+      for (size_t k = 1; k < n; ++k) fill.cut.push_back(rng.below(held.size() + 1));
+      std::sort(fill.cut.begin(), fill.cut.end());
+      fill.cut.push_back(held.size());
+      packer.fill_lanes(
+          n,
+          [](void* ctx, size_t k, BatchPacker::Lane& lane) {
+            const Fill& f = *static_cast<const Fill*>(ctx);
+            for (size_t i = f.cut[k]; i < f.cut[k + 1]; ++i) {
+              const Held& h = (*f.held)[i];
+              lane.add_delta(h.dst, h.ranges, h.bytes, h.flags);
+            }
+          },
+          &fill);
+    }
+    auto L = packer.finish(l.image);
+    REQUIRE(L.ok());
+    INFO("batch " << batch << ": " << deltas << " deltas in " << packer.last_chunks() << " chunks");
+    if (lanes && fill.cut.size() > 2) REQUIRE(packer.last_chunks() == fill.cut.size() - 1);  // one per lane
+    if (!lanes && min_weight == 1 && deltas >= static_cast<int>(threads)) REQUIRE(packer.last_chunks() == threads);
+    REQUIRE(L->segment_count == regions.size());
+    const mmsb::Status s = scatter_reference(staging.data(), *L, live.data(), synced.data(), l.image);
+    INFO(s.to_string());
+    REQUIRE(s.ok());
+    REQUIRE(model::same(live, want_live));
+    REQUIRE(model::same(synced, want_synced));
+  }
+}
+
+TEST_CASE("packer: an add outside the image is refused, naming its bytes", "[cuda][batch]") {
+  HostStaging staging;
+  const unsigned threads = GENERATE(1u, 3u);
+  BatchPacker packer(staging, threads, 1);
+  const std::vector<std::byte> v(64, std::byte{7});
+  packer.reset();
+  for (int i = 0; i < 10; ++i) packer.add(static_cast<uint64_t>(i) * 64, v.data(), 64, kToLive);
+  packer.add(3 * kRegionBytes - 10, v.data(), 20, kToLive);  // past an image of 3 regions
+  auto L = packer.finish(3 * kRegionBytes - 100);
+  REQUIRE(L.status().code() == mmsb::Code::kCorruption);
+  REQUIRE(L.status().message().find("[12278, 12298)") != std::string::npos);
+  // The packer is fine for the next batch.
+  packer.reset();
+  packer.add(5, v.data(), 10, kToLive);
+  L = packer.finish(64);
+  REQUIRE(L.ok());
+  std::vector<std::byte> img(64);
+  REQUIRE(scatter_reference(staging.data(), *L, img.data(), nullptr, img.size()).ok());
+  std::vector<uint8_t> want(64, 0);
+  for (int k = 5; k < 15; ++k) want[k] = 7;
   REQUIRE(model::same(img, want));
 }
 

@@ -20,6 +20,10 @@ TEST_CASE("GPU: dense rewrites (W3-like) in batches", "[gpu]") {
   scenario_sync_random(Backend::kCuda, 3, 6, 70000, 70000, 6, 40);
 }
 
+TEST_CASE("GPU: large batches packed on several threads", "[gpu]") {
+  scenario_sync_random(Backend::kCuda, 5, 24, 5000, 64, 6, 8000, size_t{32} << 20, MirrorOptions{.pack_threads = 4});
+}
+
 TEST_CASE("GPU: one-byte pages and runs", "[gpu]") { scenario_sync_random(Backend::kCuda, 4, 10, 3, 2, 5, 100); }
 
 TEST_CASE("GPU: a lagging mirror resyncs from a full copy", "[gpu]") { scenario_lag_resync(Backend::kCuda); }
@@ -29,6 +33,9 @@ TEST_CASE("GPU: writeback turns device changes into deltas", "[gpu]") {
 }
 
 TEST_CASE("GPU: a written-back delta is not applied again", "[gpu]") { scenario_echo(Backend::kCuda); }
+TEST_CASE("GPU: echoes among many deltas, read on several threads", "[gpu]") {
+  scenario_echoes_across_lanes(Backend::kCuda);
+}
 
 TEST_CASE("GPU: writeback of a page the bus changed is a conflict", "[gpu]") { scenario_conflict(Backend::kCuda); }
 

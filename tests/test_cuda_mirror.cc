@@ -17,6 +17,11 @@ TEST_CASE("CPU path: dense rewrites (W3-like) in batches", "[cuda][mirror]") {
                        /*batches=*/6, /*deltas_per_batch=*/40);
 }
 
+TEST_CASE("CPU path: large batches packed on several threads", "[cuda][mirror][threads]") {
+  scenario_sync_random(Backend::kCpu, 5, /*pages=*/24, /*max_size=*/5000, /*max_run=*/64, /*batches=*/6,
+                       /*deltas_per_batch=*/8000, size_t{32} << 20, MirrorOptions{.pack_threads = 4});
+}
+
 TEST_CASE("CPU path: one-byte pages and runs", "[cuda][mirror]") {
   scenario_sync_random(Backend::kCpu, 4, /*pages=*/10, /*max_size=*/3, /*max_run=*/2, /*batches=*/5,
                        /*deltas_per_batch=*/100);
@@ -32,6 +37,10 @@ TEST_CASE("CPU path: writeback turns device changes into deltas", "[cuda][mirror
 
 TEST_CASE("CPU path: a written-back delta is not applied again", "[cuda][mirror]") {
   scenario_echo(Backend::kCpu);
+}
+
+TEST_CASE("CPU path: echoes among many deltas, read on several threads", "[cuda][mirror][threads]") {
+  scenario_echoes_across_lanes(Backend::kCpu);
 }
 
 TEST_CASE("CPU path: writeback of a page the bus changed is a conflict", "[cuda][mirror]") {

@@ -1,9 +1,13 @@
 #include "mmsb/cuda/batch.h"
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <string>
+#include <system_error>
+#include <thread>
 
 namespace mmsb::cuda {
 namespace {
@@ -29,90 +33,358 @@ Status HostStaging::grow(size_t min_capacity, size_t keep) {
   return Status::OK();
 }
 
-void BatchPacker::reset(uint64_t image_bytes) {
+// Runs a task on the caller's thread and up to `workers` threads at once.
+// Threads start on first use and wait on a condition variable in between;
+// a thread that cannot be started leaves the pool smaller.
+class TaskPool {
+ public:
+  explicit TaskPool(unsigned workers) : want_(workers) {}
+  ~TaskPool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    start_cv_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+  // Threads that can run tasks at once, the caller's included.
+  size_t width() {
+    while (threads_.size() < want_) {
+      try {
+        threads_.emplace_back([this, id = threads_.size() + 1] { work(id); });
+      } catch (const std::system_error&) {
+        want_ = static_cast<unsigned>(threads_.size());
+      }
+    }
+    return threads_.size() + 1;
+  }
+  // Runs task(ctx, i) for every i in [0, n), spread over the threads
+  // (thread t runs i = t, t + threads, ...; the caller is thread 0).
+  // Returns when all have returned.
+  void run(size_t n, void (*task)(void*, size_t), void* ctx) {
+    const size_t stride = std::min(n, threads_.size() + 1);
+    if (stride > 1) {
+      std::lock_guard<std::mutex> lk(mu_);
+      task_ = task;
+      ctx_ = ctx;
+      n_ = n;
+      stride_ = stride;
+      pending_ = stride - 1;
+      ++generation_;
+    }
+    if (stride > 1) start_cv_.notify_all();
+    for (size_t i = 0; i < n; i += std::max<size_t>(stride, 1)) task(ctx, i);
+    if (stride > 1) {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_cv_.wait(lk, [this] { return pending_ == 0; });
+    }
+  }
+
+ private:
+  void work(size_t id) {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      start_cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      if (id >= stride_) continue;
+      const size_t n = n_, stride = stride_;
+      lk.unlock();
+      for (size_t i = id; i < n; i += stride) task_(ctx_, i);
+      lk.lock();
+      if (--pending_ == 0) done_cv_.notify_one();
+    }
+  }
+
+  unsigned want_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable start_cv_, done_cv_;
+  uint64_t generation_ = 0;  // one per run() with workers
+  size_t n_ = 0, stride_ = 0, pending_ = 0;
+  bool stop_ = false;
+  void (*task_)(void*, size_t) = nullptr;
+  void* ctx_ = nullptr;
+};
+
+BatchPacker::BatchPacker(Staging& staging, unsigned threads, uint64_t min_chunk_weight)
+    : staging_(staging),
+      threads_(std::max(threads, 1u)),
+      min_chunk_weight_(std::max<uint64_t>(min_chunk_weight, 1)),
+      lanes_(1) {}
+
+BatchPacker::~BatchPacker() = default;
+
+void BatchPacker::reset() noexcept {
+  for (size_t k = 0; k < lane_count_; ++k) {
+    lanes_[k].jobs_.clear();
+    lanes_[k].bound_ = 0;
+    lanes_[k].no_memory_ = false;
+  }
+  lane_count_ = 1;
+}
+
+bool BatchPacker::empty() const noexcept {
+  for (size_t k = 0; k < lane_count_; ++k)
+    if (!lanes_[k].jobs_.empty()) return false;
+  return true;
+}
+
+size_t BatchPacker::width() {
+  if (threads_ == 1) return 1;
+  if (!pool_) pool_ = std::make_unique<TaskPool>(threads_ - 1);
+  return pool_->width();
+}
+
+void BatchPacker::fill_lanes(size_t n, void (*fill)(void*, size_t, Lane&), void* ctx) {
+  reset();
+  n = std::max<size_t>(n, 1);
+  if (lanes_.size() < n) lanes_.resize(n);
+  lane_count_ = n;
+  struct Ctx {
+    BatchPacker* self;
+    void (*fill)(void*, size_t, Lane&);
+    void* ctx;
+  } x{this, fill, ctx};
+  auto task = [](void* p, size_t k) {
+    auto* c = static_cast<Ctx*>(p);
+    Lane& lane = c->self->lanes_[k];
+    try {
+      c->fill(c->ctx, k, lane);
+    } catch (const std::bad_alloc&) {
+      lane.no_memory_ = true;
+    }
+  };
+  each(n, task, &x);
+}
+
+void BatchPacker::each(size_t n, void (*task)(void*, size_t), void* ctx) {
+  if (n > 1 && width() > 1) {
+    pool_->run(n, task, ctx);
+  } else {
+    for (size_t i = 0; i < n; ++i) task(ctx, i);
+  }
+}
+
+namespace {
+
+// Grows a chunk's op array to hold at least `need` ops, keeping the first
+// `keep`. False when memory runs out.
+bool grow_ops(std::unique_ptr<CopyOp[]>& ops, uint64_t& capacity, uint64_t need, uint64_t keep) noexcept {
+  const uint64_t cap = std::max({need, capacity * 2, uint64_t{1024}});
+  CopyOp* fresh = new (std::nothrow) CopyOp[cap];
+  if (fresh == nullptr) return false;
+  if (keep > 0) std::memcpy(fresh, ops.get(), keep * sizeof(CopyOp));
+  ops.reset(fresh);
+  capacity = cap;
+  return true;
+}
+
+[[gnu::noinline]] Status outside_image(uint64_t dst, uint64_t length, uint64_t image) {
+  return Status(Code::kCorruption, "mirror batch: bytes [" + std::to_string(dst) + ", " + std::to_string(dst + length) +
+                                       ") lie outside the image of " + std::to_string(image) + " bytes");
+}
+
+}  // namespace
+
+void BatchPacker::copy(Chunk& c) noexcept {
+  const uint32_t batch = batch_;
+  const uint64_t image = image_bytes_;
+  std::byte* const base = base_;
+  uint32_t* const stamp = c.stamp.data();
+  uint32_t* const count = c.count.data();
+  c.touched.clear();
+  c.error = Status::OK();
+  // Everything in locals: the memcpy below would make the compiler reload
+  // members. A range needs at most 2 + length / 4 KiB ops.
+  uint64_t blob = c.blob_at;  // 16-aligned: so blob offset == dst modulo 16 below
+  CopyOp* ops = c.ops.get();
+  uint64_t n = 0, cap = c.op_capacity;
+  const std::vector<Job>& jobs = c.lane->jobs_;
+  for (size_t i = c.first; i < c.end; ++i) {
+    const Job& j = jobs[i];
+    const uint64_t ranges = j.ranges != nullptr ? j.n : 1;
+    const std::byte* bytes = j.bytes;
+    for (uint64_t k = 0; k < ranges; ++k) {
+      const uint64_t dst = j.ranges != nullptr ? j.dst + j.ranges[k].offset : j.dst;
+      const uint64_t length = j.ranges != nullptr ? j.ranges[k].length : j.n;
+      if (dst > image || length > image - dst) [[unlikely]] {
+        c.error = outside_image(dst, length, image);
+        goto done;
+      }
+      if (cap - n < 2 + (length >> kRegionShift)) [[unlikely]] {
+        if (!grow_ops(c.ops, c.op_capacity, n + 2 + (length >> kRegionShift), n)) {
+          c.error = Status(Code::kResourceExhausted, "mirror batch: cannot allocate memory for its copy ops");
+          goto done;
+        }
+        ops = c.ops.get();
+        cap = c.op_capacity;
+      }
+      blob += (dst - blob) & 15;
+      std::memcpy(base + blob, bytes, length);
+      uint64_t d = dst, src = blob, left = length;
+      blob += length;
+      bytes += length;
+      while (left > 0) {  // one op per image region the range touches
+        const uint64_t len = std::min(left, kRegionBytes - (d & (kRegionBytes - 1)));
+        const uint64_t r = d >> kRegionShift;
+        if (stamp[r] != batch) {
+          stamp[r] = batch;
+          count[r] = 0;
+          c.touched.push_back(static_cast<uint32_t>(r));  // capacity reserved: no allocation
+        }
+        ++count[r];
+        ops[n++] = CopyOp{d, src, static_cast<uint32_t>(len), j.flags};
+        d += len;
+        src += len;
+        left -= len;
+      }
+    }
+  }
+done:
+  c.op_count = n;
+  c.blob_end = blob;
+}
+
+void BatchPacker::place(Chunk& c) const noexcept {
+  std::byte* const ops_out = base_ + ops_offset_;
+  for (uint64_t i = 0; i < c.op_count; ++i) {
+    const CopyOp& op = c.ops[i];
+    const uint64_t r = op.dst >> kRegionShift;
+    const uint64_t pos = uint64_t{count_[r]} + c.count[r]++;
+    std::memcpy(ops_out + pos * sizeof(CopyOp), &op, sizeof op);
+  }
+}
+
+void BatchPacker::run(void (*pass)(BatchPacker&, Chunk&)) {
+  struct Ctx {
+    BatchPacker* self;
+    void (*pass)(BatchPacker&, Chunk&);
+  } ctx{this, pass};
+  auto task = [](void* p, size_t i) {
+    auto* x = static_cast<Ctx*>(p);
+    x->pass(*x->self, x->self->chunks_[i]);
+  };
+  each(chunk_count_, task, &ctx);
+}
+
+Result<BatchLayout> BatchPacker::finish(uint64_t image_bytes) {
   if (++batch_ == 0) {  // the stamps wrapped: forget them all
     std::fill(stamp_.begin(), stamp_.end(), 0);
+    for (Chunk& c : chunks_) std::fill(c.stamp.begin(), c.stamp.end(), 0);
     batch_ = 1;
   }
-  blob_ = 0;
-  base_ = staging_.data();
-  cap_ = staging_.capacity();
-  ops_.clear();
-  touched_.clear();
+  image_bytes_ = image_bytes;
   const uint64_t regions = (image_bytes + kRegionBytes - 1) >> kRegionShift;
   if (stamp_.size() < regions) {
     stamp_.resize(regions, 0);
     count_.resize(regions, 0);
+    touched_.reserve(regions);
   }
-}
 
-Status BatchPacker::reserve_blob(uint64_t more) {
-  if (blob_ + more <= cap_) return Status::OK();
-  Status s = staging_.grow(blob_ + more, blob_);
-  base_ = staging_.data();
-  cap_ = staging_.capacity();
-  return s;
-}
-
-Status BatchPacker::add_slow(uint64_t dst, const std::byte* bytes, uint64_t length, uint32_t flags) {
-  if (length == 0) return Status::OK();
-  // Place the bytes so that blob offset and image offset agree modulo 16.
-  const uint64_t pad = (dst - blob_) & 15;
-  if (Status s = reserve_blob(pad + length); !s.ok()) return s;
-  blob_ += pad;
-  std::memcpy(base_ + blob_, bytes, length);
-  uint64_t d = dst, src = blob_, left = length;
-  blob_ += length;
-  while (left > 0) {  // one op per image region the range touches
-    const uint64_t n = std::min(left, kRegionBytes - (d & (kRegionBytes - 1)));
-    const uint64_t r = d >> kRegionShift;
-    if (r >= stamp_.size()) {  // a page created during this batch
-      stamp_.resize(std::max<uint64_t>(r + 1, stamp_.size() * 2), 0);
-      count_.resize(stamp_.size(), 0);
+  for (size_t k = 0; k < lane_count_; ++k)
+    if (lanes_[k].no_memory_)
+      return Status(Code::kResourceExhausted, "mirror batch: cannot allocate memory for its adds");
+  // Chunks: the lanes, or pieces of a single lane of about equal weight
+  // (blob bound, plus 64 per add), none lighter than min_chunk_weight_
+  // unless it is the only one, at most one per thread.
+  const std::vector<Job>& jobs = lanes_[0].jobs_;
+  auto weight = [&jobs](size_t i) { return jobs[i].bound_end + 64 * (i + 1); };
+  size_t want = lane_count_;
+  if (lane_count_ == 1) {
+    const uint64_t total = jobs.empty() ? 0 : weight(jobs.size() - 1);
+    if (threads_ > 1 && total >= 2 * min_chunk_weight_)
+      want = static_cast<size_t>(std::min<uint64_t>({width(), total / min_chunk_weight_, jobs.size()}));
+  }
+  if (chunks_.size() < want) chunks_.resize(want);
+  chunk_count_ = want;
+  uint64_t lane_base = 0;  // blob bound of the lanes before this chunk's
+  size_t first = 0;
+  for (size_t k = 0; k < want; ++k) {
+    Chunk& c = chunks_[k];
+    if (lane_count_ > 1) {
+      c.lane = &lanes_[k];
+      c.first = 0;
+      c.end = lanes_[k].jobs_.size();
+    } else {
+      size_t end = jobs.size();
+      if (k + 1 < want) {  // the first job that reaches the target ends the chunk
+        const uint64_t target = weight(jobs.size() - 1) / want * (k + 1);
+        size_t lo = first, hi = jobs.size();
+        while (lo < hi) {
+          const size_t mid = lo + (hi - lo) / 2;
+          if (weight(mid) < target) lo = mid + 1; else hi = mid;
+        }
+        end = std::min(lo + 1, jobs.size());
+      }
+      c.lane = &lanes_[0];
+      c.first = first;
+      c.end = end;
+      first = end;
     }
-    note_region(r);
-    ops_.push_back(CopyOp{d, src, static_cast<uint32_t>(n), flags});
-    d += n;
-    src += n;
-    left -= n;
+    // Chunk k's bytes fit in [blob_at, next chunk's blob_at): they need at
+    // most the jobs' bound, and 16 more per chunk covers the alignment.
+    const std::vector<Job>& cj = c.lane->jobs_;
+    c.blob_at = align_up(lane_base + (c.first == 0 ? 0 : cj[c.first - 1].bound_end), 16) + 16 * k;
+    if (lane_count_ > 1) lane_base += c.lane->bound_;
+    if (c.stamp.size() < regions) {
+      c.stamp.resize(regions, 0);
+      c.count.resize(regions, 0);
+      c.touched.reserve(regions);
+    }
   }
-  return Status::OK();
-}
+  uint64_t bound = 0;
+  for (size_t k = 0; k < lane_count_; ++k) bound += lanes_[k].bound_;
 
-Result<BatchLayout> BatchPacker::finish() {
-  if (ops_.size() > std::numeric_limits<uint32_t>::max() || touched_.size() > std::numeric_limits<uint32_t>::max())
-    return Status(Code::kResourceExhausted, "mirror batch of " + std::to_string(ops_.size()) +
+  // Pass 1: the bytes into the blob, and each chunk's ops.
+  if (Status s = staging_.grow(align_up(bound, 16) + 16 * want, 0); !s.ok()) return s;
+  base_ = staging_.data();
+  run([](BatchPacker& p, Chunk& c) { p.copy(c); });
+
+  // The merge: segment sizes per region in first-touch order, each chunk's
+  // first slot in each of its regions.
+  uint64_t ops = 0;
+  touched_.clear();
+  for (size_t k = 0; k < chunk_count_; ++k) {
+    Chunk& c = chunks_[k];
+    if (!c.error.ok()) return c.error;
+    ops += c.op_count;
+    for (uint32_t r : c.touched) {
+      if (stamp_[r] != batch_) {
+        stamp_[r] = batch_;
+        count_[r] = 0;
+        touched_.push_back(r);
+      }
+      const uint32_t mine = c.count[r];
+      c.count[r] = count_[r];
+      count_[r] += mine;
+    }
+  }
+  if (ops > std::numeric_limits<uint32_t>::max())
+    return Status(Code::kResourceExhausted, "mirror batch of " + std::to_string(ops) +
                                                 " copy ops is too large (at most 2^32 - 1); sync more often");
   BatchLayout L;
-  L.blob_bytes = blob_;
+  L.blob_bytes = chunks_[chunk_count_ - 1].blob_end;  // chunks lie in order
   L.segment_count = static_cast<uint32_t>(touched_.size());
-  L.op_count = static_cast<uint32_t>(ops_.size());
-  L.segments_offset = align_up(blob_, 256);
+  L.op_count = static_cast<uint32_t>(ops);
+  L.segments_offset = align_up(L.blob_bytes, 256);
   L.ops_offset = align_up(L.segments_offset + sizeof(Segment) * L.segment_count, 256);
   L.total_bytes = L.ops_offset + sizeof(CopyOp) * L.op_count;
-  if (L.total_bytes > cap_) {
-    Status s = staging_.grow(L.total_bytes, blob_);
-    base_ = staging_.data();
-    cap_ = staging_.capacity();
-    if (!s.ok()) return s;
-  }
-  std::byte* base = base_;
-  // Stable counting sort by region: segments in first-touch order, each
-  // segment's ops in add() order. count_[r] becomes region r's write cursor.
-  uint32_t first = 0;
-  std::byte* seg_out = base + L.segments_offset;
-  for (uint32_t r : touched_) {
-    const Segment seg{first, count_[r]};
+  if (Status s = staging_.grow(L.total_bytes, L.blob_bytes); !s.ok()) return s;
+  base_ = staging_.data();
+  ops_offset_ = L.ops_offset;
+  uint32_t at = 0;
+  std::byte* seg_out = base_ + L.segments_offset;
+  for (uint32_t r : touched_) {  // count_[r] becomes the segment's first op
+    const Segment seg{at, count_[r]};
     std::memcpy(seg_out, &seg, sizeof seg);
     seg_out += sizeof seg;
-    count_[r] = first;
-    first += seg.count;
+    count_[r] = at;
+    at += seg.count;
   }
-  std::byte* ops_out = base + L.ops_offset;
-  for (const CopyOp& op : ops_) {
-    const uint32_t pos = count_[op.dst >> kRegionShift]++;
-    std::memcpy(ops_out + uint64_t{pos} * sizeof(CopyOp), &op, sizeof op);
-  }
+  // Pass 2: the ops into their places.
+  run([](BatchPacker& p, Chunk& c) { p.place(c); });
   return L;
 }
 

@@ -1,10 +1,12 @@
 #include "mmsb/cuda/mirror.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <string>
+#include <thread>
 
 #include "device.h"
 #include "mmsb/cuda/batch.h"
@@ -23,7 +25,22 @@ double ms_since(Clock::time_point t0) {
 
 std::string page_name(PageId id) { return "page " + std::to_string(id); }
 
+unsigned pack_threads(unsigned asked) {
+  if (asked > 0) return asked;
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+}
+
 }  // namespace
+
+// One lane of the TLog walk: the deltas of records [begin, end) into a lane
+// of the packer, on one of its threads.
+struct alignas(64) DeviceMirror::WalkLane {  // a cache line each: lanes run side by side
+  uint64_t begin = 0, end = 0;  // stream positions: record starts (or the head)
+  uint64_t deltas = 0, bytes = 0, echoes = 0;
+  bool unknown_page = false;  // a delta names a page the mirror lacks:
+  PageId page = 0;            // ... this one,
+  Epoch epoch = 0;            // ... at this epoch
+};
 
 std::string DeviceInfo::describe() const {
   char buf[256];
@@ -93,7 +110,7 @@ DeviceMirror::DeviceMirror(Bus& bus, const MirrorOptions& options, std::unique_p
       options_(options),
       device_(std::move(device)),
       backend_(std::move(backend)),
-      packer_(std::make_unique<BatchPacker>(device_->staging())),
+      packer_(std::make_unique<BatchPacker>(device_->staging(), pack_threads(options.pack_threads))),
       plan_(std::make_unique<DiffPlan>()) {}
 
 DeviceMirror::~DeviceMirror() {
@@ -125,21 +142,112 @@ Status DeviceMirror::resync_locked() {
   need_resync_ = true;  // until the copy is packed
   cursor_ = *bus_.tlog().open(/*pinned=*/false);  // unpinned cursors cannot fail to open
   echoes_.clear();
-  echo_head_ = 0;
   const uint32_t n = bus_.page_count();
   for (PageId id = static_cast<PageId>(pages_.size()); id < n; ++id) {
     if (Status s = add_page_locked(id, bus_.page_bytes(id).size()); !s.ok()) return s;
   }
-  packer_->reset(used_);
+  packer_->reset();
   for (PageId id = 0; id < n; ++id) {
     Page& p = pages_[id];
-    if (Status s = packer_->add(p.offset, bus_.page_bytes(id).data(), p.size, flags_of(p)); !s.ok()) return s;
+    packer_->add(p.offset, bus_.page_bytes(id).data(), p.size, flags_of(p));
     p.version = bus_.version_locked(id);
   }
   epoch_ = bus_.epoch();
   ++stats_.resyncs;
   need_resync_ = false;
   return Status::OK();
+}
+
+// Reads the TLog from the cursor to the head into the packer. Page
+// creations first: the pages the bus has beyond ours, in id order, as the
+// records would add them. Then the deltas, on several threads when there
+// are many: TLog::first_record_from() cuts the span at record starts, and
+// each lane fills its own lane of the packer. kLagged when the ring no
+// longer holds the cursor's records.
+Status DeviceMirror::read_log_locked(SyncStats* st) {
+  TLog& log = bus_.tlog();
+  TLogRecord rec;
+  bool got = false;
+  if (Status s = log.read(cursor_, &rec, &got); !s.ok() || !got) return s;  // checks the lag
+  for (PageId id = static_cast<PageId>(pages_.size()); id < bus_.page_count(); ++id) {
+    if (Status s = add_page_locked(id, bus_.page_bytes(id).size()); !s.ok()) return s;
+  }
+  const uint64_t begin = cursor_.position(), head = log.head(), span = head - begin;
+  size_t n = 1;
+  if (span >= 2 * kLaneBytes) n = static_cast<size_t>(std::min<uint64_t>(packer_->width(), span / kLaneBytes));
+  if (lanes_.size() < n) lanes_.resize(n);
+  for (size_t k = 0; k < n; ++k) {
+    lanes_[k] = WalkLane{};
+    lanes_[k].begin = k == 0 ? begin : log.first_record_from(begin + span / n * k, head);
+    if (k > 0) lanes_[k - 1].end = lanes_[k].begin;
+  }
+  lanes_[n - 1].end = head;
+  packer_->fill_lanes(
+      n,
+      [](void* self, size_t k, BatchPacker::Lane& lane) {
+        auto* m = static_cast<DeviceMirror*>(self);
+        m->walk(m->lanes_[k], lane);
+      },
+      this);
+  for (size_t k = 0; k < n; ++k) {
+    const WalkLane& w = lanes_[k];
+    if (w.unknown_page)
+      return Status(Code::kCorruption, "device mirror: the TLog has a delta to page " + std::to_string(w.page) +
+                                           " at epoch " + std::to_string(w.epoch) + ", but the bus has only " +
+                                           std::to_string(pages_.size()) + " pages");
+    st->deltas += w.deltas;
+    st->bytes += w.bytes;
+    stats_.echoes += w.echoes;
+  }
+  echoes_.clear();  // the walk reached the head, past every written-back delta
+  rec.next = head;  // the cursor moves past the last record
+  log.advance(cursor_, rec);
+  return Status::OK();
+}
+
+// Lane w's records into `lane`. Runs beside other lanes: reads pages_ and
+// echoes_, and sets a page's version (to the bus's, the same value in every
+// lane) through an atomic.
+void DeviceMirror::walk(WalkLane& w, BatchPacker::Lane& lane) {
+  const TLog& log = bus_.tlog();
+  TLogRecord rec;
+  size_t echo = 0;
+  bool echo_found = false;
+  uint64_t deltas = 0, bytes = 0, echoes = 0;  // into w at the end
+  for (uint64_t pos = w.begin; pos < w.end; pos = rec.next) {
+    log.read_at(pos, &rec);
+    if (rec.kind != RecordKind::kDelta) continue;  // padding, or a page creation (done)
+    const DeltaView& d = rec.delta;
+    if (d.page >= pages_.size()) {
+      w.unknown_page = true;
+      w.page = d.page;
+      w.epoch = d.epoch;
+      break;
+    }
+    Page& p = pages_[d.page];
+    if (!echo_found) {  // the first written-back delta at or after this one
+      echo = static_cast<size_t>(std::lower_bound(echoes_.begin(), echoes_.end(), d.epoch) - echoes_.begin());
+      echo_found = true;
+    }
+    while (echo < echoes_.size() && echoes_[echo] < d.epoch) ++echo;
+    if (echo < echoes_.size() && echoes_[echo] == d.epoch) {
+      // Our own writeback: both images hold these bytes already (and
+      // kernels may have changed the live image since).
+      ++echo;
+      ++echoes;
+    } else {
+      lane.add_delta(p.offset, d.ranges, d.bytes, flags_of(p));
+      ++deltas;
+      bytes += d.bytes.size();
+    }
+    // Reading to the head: the page ends at the bus's version.
+    std::atomic_ref<Version> version(p.version);
+    const Version now = bus_.version_locked(d.page);
+    if (version.load(std::memory_order_relaxed) != now) version.store(now, std::memory_order_relaxed);
+  }
+  w.deltas = deltas;
+  w.bytes = bytes;
+  w.echoes = echoes;
 }
 
 Result<uint64_t> DeviceMirror::sync() {
@@ -155,76 +263,41 @@ Result<uint64_t> DeviceMirror::sync_async() {
   }
   const auto t0 = Clock::now();
   SyncStats st;
+  Result<BatchLayout> layout = BatchLayout{};
   {
     auto lock = bus_.lock_writes();
-    TLog& log = bus_.tlog();
-    packer_->reset(used_);
+    packer_->reset();
     if (need_resync_) {
       if (Status s = resync_locked(); !s.ok()) return s;
       st.resynced = true;
     } else {
-      TLogRecord rec;  // outside the loop: not zeroed per record
-      for (;;) {
-        bool got = false;
-        Status s = log.read(cursor_, &rec, &got);
-        if (s.code() == Code::kLagged) {
-          // The ring overwrote records we needed: copy everything instead
-          // (the ops packed so far are dropped by the resync's reset).
-          st = SyncStats{};
-          if (Status r = resync_locked(); !r.ok()) return r;
-          st.resynced = true;
-          break;
-        }
-        if (!s.ok()) return s;
-        if (!got) break;
-        if (rec.kind == RecordKind::kPageCreated) {
-          if (Status a = add_page_locked(rec.page.page, rec.page.size); !a.ok()) {
-            need_resync_ = true;
-            return a;
-          }
-        } else if (rec.kind == RecordKind::kDelta) {
-          const DeltaView& d = rec.delta;
-          Page& p = pages_[d.page];
-          while (echo_head_ < echoes_.size() && echoes_[echo_head_] < d.epoch) ++echo_head_;
-          if (echo_head_ < echoes_.size() && echoes_[echo_head_] == d.epoch) {
-            // Our own writeback: both images hold these bytes already (and
-            // kernels may have changed the live image since).
-            ++echo_head_;
-            ++stats_.echoes;
-          } else {
-            const std::byte* src = d.bytes.data();
-            for (const Range& r : d.ranges) {
-              if (Status a = packer_->add(p.offset + r.offset, src, r.length, flags_of(p)); !a.ok()) {
-                need_resync_ = true;  // the batch is lost: copy everything next time
-                return a;
-              }
-              src += r.length;
-            }
-            ++st.deltas;
-            st.bytes += d.bytes.size();
-          }
-          p.version = d.new_version();
-        }
-        log.advance(cursor_, rec);
+      Status r = read_log_locked(&st);
+      if (r.code() == Code::kLagged) {
+        // The ring overwrote records we needed: copy everything instead.
+        st = SyncStats{};
+        if (Status c = resync_locked(); !c.ok()) return c;
+        st.resynced = true;
+      } else if (!r.ok()) {
+        need_resync_ = true;
+        return r;
       }
       epoch_ = bus_.epoch();
-    }
-    if (echo_head_ == echoes_.size()) {
-      echoes_.clear();
-      echo_head_ = 0;
     }
     if (options_.verify) {
       expected_.resize(pages_.size());
       for (PageId id = 0; id < pages_.size(); ++id) expected_[id] = hash_bytes(bus_.page_bytes(id));
       verify_pending_ = true;
     }
+    // Under the lock: the packer reads the bytes from the TLog ring and the
+    // pages only now.
+    layout = packer_->finish(used_);
   }
-  Result<BatchLayout> layout = packer_->finish();
   if (!layout.ok()) {
-    need_resync_ = true;
+    need_resync_ = true;  // the batch is lost: copy everything next time
     return layout.status();
   }
   st.ops = layout->op_count;
+  st.pack_threads = static_cast<uint32_t>(packer_->last_chunks());
   st.batch_bytes = layout->total_bytes;
   st.pack_ms = ms_since(t0);
   if (layout->op_count > 0) {
@@ -385,7 +458,7 @@ Status DeviceMirror::writeback(std::span<const PageId> pages, WritebackStats* st
   if (Status s = run_diff(pages, &scratch_); !s.ok()) return s;
   st.changed = scratch_.pages.size();
   Status first_error;
-  packer_->reset(used_);
+  packer_->reset();
   for (size_t i = 0; i < scratch_.pages.size(); ++i) {
     const DeltaView d = scratch_.delta(i);
     Epoch epoch = 0;
@@ -403,19 +476,12 @@ Status DeviceMirror::writeback(std::span<const PageId> pages, WritebackStats* st
     echoes_.push_back(epoch);
     Page& p = pages_[d.page];
     p.version = d.new_version();
-    const std::byte* src = d.bytes.data();
-    for (const Range& r : d.ranges) {  // the synced image takes what the bus took
-      if (Status a = packer_->add(p.offset + r.offset, src, r.length, kToSynced); !a.ok()) {
-        need_resync_ = true;
-        return a;
-      }
-      src += r.length;
-    }
+    packer_->add_delta(p.offset, d.ranges, d.bytes, kToSynced);  // the synced image takes what the bus took
     ++st.applied;
     st.bytes += d.bytes.size();
   }
   if (!packer_->empty()) {
-    Result<BatchLayout> layout = packer_->finish();
+    Result<BatchLayout> layout = packer_->finish(used_);
     Status s = layout.ok() ? device_->scatter(*layout) : layout.status();
     if (s.ok()) s = device_->wait();
     if (!s.ok()) {

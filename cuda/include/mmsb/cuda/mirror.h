@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "mmsb/bus.h"
+#include "mmsb/cuda/batch.h"
 #include "mmsb/delta.h"
 #include "mmsb/status.h"
 #include "mmsb/types.h"
@@ -54,7 +55,6 @@
 namespace mmsb::cuda {
 
 class Device;
-class BatchPacker;
 class DiffPlan;
 
 // True when this build contains the CUDA code (MMSB_CUDA found nvcc).
@@ -90,6 +90,9 @@ struct MirrorOptions {
   // state back; for tests and debugging).
   bool verify = false;
   uint64_t reserve_bytes = 0;  // initial image capacity (it grows as needed)
+  // Threads that pack a large batch (the caller's included; see batch.h);
+  // 0: the machine's hardware threads, at most 8.
+  unsigned pack_threads = 0;
 };
 
 // Milliseconds of one step on the device: CUDA events on the GPU, the host
@@ -107,6 +110,7 @@ struct SyncStats {
   uint64_t batch_bytes = 0;  // bytes of the host-to-device copy
   bool resynced = false;     // a full copy
   double pack_ms = 0;        // host: reading the TLog and packing (bus lock held)
+  uint32_t pack_threads = 0;  // threads that packed it (MirrorOptions::pack_threads)
   StepTiming device;         // host-to-device copy and scatter kernel
 };
 
@@ -217,6 +221,12 @@ class DeviceMirror {
   };
   DeviceMirror(Bus& bus, const MirrorOptions& options, std::unique_ptr<Device> device, std::string backend);
   static uint32_t flags_of(const Page& p) noexcept { return p.tracked ? 3u : 1u; }  // kToLive [| kToSynced]
+  struct WalkLane;
+  // A TLog span this long or longer is read on several threads, one lane
+  // per kLaneBytes at most.
+  static constexpr uint64_t kLaneBytes = uint64_t{256} << 10;
+  Status read_log_locked(SyncStats* st);
+  void walk(WalkLane& w, BatchPacker::Lane& lane);
   Status add_page_locked(PageId id, uint64_t size);
   Status resync_locked();
   Status ensure_synced_image();
@@ -238,7 +248,7 @@ class DeviceMirror {
   bool in_flight_ = false;     // a batch is queued and not waited for
   bool track_all_ = false;
   std::vector<Epoch> echoes_;  // epochs of our own written-back deltas, ascending
-  size_t echo_head_ = 0;
+  std::vector<WalkLane> lanes_;  // the last sync's walk
   std::vector<uint64_t> expected_;  // verify: page hashes at the synced epoch
   bool verify_pending_ = false;
   std::vector<std::byte> host_live_, host_synced_;  // copies for hashing
