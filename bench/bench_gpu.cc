@@ -14,6 +14,7 @@
 // kernel.
 //   sync_ms          wall clock around sync() (pack + copy + kernel + wait)
 //   pack_ms, h2d_ms, kernel_ms   its parts (host clock; CUDA events)
+//   pack_threads     threads that packed the batch (--pack-threads)
 //   deltas_per_s, mb_per_s       batch deltas / changed bytes per sync second
 //   kernel_gb_per_s  changed bytes / kernel time
 //   ratio_d2d        kernel_gb_per_s / d2d_gb_per_s (the apply kernel against a
@@ -195,10 +196,12 @@ size_t ring_for(const Workload& w, uint64_t batch, int runs) {
 
 // The workload's pages on `bus` (ids in *ids) and a mirror of them on the
 // reference's backend, with room for every page from the start.
-Result<std::unique_ptr<cuda::DeviceMirror>> workload_mirror(Bus& bus, const Workload& w, const GpuReference& ref,
+Result<std::unique_ptr<cuda::DeviceMirror>> workload_mirror(Bus& bus, const Context& ctx, const GpuReference& ref,
                                                            bool track_all, std::vector<PageId>* ids) {
+  const Workload& w = ctx.workload;
   if (Status s = create_workload_pages(bus, w, ids); !s.ok()) return s;
   cuda::MirrorOptions mo;
+  mo.pack_threads = ctx.options.pack_threads;
   mo.backend = ref.backend;
   mo.track_all = track_all;
   mo.reserve_bytes = w.state_bytes() + uint64_t{w.spec.pages} * cuda::kPageAlign;
@@ -219,14 +222,14 @@ Outcome run_gpu_apply(Context& ctx) {
   bo.tlog_capacity = ring_for(w, batch, runs);
   Bus bus(std::move(bo));
   std::vector<PageId> ids;
-  auto mirror = workload_mirror(bus, w, ref, /*track_all=*/false, &ids);
+  auto mirror = workload_mirror(bus, ctx, ref, /*track_all=*/false, &ids);
   if (!mirror.ok()) {
     note("gpu_apply %s: FAILED: %s", wl.c_str(), mirror.status().to_string().c_str());
     return Outcome::kFailed;
   }
   std::vector<Version> versions(w.spec.pages, 0);
   std::vector<double> sync_s, pack_ms, h2d_ms, kernel_ms;
-  uint64_t bytes = 0, ops = 0, batch_bytes = 0;
+  uint64_t bytes = 0, ops = 0, batch_bytes = 0, pack_threads = 0;
   for (int r = 0; r < runs; ++r) {
     if (Status s = apply_range(bus, w, ids, versions, r * batch, batch, &bytes); !s.ok()) {
       note("gpu_apply %s: FAILED: applying the batch: %s", wl.c_str(), s.to_string().c_str());
@@ -249,6 +252,7 @@ Outcome run_gpu_apply(Context& ctx) {
     kernel_ms.push_back(st.device.kernel_ms);
     ops = st.ops;
     batch_bytes = st.batch_bytes;
+    pack_threads = st.pack_threads;
   }
   if (Status c = (*mirror)->check_coherence(); !c.ok()) {
     note("gpu_apply %s: FAILED: the mirror differs from the bus: %s", wl.c_str(), c.to_string().c_str());
@@ -264,6 +268,7 @@ Outcome run_gpu_apply(Context& ctx) {
       .num("ratio_d2d", kernel_gbps / ref.d2d_gb_per_s)
       .num("d2d_gb_per_s", ref.d2d_gb_per_s)
       .num("pack_ms", median(pack_ms))
+      .integer("pack_threads", static_cast<int64_t>(pack_threads))
       .num("h2d_ms", median(h2d_ms))
       .num("kernel_ms", median(kernel_ms))
       .num("h2d_gb_per_s", ref.h2d_gb_per_s)
@@ -284,7 +289,7 @@ Outcome run_gpu_diff(Context& ctx) {
 
   Bus bus;
   std::vector<PageId> ids;
-  auto mirror = workload_mirror(bus, w, ref, /*track_all=*/true, &ids);
+  auto mirror = workload_mirror(bus, ctx, ref, /*track_all=*/true, &ids);
   if (!mirror.ok()) {
     note("gpu_diff %s: FAILED: %s", wl.c_str(), mirror.status().to_string().c_str());
     return Outcome::kFailed;

@@ -34,6 +34,7 @@ void note(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 struct Options {
   int repeat = 5;        // runs per measurement; the median is reported
   std::string keep_dir;  // --keep: recordings go to keep_dir/<workload>/ ("" = not kept)
+  unsigned pack_threads = 0;  // --pack-threads: MirrorOptions::pack_threads (0 = its default)
 };
 
 // One workload's run: the benches of a workload share it, in registry order.

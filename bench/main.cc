@@ -88,6 +88,10 @@ int run(int argc, char** argv) {
   app.add_option("--repeat", opt.repeat, "Runs per measurement; the median is reported")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_option("--pack-threads", opt.pack_threads,
+                 "gpu_apply, gpu_diff: threads the mirror packs a batch with (default 0: the machine's, at "
+                 "most 8)")
+      ->type_name("N");
   app.add_option("--keep", opt.keep_dir,
                  "record: leave the last run's recording in DIR/<workload>/ (default: a temporary "
                  "directory, deleted after each run)")
