@@ -38,7 +38,8 @@ void print_context(const Options& opt) {
   int usable = -1;
   if (sched_getaffinity(0, sizeof set, &set) == 0) usable = CPU_COUNT(&set);
   note("cpu: %s; %u hardware threads, %d usable by this process; every bench runs on one thread, "
-       "except record (application thread + recorder writer thread)",
+       "except record (application thread + recorder writer thread) and gpu_apply/gpu_diff (the mirror "
+       "packs a batch on --pack-threads threads)",
        cpu_model().c_str(), std::thread::hardware_concurrency(), usable);
   note("build: %s, compiler %s %s, flags \"%s\"%s%s", kBuildType, kCompilerId, __VERSION__,
        kCxxFlags,

@@ -197,12 +197,24 @@ if grep -q '"skipped":true' "$jsonl"; then
   else echo "gpu-check: GPU benches skipped (no usable device; --allow-skip)"; fi
 fi
 
-# The same W1 pack into ordinary host memory (the CPU path) on this host: set
-# against gpu_apply's pack_ms above, it tells the host's per-record cost
-# apart from a cost of writing pinned staging memory.
+# How the host's part of a sync scales: W1 packed on one thread, against the
+# default threads above (pack_threads says how many).
+section "bench: gpu_apply W1 and W3 packed on one thread"
+for w in W1 W3; do
+  "$root/$build_dir/bench/mmsb-bench" --only gpu_apply --workload $w --repeat "$repeat" --pack-threads 1 ||
+    fail "mmsb-bench --pack-threads 1"
+done > "$out_dir/gpu-bench-1-thread.jsonl"
+cat "$out_dir/gpu-bench-1-thread.jsonl"
+
+# The same W1 pack into ordinary host memory (the CPU path) on this host, on
+# the default threads and on one: set against gpu_apply's pack_ms above, it
+# tells the host's per-record cost apart from a cost of writing pinned
+# staging memory.
 section "bench: gpu_apply W1 on the CPU path (pack_ms into ordinary memory)"
-MMSB_BENCH_GPU_ON_CPU=1 "$root/$build_dir/bench/mmsb-bench" --only gpu_apply --workload W1 --repeat "$repeat" \
-  > "$out_dir/gpu-bench-cpu-path.jsonl" || fail "mmsb-bench on the CPU path"
+for t in 0 1; do
+  MMSB_BENCH_GPU_ON_CPU=1 "$root/$build_dir/bench/mmsb-bench" --only gpu_apply --workload W1 --repeat "$repeat" \
+    --pack-threads $t || fail "mmsb-bench on the CPU path"
+done > "$out_dir/gpu-bench-cpu-path.jsonl"
 cat "$out_dir/gpu-bench-cpu-path.jsonl"
 
 if [ $samples = ON ] && [ $has_gpu -eq 1 ]; then
