@@ -197,14 +197,19 @@ if grep -q '"skipped":true' "$jsonl"; then
   else echo "gpu-check: GPU benches skipped (no usable device; --allow-skip)"; fi
 fi
 
-# How the host's part of a sync scales: W1 packed on one thread, against the
-# default threads above (pack_threads says how many).
-section "bench: gpu_apply W1 and W3 packed on one thread"
+# How the host's part of a sync scales: W1 and W3 packed on one thread,
+# against the default threads above (pack_threads says how many)
+# (and, on a machine with more cores than the default's 8, W1 on all of them).
+section "bench: gpu_apply W1 and W3 packed on one thread (and W1 on every core)"
 for w in W1 W3; do
   "$root/$build_dir/bench/mmsb-bench" --only gpu_apply --workload $w --repeat "$repeat" --pack-threads 1 ||
     fail "mmsb-bench --pack-threads 1"
-done > "$out_dir/gpu-bench-1-thread.jsonl"
-cat "$out_dir/gpu-bench-1-thread.jsonl"
+done > "$out_dir/gpu-bench-threads.jsonl"
+if [ "$(nproc)" -gt 8 ]; then
+  "$root/$build_dir/bench/mmsb-bench" --only gpu_apply --workload W1 --repeat "$repeat" --pack-threads "$(nproc)" \
+    >> "$out_dir/gpu-bench-threads.jsonl" || fail "mmsb-bench --pack-threads $(nproc)"
+fi
+cat "$out_dir/gpu-bench-threads.jsonl"
 
 # The same W1 pack into ordinary host memory (the CPU path) on this host, on
 # the default threads and on one: set against gpu_apply's pack_ms above, it
