@@ -27,7 +27,7 @@ std::string page_name(PageId id) { return "page " + std::to_string(id); }
 
 unsigned pack_threads(unsigned asked) {
   if (asked > 0) return asked;
-  return std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
 }
 
 }  // namespace
