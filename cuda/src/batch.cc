@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <mutex>
 #include <string>
-#include <system_error>
 #include <thread>
 
 namespace mmsb::cuda {
@@ -52,7 +52,7 @@ class TaskPool {
     while (threads_.size() < want_) {
       try {
         threads_.emplace_back([this, id = threads_.size() + 1] { work(id); });
-      } catch (const std::system_error&) {
+      } catch (const std::exception&) {  // no thread (std::system_error) or no memory
         want_ = static_cast<unsigned>(threads_.size());
       }
     }
