@@ -122,17 +122,19 @@ void* DeviceMirror::stream() const noexcept { return device_->stream(); }
 
 // ---- bus -> device ----
 
-Status DeviceMirror::add_page_locked(PageId id, uint64_t size) {
-  if (id != pages_.size())
-    return Status(Code::kCorruption, "device mirror expected page " + std::to_string(pages_.size()) +
-                                         " to be created next but the TLog says page " + std::to_string(id));
-  const uint64_t slot = align_up(size, kPageAlign);
-  if (used_ + slot > device_->image_capacity()) {
-    const uint64_t want = std::max(used_ + slot, options_.reserve_bytes);
-    if (Status s = device_->reserve_images(want, used_, device_->has_synced()); !s.ok()) return s;
+// Gives the pages the bus has beyond ours their slots, in id order (the
+// order their creation records have in the TLog).
+Status DeviceMirror::add_new_pages_locked() {
+  for (PageId id = static_cast<PageId>(pages_.size()); id < bus_.page_count(); ++id) {
+    const uint64_t size = bus_.page_bytes(id).size();
+    const uint64_t slot = align_up(size, kPageAlign);
+    if (used_ + slot > device_->image_capacity()) {
+      const uint64_t want = std::max(used_ + slot, options_.reserve_bytes);
+      if (Status s = device_->reserve_images(want, used_, device_->has_synced()); !s.ok()) return s;
+    }
+    pages_.push_back(Page{used_, size, 0, track_all_});
+    used_ += slot;
   }
-  pages_.push_back(Page{used_, size, 0, track_all_});
-  used_ += slot;
   return Status::OK();
 }
 
@@ -142,12 +144,9 @@ Status DeviceMirror::resync_locked() {
   need_resync_ = true;  // until the copy is packed
   cursor_ = *bus_.tlog().open(/*pinned=*/false);  // unpinned cursors cannot fail to open
   echoes_.clear();
-  const uint32_t n = bus_.page_count();
-  for (PageId id = static_cast<PageId>(pages_.size()); id < n; ++id) {
-    if (Status s = add_page_locked(id, bus_.page_bytes(id).size()); !s.ok()) return s;
-  }
+  if (Status s = add_new_pages_locked(); !s.ok()) return s;
   packer_->reset();
-  for (PageId id = 0; id < n; ++id) {
+  for (PageId id = 0; id < pages_.size(); ++id) {
     Page& p = pages_[id];
     packer_->add(p.offset, bus_.page_bytes(id).data(), p.size, flags_of(p));
     p.version = bus_.version_locked(id);
@@ -159,19 +158,16 @@ Status DeviceMirror::resync_locked() {
 }
 
 // Reads the TLog from the cursor to the head into the packer. Page
-// creations first: the pages the bus has beyond ours, in id order, as the
-// records would add them. Then the deltas, on several threads when there
-// are many: TLog::first_record_from() cuts the span at record starts, and
-// each lane fills its own lane of the packer. kLagged when the ring no
-// longer holds the cursor's records.
+// creations first (add_new_pages_locked), then the deltas, on several
+// threads when there are many: TLog::first_record_from() cuts the span at
+// record starts, and each lane fills its own lane of the packer. kLagged
+// when the ring no longer holds the cursor's records.
 Status DeviceMirror::read_log_locked(SyncStats* st) {
   TLog& log = bus_.tlog();
   TLogRecord rec;
   bool got = false;
   if (Status s = log.read(cursor_, &rec, &got); !s.ok() || !got) return s;  // checks the lag
-  for (PageId id = static_cast<PageId>(pages_.size()); id < bus_.page_count(); ++id) {
-    if (Status s = add_page_locked(id, bus_.page_bytes(id).size()); !s.ok()) return s;
-  }
+  if (Status s = add_new_pages_locked(); !s.ok()) return s;
   const uint64_t begin = cursor_.position(), head = log.head(), span = head - begin;
   size_t n = 1;
   if (span >= 2 * kLaneBytes) n = static_cast<size_t>(std::min<uint64_t>(packer_->width(), span / kLaneBytes));

@@ -227,7 +227,7 @@ class DeviceMirror {
   static constexpr uint64_t kLaneBytes = uint64_t{256} << 10;
   Status read_log_locked(SyncStats* st);
   void walk(WalkLane& w, BatchPacker::Lane& lane);
-  Status add_page_locked(PageId id, uint64_t size);
+  Status add_new_pages_locked();
   Status resync_locked();
   Status ensure_synced_image();
   Status run_diff(std::span<const PageId> pages, DiffResult* out);
