@@ -405,7 +405,6 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     }
   }
 
-  // Which segments stay, and where each ends.
   // Which segments stay (keep[i] is segment i), where each ends, and the
   // whole frames it keeps.
   struct Keep {
