@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <set>
 #include <vector>
@@ -295,6 +296,36 @@ TEST_CASE("packer on several threads: deltas of many ranges, the same bytes rewr
     REQUIRE(s.ok());
     REQUIRE(model::same(live, want_live));
     REQUIRE(model::same(synced, want_synced));
+  }
+}
+
+TEST_CASE("packer threads: runs back to back each fill every lane exactly once", "[cuda][batch][threads]") {
+  // The pool's threads poll for the next run before they sleep, and a thread
+  // that sits one run out must not take the next run's lanes for its own:
+  // count the calls of each lane over many runs of every width, 1 to
+  // width + 3 lanes, with no pause in between.
+  const unsigned threads = GENERATE(2u, 3u, 5u);
+  HostStaging staging;
+  BatchPacker packer(staging, threads);
+  REQUIRE(packer.width() == threads);
+  Rng rng(threads);
+  std::vector<std::atomic<int>> calls(threads + 3);
+  for (int run = 0; run < 3000; ++run) {
+    const size_t n = rng.between(1, threads + 3);
+    for (auto& c : calls) c.store(0, std::memory_order_relaxed);
+    packer.fill_lanes(
+        n,
+        [](void* ctx, size_t k, BatchPacker::Lane&) {
+          (*static_cast<std::vector<std::atomic<int>>*>(ctx))[k].fetch_add(1, std::memory_order_relaxed);
+        },
+        &calls);
+    for (size_t k = 0; k < calls.size(); ++k) {
+      const int want = k < n ? 1 : 0;
+      if (calls[k].load(std::memory_order_relaxed) != want) {
+        INFO("run " << run << " of " << n << " lanes on " << threads << " threads: lane " << k);
+        REQUIRE(calls[k].load(std::memory_order_relaxed) == want);
+      }
+    }
   }
 }
 

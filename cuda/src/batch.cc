@@ -1,6 +1,8 @@
 #include "mmsb/cuda/batch.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <exception>
@@ -34,15 +36,23 @@ Status HostStaging::grow(size_t min_capacity, size_t keep) {
 }
 
 // Runs a task on the caller's thread and up to `workers` threads at once.
-// Threads start on first use and wait on a condition variable in between;
-// a thread that cannot be started leaves the pool smaller.
+// Threads start on first use. A sync runs three tasks back to back, and a
+// futex wake-up costs tens of microseconds (60 us per task on a 2-core VM),
+// so an idle thread first spins for kSpin, polling for the next task, and then
+// sleeps on a condition variable; the caller waits for the workers the same
+// way. It spins only when it has no more threads than the machine has
+// hardware threads: spinning threads would take the cores of those that work.
+// A thread that cannot be started leaves the pool smaller.
 class TaskPool {
  public:
-  explicit TaskPool(unsigned workers) : want_(workers) {}
+  static constexpr std::chrono::microseconds kSpin{50};
+
+  explicit TaskPool(unsigned workers)
+      : want_(std::min<unsigned>(workers, kRunStep - 2)), spin_(workers < std::thread::hardware_concurrency()) {}
   ~TaskPool() {
     {
       std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
+      stop_.store(true, std::memory_order_relaxed);
     }
     start_cv_.notify_all();
     for (std::thread& t : threads_) t.join();
@@ -64,48 +74,89 @@ class TaskPool {
   void run(size_t n, void (*task)(void*, size_t), void* ctx) {
     const size_t stride = std::min(n, threads_.size() + 1);
     if (stride > 1) {
-      std::lock_guard<std::mutex> lk(mu_);
+      // task_, ctx_ and n_ are published by the release store of run_; a
+      // worker of this run reads them before its decrement of pending_, and
+      // the next run() writes them only after pending_ is 0.
       task_ = task;
       ctx_ = ctx;
       n_ = n;
-      stride_ = stride;
-      pending_ = stride - 1;
-      ++generation_;
+      pending_.store(stride - 1, std::memory_order_relaxed);
+      const uint64_t generation = (run_.load(std::memory_order_relaxed) >> kStrideBits) + 1;
+      run_.store(generation << kStrideBits | stride, std::memory_order_release);
+      std::lock_guard<std::mutex> lk(mu_);  // a sleeper checks run_ under mu_
+      if (sleepers_ > 0) start_cv_.notify_all();
     }
-    if (stride > 1) start_cv_.notify_all();
     for (size_t i = 0; i < n; i += std::max<size_t>(stride, 1)) task(ctx, i);
-    if (stride > 1) {
+    if (stride > 1 && !spin([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
       std::unique_lock<std::mutex> lk(mu_);
-      done_cv_.wait(lk, [this] { return pending_ == 0; });
+      caller_waits_ = true;
+      done_cv_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+      caller_waits_ = false;
     }
   }
 
  private:
-  void work(size_t id) {
-    uint64_t seen = 0;
-    std::unique_lock<std::mutex> lk(mu_);
+  // Polls done() for up to kSpin (when spin_); true once it holds.
+  template <class Done>
+  bool spin(Done done) const {
+    if (!spin_) return done();
+    const auto until = std::chrono::steady_clock::now() + kSpin;
     for (;;) {
-      start_cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      if (id >= stride_) continue;
-      const size_t n = n_, stride = stride_;
-      lk.unlock();
-      for (size_t i = id; i < n; i += stride) task_(ctx_, i);
-      lk.lock();
-      if (--pending_ == 0) done_cv_.notify_one();
+      for (int i = 0; i < 64; ++i) {
+        if (done()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      }
+      if (std::chrono::steady_clock::now() >= until) return done();
     }
   }
 
+  void work(size_t id) {
+    uint64_t seen = 0;  // the last run_ this worker saw
+    auto fresh = [&] {
+      const uint64_t now = run_.load(std::memory_order_acquire);
+      return stop_.load(std::memory_order_relaxed) || now >> kStrideBits != seen >> kStrideBits;
+    };
+    for (;;) {
+      if (!spin(fresh)) {
+        std::unique_lock<std::mutex> lk(mu_);
+        ++sleepers_;
+        start_cv_.wait(lk, fresh);
+        --sleepers_;
+      }
+      if (stop_.load(std::memory_order_relaxed)) return;
+      seen = run_.load(std::memory_order_acquire);
+      const size_t stride = seen & (kRunStep - 1);
+      if (id >= stride) continue;  // not in this run: the next may start any time
+      const size_t n = n_;
+      for (size_t i = id; i < n; i += stride) task_(ctx_, i);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(mu_);  // the caller checks pending_ under mu_
+        if (caller_waits_) done_cv_.notify_one();
+      }
+    }
+  }
+
+  // run_: (generation << kStrideBits) | stride of the last run() with
+  // workers, in one word so that a worker never pairs one run's generation
+  // with another's stride. A worker runs each generation at most once.
+  static constexpr unsigned kStrideBits = 16;
+  static constexpr uint64_t kRunStep = uint64_t{1} << kStrideBits;
+
   unsigned want_;
+  const bool spin_;
   std::vector<std::thread> threads_;
-  std::mutex mu_;
-  std::condition_variable start_cv_, done_cv_;
-  uint64_t generation_ = 0;  // one per run() with workers
-  size_t n_ = 0, stride_ = 0, pending_ = 0;
-  bool stop_ = false;
+  alignas(64) std::atomic<uint64_t> run_{0};
+  std::atomic<bool> stop_{false};
+  size_t n_ = 0;
   void (*task_)(void*, size_t) = nullptr;
   void* ctx_ = nullptr;
+  alignas(64) std::atomic<size_t> pending_{0};  // workers still running this generation
+  std::mutex mu_;  // guards sleepers_, caller_waits_ and the waits below
+  std::condition_variable start_cv_, done_cv_;
+  unsigned sleepers_ = 0;
+  bool caller_waits_ = false;
 };
 
 BatchPacker::BatchPacker(Staging& staging, unsigned threads, uint64_t min_chunk_weight)
