@@ -14,6 +14,8 @@
 // kernel.
 //   sync_ms          wall clock around sync() (pack + copy + kernel + wait)
 //   pack_ms, h2d_ms, kernel_ms   its parts (host clock; CUDA events)
+//   read_ms          the part of pack_ms that reads the TLog into lanes; the
+//                    rest copies the bytes and lays out the ops
 //   pack_threads     threads that packed the batch (--pack-threads)
 //   deltas_per_s, mb_per_s       batch deltas / changed bytes per sync second
 //   kernel_gb_per_s  changed bytes / kernel time
@@ -228,7 +230,7 @@ Outcome run_gpu_apply(Context& ctx) {
     return Outcome::kFailed;
   }
   std::vector<Version> versions(w.spec.pages, 0);
-  std::vector<double> sync_s, pack_ms, h2d_ms, kernel_ms;
+  std::vector<double> sync_s, pack_ms, read_ms, h2d_ms, kernel_ms;
   uint64_t bytes = 0, ops = 0, batch_bytes = 0, pack_threads = 0;
   for (int r = 0; r < runs; ++r) {
     if (Status s = apply_range(bus, w, ids, versions, r * batch, batch, &bytes); !s.ok()) {
@@ -248,6 +250,7 @@ Outcome run_gpu_apply(Context& ctx) {
     if (r == 0) continue;
     sync_s.push_back(s);
     pack_ms.push_back(st.pack_ms);
+    read_ms.push_back(st.read_ms);
     h2d_ms.push_back(st.device.copy_ms);
     kernel_ms.push_back(st.device.kernel_ms);
     ops = st.ops;
@@ -268,6 +271,7 @@ Outcome run_gpu_apply(Context& ctx) {
       .num("ratio_d2d", kernel_gbps / ref.d2d_gb_per_s)
       .num("d2d_gb_per_s", ref.d2d_gb_per_s)
       .num("pack_ms", median(pack_ms))
+      .num("read_ms", median(read_ms))
       .integer("pack_threads", static_cast<int64_t>(pack_threads))
       .num("h2d_ms", median(h2d_ms))
       .num("kernel_ms", median(kernel_ms))

@@ -267,7 +267,9 @@ Result<uint64_t> DeviceMirror::sync_async() {
       if (Status s = resync_locked(); !s.ok()) return s;
       st.resynced = true;
     } else {
+      const auto r0 = Clock::now();
       Status r = read_log_locked(&st);
+      st.read_ms = ms_since(r0);
       if (r.code() == Code::kLagged) {
         // The ring overwrote records we needed: copy everything instead.
         st = SyncStats{};

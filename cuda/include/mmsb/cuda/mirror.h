@@ -110,6 +110,7 @@ struct SyncStats {
   uint64_t batch_bytes = 0;  // bytes of the host-to-device copy
   bool resynced = false;     // a full copy
   double pack_ms = 0;        // host: reading the TLog and packing (bus lock held)
+  double read_ms = 0;        // ... of which reading the TLog into the packer's lanes
   uint32_t pack_threads = 0;  // threads that packed it (MirrorOptions::pack_threads)
   StepTiming device;         // host-to-device copy and scatter kernel
 };
