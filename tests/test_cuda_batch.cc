@@ -212,12 +212,20 @@ TEST_CASE("packer on several threads: deltas of many ranges, the same bytes rewr
   // Few pages, so every region gets ops from every chunk: a region's ops
   // must still run in add order (later deltas win) however the adds are cut
   // into chunks -- by the packer (one lane), or by threads that fill
-  // lanes of their own (fill_lanes, cut at random deltas).
-  Rng rng(GENERATE(11, 12, 13));
+  // lanes of their own (fill_lanes, cut at random deltas). And many pages,
+  // so that each of the merge's ranges (one per chunk) holds many regions.
+  const int seed = GENERATE(11, 12, 13, 14);
+  Rng rng(seed);
   const unsigned threads = GENERATE(1u, 2u, 4u, 7u);
   const uint64_t min_weight = GENERATE(uint64_t{1}, uint64_t{3000});
   const bool lanes = GENERATE(false, true);
-  const Layout l = lay_out({3 * kRegionBytes + 100, 700, 2 * kRegionBytes});
+  const bool many_pages = seed == 14;
+  std::vector<uint64_t> sizes{3 * kRegionBytes + 100, 700, 2 * kRegionBytes};
+  if (many_pages) {
+    sizes.clear();
+    for (int p = 0; p < 90; ++p) sizes.push_back(rng.between(1, 2 * kRegionBytes));
+  }
+  const Layout l = lay_out(sizes);
   std::vector<uint8_t> want_live = rng.bytes(l.image), want_synced = rng.bytes(l.image);
   std::vector<std::byte> live = model::to_bytes(want_live), synced = model::to_bytes(want_synced);
   HostStaging staging;

@@ -36,7 +36,7 @@ Status HostStaging::grow(size_t min_capacity, size_t keep) {
 }
 
 // Runs a task on the caller's thread and up to `workers` threads at once.
-// Threads start on first use. A sync runs three tasks back to back, and a
+// Threads start on first use. A sync runs five tasks back to back, and a
 // futex wake-up costs tens of microseconds (60 us per task on a 2-core VM),
 // so an idle thread first spins for kSpin, polling for the next task, and then
 // sleeps on a condition variable; the caller waits for the workers the same
@@ -245,7 +245,10 @@ void BatchPacker::copy(Chunk& c) noexcept {
   std::byte* const base = base_;
   uint32_t* const stamp = c.stamp.data();
   uint32_t* const count = c.count.data();
-  c.touched.clear();
+  uint32_t* const touched = c.touched.data();
+  uint32_t* const fill = c.fill.data();
+  const uint64_t per = range_regions_;
+  std::fill(c.fill.begin(), c.fill.begin() + static_cast<ptrdiff_t>(range_count_), 0);
   c.error = Status::OK();
   // Everything in locals: the memcpy below would make the compiler reload
   // members. A range needs at most 2 + length / 4 KiB ops.
@@ -283,7 +286,8 @@ void BatchPacker::copy(Chunk& c) noexcept {
         if (stamp[r] != batch) {
           stamp[r] = batch;
           count[r] = 0;
-          c.touched.push_back(static_cast<uint32_t>(r));  // capacity reserved: no allocation
+          const uint64_t b = r / per;  // its merge range
+          touched[b * per + fill[b]++] = static_cast<uint32_t>(r);
         }
         ++count[r];
         ops[n++] = CopyOp{d, src, static_cast<uint32_t>(len), j.flags};
@@ -320,6 +324,45 @@ void BatchPacker::run(void (*pass)(BatchPacker&, Chunk&)) {
   each(chunk_count_, task, &ctx);
 }
 
+void BatchPacker::count_range(size_t b) noexcept {
+  const uint64_t from = b * range_regions_;
+  uint32_t* const mine = touched_.data() + from;  // the range's regions, first touch first
+  uint64_t segments = 0, ops = 0;
+  for (size_t k = 0; k < chunk_count_; ++k) {
+    Chunk& c = chunks_[k];
+    const uint32_t* r_at = c.touched.data() + from;
+    for (uint32_t i = 0; i < c.fill[b]; ++i) {
+      const uint32_t r = r_at[i];
+      if (stamp_[r] != batch_) {
+        stamp_[r] = batch_;
+        count_[r] = 0;
+        mine[segments++] = r;
+      }
+      const uint32_t n = c.count[r];
+      c.count[r] = count_[r];  // the chunk's first slot in the segment
+      count_[r] += n;
+      ops += n;
+    }
+  }
+  ranges_[b].segments = segments;
+  ranges_[b].ops = ops;
+}
+
+void BatchPacker::lay_out_range(size_t b) noexcept {
+  const MergeRange& range = ranges_[b];
+  const uint32_t* r_at = touched_.data() + b * range_regions_;
+  std::byte* out = base_ + segments_offset_ + sizeof(Segment) * range.first_segment;
+  auto at = static_cast<uint32_t>(range.first_op);
+  for (uint64_t i = 0; i < range.segments; ++i) {
+    const uint32_t r = r_at[i];
+    const Segment seg{at, count_[r]};
+    std::memcpy(out, &seg, sizeof seg);
+    out += sizeof seg;
+    count_[r] = at;  // from now on: the segment's first op
+    at += seg.count;
+  }
+}
+
 Result<BatchLayout> BatchPacker::finish(uint64_t image_bytes) {
   if (++batch_ == 0) {  // the stamps wrapped: forget them all
     std::fill(stamp_.begin(), stamp_.end(), 0);
@@ -331,7 +374,7 @@ Result<BatchLayout> BatchPacker::finish(uint64_t image_bytes) {
   if (stamp_.size() < regions) {
     stamp_.resize(regions, 0);
     count_.resize(regions, 0);
-    touched_.reserve(regions);
+    touched_.resize(regions);
   }
 
   for (size_t k = 0; k < lane_count_; ++k)
@@ -350,6 +393,10 @@ Result<BatchLayout> BatchPacker::finish(uint64_t image_bytes) {
   }
   if (chunks_.size() < want) chunks_.resize(want);
   chunk_count_ = want;
+  // The merge splits the regions into one range per chunk.
+  range_count_ = want;
+  range_regions_ = std::max<uint64_t>((regions + want - 1) / want, 1);
+  if (ranges_.size() < want) ranges_.resize(want);
   uint64_t lane_base = 0;  // blob bound of the lanes before this chunk's
   size_t first = 0;
   for (size_t k = 0; k < want; ++k) {
@@ -382,8 +429,9 @@ Result<BatchLayout> BatchPacker::finish(uint64_t image_bytes) {
     if (c.stamp.size() < regions) {
       c.stamp.resize(regions, 0);
       c.count.resize(regions, 0);
-      c.touched.reserve(regions);
+      c.touched.resize(regions);
     }
+    if (c.fill.size() < want) c.fill.resize(want);
   }
   uint64_t bound = 0;
   for (size_t k = 0; k < lane_count_; ++k) bound += lanes_[k].bound_;
@@ -393,47 +441,35 @@ Result<BatchLayout> BatchPacker::finish(uint64_t image_bytes) {
   base_ = staging_.data();
   run([](BatchPacker& p, Chunk& c) { p.copy(c); });
 
-  // The merge: segment sizes per region in first-touch order, each chunk's
-  // first slot in each of its regions.
-  uint64_t ops = 0;
-  touched_.clear();
-  for (size_t k = 0; k < chunk_count_; ++k) {
-    Chunk& c = chunks_[k];
-    if (!c.error.ok()) return c.error;
-    ops += c.op_count;
-    for (uint32_t r : c.touched) {
-      if (stamp_[r] != batch_) {
-        stamp_[r] = batch_;
-        count_[r] = 0;
-        touched_.push_back(r);
-      }
-      const uint32_t mine = c.count[r];
-      c.count[r] = count_[r];
-      count_[r] += mine;
-    }
+  // The merge, one task per range of regions: each region's segment size,
+  // and each chunk's first slot within it (chunk order, so add order).
+  uint64_t ops = 0, segments = 0;
+  for (size_t k = 0; k < chunk_count_; ++k)
+    if (!chunks_[k].error.ok()) return chunks_[k].error;
+  each(
+      range_count_, [](void* p, size_t b) { static_cast<BatchPacker*>(p)->count_range(b); }, this);
+  for (size_t b = 0; b < range_count_; ++b) {  // where each range's segments and ops start
+    ranges_[b].first_segment = segments;
+    ranges_[b].first_op = ops;
+    segments += ranges_[b].segments;
+    ops += ranges_[b].ops;
   }
   if (ops > std::numeric_limits<uint32_t>::max())
     return Status(Code::kResourceExhausted, "mirror batch of " + std::to_string(ops) +
                                                 " copy ops is too large (at most 2^32 - 1); sync more often");
   BatchLayout L;
   L.blob_bytes = chunks_[chunk_count_ - 1].blob_end;  // chunks lie in order
-  L.segment_count = static_cast<uint32_t>(touched_.size());
+  L.segment_count = static_cast<uint32_t>(segments);
   L.op_count = static_cast<uint32_t>(ops);
   L.segments_offset = align_up(L.blob_bytes, 256);
   L.ops_offset = align_up(L.segments_offset + sizeof(Segment) * L.segment_count, 256);
   L.total_bytes = L.ops_offset + sizeof(CopyOp) * L.op_count;
   if (Status s = staging_.grow(L.total_bytes, L.blob_bytes); !s.ok()) return s;
   base_ = staging_.data();
+  segments_offset_ = L.segments_offset;
   ops_offset_ = L.ops_offset;
-  uint32_t at = 0;
-  std::byte* seg_out = base_ + L.segments_offset;
-  for (uint32_t r : touched_) {  // count_[r] becomes the segment's first op
-    const Segment seg{at, count_[r]};
-    std::memcpy(seg_out, &seg, sizeof seg);
-    seg_out += sizeof seg;
-    count_[r] = at;
-    at += seg.count;
-  }
+  each(
+      range_count_, [](void* p, size_t b) { static_cast<BatchPacker*>(p)->lay_out_range(b); }, this);
   // Pass 2: the ops into their places.
   run([](BatchPacker& p, Chunk& c) { p.place(c); });
   return L;

@@ -50,9 +50,11 @@ class HostStaging final : public Staging {
 //   1. each chunk copies its bytes into its own stretch of the blob, sized
 //      from the adds' bound on their padded bytes, and collects its ops and
 //      its per-region op counts;
-//   2. after a short serial merge (segments in first-touch order; each
-//      chunk's first slot in each region's segment), each chunk writes its
-//      ops into their places: a stable counting sort by region.
+//   2. a merge, in parallel over ranges of image regions, sizes each
+//      region's segment and gives each chunk its first slot in it
+//      (segments by range, in first-touch order within one); then each
+//      chunk writes its ops into their places: a stable counting sort by
+//      region.
 // Ops of one region keep add() order across chunks, so later adds win.
 // Everything the packer owns keeps its capacity: a steady stream of batches
 // allocates nothing per delta.
@@ -152,10 +154,19 @@ class BatchPacker {
     // slot within the region's segment. stamp says which batch an entry is
     // from, so nothing is cleared between batches.
     std::vector<uint32_t> count, stamp;
-    std::vector<uint32_t> touched;  // regions in first-touch order
+    // The regions it touched, by merge range: range b's in first-touch
+    // order at [b * range_regions_, + fill[b]).
+    std::vector<uint32_t> touched, fill;
   };
-  void copy(Chunk& c) noexcept;         // pass 1
-  void place(Chunk& c) const noexcept;  // pass 2
+  // One range of regions in the merge: [b * range_regions_, + range_regions_).
+  struct MergeRange {
+    uint64_t segments = 0, ops = 0;             // the batch's there
+    uint64_t first_segment = 0, first_op = 0;   // where they start
+  };
+  void copy(Chunk& c) noexcept;           // pass 1
+  void count_range(size_t b) noexcept;    // the merge: segment sizes, chunks' slots
+  void lay_out_range(size_t b) noexcept;  // ... the segments, their first ops
+  void place(Chunk& c) const noexcept;    // pass 2
   void run(void (*pass)(BatchPacker&, Chunk&));  // a pass over this batch's chunks
   // task(ctx, i) for i in [0, n), on the pool when there is one.
   void each(size_t n, void (*task)(void*, size_t), void* ctx);
@@ -170,10 +181,14 @@ class BatchPacker {
   size_t chunk_count_ = 0;
   uint64_t image_bytes_ = 0;        // this batch's image
   std::byte* base_ = nullptr;       // staging, during the passes
-  uint64_t ops_offset_ = 0;
+  uint64_t segments_offset_ = 0, ops_offset_ = 0;
   // Per region: the batch's ops there, then its segment's first op.
   std::vector<uint32_t> count_, stamp_;
+  // The batch's regions, range b's at [b * range_regions_, + segments).
   std::vector<uint32_t> touched_;
+  size_t range_count_ = 1;      // merge ranges: one per chunk
+  uint64_t range_regions_ = 1;  // regions per merge range
+  std::vector<MergeRange> ranges_;
   uint32_t batch_ = 0;
 };
 
