@@ -3,6 +3,11 @@
 // references. Checked against the plain byte-array model.
 #include <catch2/catch.hpp>
 
+#include <sched.h>
+
+#include <algorithm>
+#include <thread>
+
 #include "cuda_scenarios.h"
 
 using namespace cuda_test;
@@ -20,6 +25,47 @@ TEST_CASE("CPU path: dense rewrites (W3-like) in batches", "[cuda][mirror]") {
 TEST_CASE("CPU path: large batches packed on several threads", "[cuda][mirror][threads]") {
   scenario_sync_random(Backend::kCpu, 5, /*pages=*/24, /*max_size=*/5000, /*max_run=*/64, /*batches=*/6,
                        /*deltas_per_batch=*/8000, size_t{32} << 20, MirrorOptions{.pack_threads = 4});
+}
+
+TEST_CASE("CPU path: by default a mirror packs on the CPUs its thread may run on", "[cuda][mirror][threads]") {
+  // A process pinned to one CPU (taskset, a cpuset) must not start threads
+  // that would share it: the default comes from the affinity mask, not from
+  // the machine's hardware threads.
+  mmsb::Bus bus(ring(size_t{32} << 20));
+  model::Model m;
+  model::Rng rng(9);
+  for (int p = 0; p < 24; ++p) create(bus, m, rng.between(1, 5000));
+  cpu_set_t all;
+  REQUIRE(sched_getaffinity(0, sizeof all, &all) == 0);
+  const unsigned cpus = static_cast<unsigned>(CPU_COUNT(&all));
+  int first = 0;
+  while (!CPU_ISSET(first, &all)) ++first;
+
+  int pinned_ok = -1;
+  unsigned usable_pinned = 0;
+  mmsb::Result<std::unique_ptr<DeviceMirror>> pinned = mmsb::Status(mmsb::Code::kFailedPrecondition, "not opened");
+  std::thread([&] {  // no assertions here: Catch2 asserts on the main thread
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    pinned_ok = sched_setaffinity(0, sizeof one, &one);
+    usable_pinned = mmsb::cuda::usable_cpus();
+    pinned = DeviceMirror::open(bus, MirrorOptions{.backend = Backend::kCpu});
+  }).join();
+  REQUIRE(pinned_ok == 0);
+  REQUIRE(usable_pinned == 1);
+  INFO(pinned.status().to_string());
+  REQUIRE(pinned.ok());
+  auto free = open_mirror(bus, Backend::kCpu);
+  REQUIRE(mmsb::cuda::usable_cpus() == cpus);
+
+  for (int i = 0; i < 8000; ++i) random_delta(bus, m, rng, 64);  // long enough for several threads
+  for (DeviceMirror* mirror : {pinned->get(), free.get()}) {
+    REQUIRE(mirror->sync().ok());
+    require_matches(*mirror, m, bus);
+  }
+  REQUIRE((*pinned)->stats().last_sync.pack_threads == 1);
+  if (cpus > 1) REQUIRE(free->stats().last_sync.pack_threads == std::min(cpus, 16u));
 }
 
 TEST_CASE("CPU path: one-byte pages and runs", "[cuda][mirror]") {

@@ -11,6 +11,10 @@
 #include <string>
 #include <thread>
 
+#ifdef __linux__
+#include <sched.h>
+#endif
+
 namespace mmsb::cuda {
 namespace {
 
@@ -22,6 +26,14 @@ std::string op_name(uint64_t i, const CopyOp& op) {
 }
 
 }  // namespace
+
+unsigned usable_cpus() noexcept {
+#ifdef __linux__
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return static_cast<unsigned>(CPU_COUNT(&set));
+#endif
+  return std::max(std::thread::hardware_concurrency(), 1u);
+}
 
 Status HostStaging::grow(size_t min_capacity, size_t keep) {
   if (min_capacity <= buf_.size()) return Status::OK();
@@ -40,15 +52,15 @@ Status HostStaging::grow(size_t min_capacity, size_t keep) {
 // futex wake-up costs tens of microseconds (60 us per task on a 2-core VM),
 // so an idle thread first spins for kSpin, polling for the next task, and then
 // sleeps on a condition variable; the caller waits for the workers the same
-// way. It spins only when it has no more threads than the machine has
-// hardware threads: spinning threads would take the cores of those that work.
+// way. It spins only when it has no more threads than the CPUs it may run
+// on: spinning threads would take the cores of those that work.
 // A thread that cannot be started leaves the pool smaller.
 class TaskPool {
  public:
   static constexpr std::chrono::microseconds kSpin{50};
 
   explicit TaskPool(unsigned workers)
-      : want_(std::min<unsigned>(workers, kRunStep - 2)), spin_(workers < std::thread::hardware_concurrency()) {}
+      : want_(std::min<unsigned>(workers, kRunStep - 2)), spin_(workers < usable_cpus()) {}
   ~TaskPool() {
     {
       std::lock_guard<std::mutex> lk(mu_);

@@ -6,7 +6,6 @@
 #include <cinttypes>
 #include <cstdio>
 #include <string>
-#include <thread>
 
 #include "device.h"
 #include "mmsb/cuda/batch.h"
@@ -27,7 +26,7 @@ std::string page_name(PageId id) { return "page " + std::to_string(id); }
 
 unsigned pack_threads(unsigned asked) {
   if (asked > 0) return asked;
-  return std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
+  return std::min(usable_cpus(), 16u);
 }
 
 }  // namespace

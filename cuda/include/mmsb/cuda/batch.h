@@ -19,6 +19,11 @@
 
 namespace mmsb::cuda {
 
+// The CPUs this thread may run on (its affinity mask: taskset, cpusets), or
+// the hardware threads where that cannot be read; at least 1. CPU quotas
+// (cgroup cpu.max) are not counted.
+unsigned usable_cpus() noexcept;
+
 // Host memory the packer writes a batch into.
 class Staging {
  public:

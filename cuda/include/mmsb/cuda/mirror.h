@@ -91,7 +91,7 @@ struct MirrorOptions {
   bool verify = false;
   uint64_t reserve_bytes = 0;  // initial image capacity (it grows as needed)
   // Threads that pack a large batch (the caller's included; see batch.h);
-  // 0: the machine's hardware threads, at most 16.
+  // 0: the CPUs the creating thread may run on (usable_cpus()), at most 16.
   unsigned pack_threads = 0;
 };
 
