@@ -73,7 +73,8 @@ void big_batch(uint32_t pages, uint32_t page_size, uint32_t max_run, int deltas,
   REQUIRE(gpu->resyncs() == 0);
   REQUIRE(cpu->sync().ok());
   const mmsb::cuda::SyncStats& st = gpu->stats().last_sync;
-  std::printf("  GPU batch of %d deltas over %u x %u B: pack %.3f ms (read %.3f ms, %u threads), copy %.3f ms, kernel %.3f ms (%llu ops, %.1f MB)\n",
+  std::printf("  GPU batch of %d deltas over %u x %u B: pack %.3f ms (read %.3f ms, %u threads), copy %.3f ms, "
+              "kernel %.3f ms (%llu ops, %.1f MB)\n",
               deltas, pages, page_size, st.pack_ms, st.read_ms, st.pack_threads, st.device.copy_ms, st.device.kernel_ms,
               static_cast<unsigned long long>(st.ops), static_cast<double>(st.batch_bytes) / 1e6);
   require_matches(*gpu, m, bus);
