@@ -90,8 +90,8 @@ int run(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   app.add_option("--pack-threads", opt.pack_threads,
-                 "gpu_apply, gpu_diff: threads the mirror packs a batch with (default 0: the machine's, at "
-                 "most 16)")
+                 "gpu_apply, gpu_diff: threads the mirror packs a batch with (default 0: the CPUs this "
+                 "process may run on, at most 16)")
       ->type_name("N");
   app.add_option("--keep", opt.keep_dir,
                  "record: leave the last run's recording in DIR/<workload>/ (default: a temporary "

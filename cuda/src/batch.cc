@@ -260,7 +260,7 @@ void BatchPacker::copy(Chunk& c) noexcept {
   uint32_t* const touched = c.touched.data();
   uint32_t* const fill = c.fill.data();
   const uint64_t per = range_regions_;
-  std::fill(c.fill.begin(), c.fill.begin() + static_cast<ptrdiff_t>(range_count_), 0);
+  std::fill(c.fill.begin(), c.fill.begin() + static_cast<ptrdiff_t>(chunk_count_), 0);  // one range per chunk
   c.error = Status::OK();
   // Everything in locals: the memcpy below would make the compiler reload
   // members. A range needs at most 2 + length / 4 KiB ops.
@@ -406,7 +406,6 @@ Result<BatchLayout> BatchPacker::finish(uint64_t image_bytes) {
   if (chunks_.size() < want) chunks_.resize(want);
   chunk_count_ = want;
   // The merge splits the regions into one range per chunk.
-  range_count_ = want;
   range_regions_ = std::max<uint64_t>((regions + want - 1) / want, 1);
   if (ranges_.size() < want) ranges_.resize(want);
   uint64_t lane_base = 0;  // blob bound of the lanes before this chunk's
@@ -453,14 +452,15 @@ Result<BatchLayout> BatchPacker::finish(uint64_t image_bytes) {
   base_ = staging_.data();
   run([](BatchPacker& p, Chunk& c) { p.copy(c); });
 
-  // The merge, one task per range of regions: each region's segment size,
-  // and each chunk's first slot within it (chunk order, so add order).
+  // The merge, one task per range of regions (one range per chunk): each
+  // region's segment size, and each chunk's first slot within it (chunk
+  // order, so add order).
   uint64_t ops = 0, segments = 0;
   for (size_t k = 0; k < chunk_count_; ++k)
     if (!chunks_[k].error.ok()) return chunks_[k].error;
   each(
-      range_count_, [](void* p, size_t b) { static_cast<BatchPacker*>(p)->count_range(b); }, this);
-  for (size_t b = 0; b < range_count_; ++b) {  // where each range's segments and ops start
+      chunk_count_, [](void* p, size_t b) { static_cast<BatchPacker*>(p)->count_range(b); }, this);
+  for (size_t b = 0; b < chunk_count_; ++b) {  // where each range's segments and ops start
     ranges_[b].first_segment = segments;
     ranges_[b].first_op = ops;
     segments += ranges_[b].segments;
@@ -481,7 +481,7 @@ Result<BatchLayout> BatchPacker::finish(uint64_t image_bytes) {
   segments_offset_ = L.segments_offset;
   ops_offset_ = L.ops_offset;
   each(
-      range_count_, [](void* p, size_t b) { static_cast<BatchPacker*>(p)->lay_out_range(b); }, this);
+      chunk_count_, [](void* p, size_t b) { static_cast<BatchPacker*>(p)->lay_out_range(b); }, this);
   // Pass 2: the ops into their places.
   run([](BatchPacker& p, Chunk& c) { p.place(c); });
   return L;

@@ -191,8 +191,7 @@ class BatchPacker {
   std::vector<uint32_t> count_, stamp_;
   // The batch's regions, range b's at [b * range_regions_, + segments).
   std::vector<uint32_t> touched_;
-  size_t range_count_ = 1;      // merge ranges: one per chunk
-  uint64_t range_regions_ = 1;  // regions per merge range
+  uint64_t range_regions_ = 1;  // regions per merge range (one range per chunk)
   std::vector<MergeRange> ranges_;
   uint32_t batch_ = 0;
 };
