@@ -260,6 +260,29 @@ TEST_CASE("damage: a flipped byte in a delta frame's payload", "[replay]") {
   check_damaged(d, f.offset, f.first - 1);
 }
 
+TEST_CASE("damage: a frame whose flags say its payload is not zstd", "[replay]") {
+  // Format 1.x compresses every payload (flags bit 0). A header that says
+  // otherwise, with a valid checksum, is refused like any damaged frame.
+  Damaged d;
+  prepare(d);
+  std::vector<RawFrame> deltas;
+  for (const RawFrame& f : d.frames)
+    if (f.kind == kDeltasKind) deltas.push_back(f);
+  REQUIRE(deltas.size() >= 2);
+  const RawFrame& f = deltas[1];
+  std::vector<uint8_t> b = d.bytes;
+  REQUIRE((b[f.offset + 5] & 1) == 1);
+  b[f.offset + 5] &= 0xFE;
+  const uint32_t sum = static_cast<uint32_t>(XXH3_64bits(b.data() + f.offset, 36));
+  std::memcpy(b.data() + f.offset + 36, &sum, 4);
+  write_file(d.last_seg, b);
+  INFO("cleared the zstd flag of the frame at " << f.offset << " (epochs " << f.first << ".." << f.last << ")");
+  check_damaged(d, f.offset, f.first - 1);
+  auto opened = Recording::open(d.dir.path);
+  REQUIRE(opened.ok());
+  CHECK((*opened)->damage().message().find("bit 0") != std::string::npos);
+}
+
 TEST_CASE("damage: a flipped delta payload byte in a closed segment is never applied silently", "[replay]") {
   // A closed segment is listed from its index; the payload checksum is then
   // verified on demand. Either way, a seek through the bad frame must not

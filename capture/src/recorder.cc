@@ -140,6 +140,10 @@ Status Recorder::Writer::begin() {
 }
 
 Status Recorder::Writer::open_segment(Epoch start_epoch) {
+  if (segment_no_ >= format::kMaxSegments)
+    return Status(Code::kResourceExhausted,
+                  "recording " + dir_.string() + " has " + std::to_string(format::kMaxSegments) +
+                      " segment files, the most its six-digit names allow; record with a larger segment_bytes");
   Result<std::unique_ptr<SegmentWriter>> w =
       SegmentWriter::create(dir_ / format::segment_file_name(segment_no_), segment_no_, start_epoch);
   if (!w.ok()) return w.status();

@@ -108,6 +108,9 @@ Status decode(std::span<const std::byte> in, FrameHeader* h, const std::string& 
   if (kind == 0) return corrupt(where, "frame kind 0 is invalid");
   h->kind = static_cast<FrameKind>(kind);
   h->flags = get<uint8_t>(in.data(), 5);
+  if ((h->flags & kFlagZstd) == 0)
+    return corrupt(where, "frame flags " + std::to_string(h->flags) +
+                              " lack bit 0 (a zstd payload), which every format 1.x frame has");
   h->payload_bytes = get<uint32_t>(in.data(), 8);
   h->raw_bytes = get<uint32_t>(in.data(), 12);
   h->first_epoch = get<uint64_t>(in.data(), 16);

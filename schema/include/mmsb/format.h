@@ -46,7 +46,9 @@ inline constexpr uint8_t kFlagZstd = 1;  // payload is one zstd frame (always se
 uint32_t checksum(std::span<const std::byte> bytes) noexcept;
 
 // Segment files are named "seg-NNNNNN.tlog" (the segment number in six
-// decimal digits), so that their lexical order is their order.
+// decimal digits), so that their lexical order is their order; a recording
+// has at most kMaxSegments of them.
+inline constexpr uint32_t kMaxSegments = 1000000;
 std::string segment_file_name(uint32_t segment);
 bool is_segment_file_name(std::string_view name) noexcept;
 

@@ -7,7 +7,7 @@
 // the writer falls behind by the whole TLog ring, the application waits for
 // it (back-pressure): nothing is ever dropped.
 //
-// Crash safety. A frame reaches the file with one write(2). After a kill -9
+// Crash safety. A frame reaches the file with one writev(2). After a kill -9
 // at any instant the recording holds every frame written before it, whole;
 // at most the last frame is torn, and readers detect and cut it by its
 // checksum. What a crash can lose is bounded by the flush policy: deltas
@@ -44,7 +44,7 @@
 namespace mmsb::capture {
 
 enum class Durability : uint8_t {
-  kProcess,       // write(2) per frame: survives the process, not the machine
+  kProcess,       // one writev(2) per frame: survives the process, not the machine
   kFsyncSegment,  // + fdatasync when a segment is closed
   kFsyncFlush,    // + fdatasync at every flush interval and flush()
 };
