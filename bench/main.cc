@@ -60,7 +60,7 @@ void print_context(const Options& opt) {
 
 int run(int argc, char** argv) {
   CLI::App app{
-      "mmsb-bench: benchmarks of the MMSB workloads (WORKLOADS.md).\n"
+      "mmsb-bench: benchmarks of the MMSB workloads (bench/WORKLOADS.md in the source tree).\n"
       "Prints one JSON object per line on stdout, per bench and workload; progress on stderr."};
   std::string workload = "all";
   std::vector<std::string> only;

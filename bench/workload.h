@@ -1,4 +1,4 @@
-// The benchmark workloads of /work/shared/WORKLOADS.md (docs: bench/README.md).
+// The benchmark workloads of bench/WORKLOADS.md (docs: bench/README.md).
 //
 // A workload's deltas are generated up front into flat arrays -- one entry per
 // delta in `page`, `offset`, `length`, `byte_start`, and one contiguous buffer

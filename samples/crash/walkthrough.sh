@@ -102,6 +102,7 @@ claim "the recovered recording is a strict prefix of the reference (exit 1, iden
 claim "compare says so" grep -qi prefix <<<"$out"
 show mmsb-replay compare --final-only reference.mmsb bank2.mmsb
 claim "the resumed run's final state is the reference's" is "$rc" 0
+claim "compare says the final states are identical" grep -q "^identical final states" <<<"$out"
 claim "both runs print the same final state hash ($reference_hash)" is "$resumed_hash" "$reference_hash"
 if [ -n "$killed_at" ] && [ -n "$restored_step" ]; then
   claim "resumed from step $restored_step, at most 10 steps (one flush interval) before the kill at $killed_at" \
