@@ -60,8 +60,13 @@ CLI::App* add_command(CLI::App& app, const std::string& name, const std::string&
 // quiet) and is used up to its intact end.
 std::unique_ptr<replay::Recording> open_recording(const std::string& dir, const Common& common,
                                                   bool warn_damage = true);
-// Decodes every delta, with a progress bar on a terminal. Exit 3 on bad frames.
+// Decodes every delta, with a progress bar on a terminal. Exit 3 on bad
+// frames; a damaged frame that ends the history early (a bad payload in a
+// closed segment) gets a warning on stderr (unless quiet).
 std::unique_ptr<replay::Index> build_index(const replay::Recording& rec, const Common& common);
+// An epoch a command reads (argument `what`) must come before such damage:
+// exit 3 naming the file and offset otherwise.
+void require_readable(const replay::Index& index, Epoch epoch, const std::string& what);
 
 // Epoch arguments: a decimal number, or `start` (the first known state),
 // `first` (the first delta) or `last` (the last delta). Outside

@@ -285,6 +285,7 @@ int run_cat(const CatArgs& a) {
   if (a.raw && a.output.empty() && !a.common.json && isatty(STDOUT_FILENO))
     throw Error{kExitUsage, "refusing to write raw bytes to a terminal", "redirect stdout or give -o FILE"};
   auto index = build_index(*rec, a.common);
+  require_readable(*index, epoch, a.epoch.empty() ? "the last epoch" : "--epoch");
   if (page >= index->page_count_at(epoch))
     throw Error{kExitUsage,
                 fmt("page %s does not exist at epoch %" PRIu64 " (it was created at epoch %" PRIu64 ")",
@@ -344,6 +345,8 @@ int run_diff(const DiffArgs& a) {
   std::optional<PageId> only;
   if (!a.page.empty()) only = resolve_page(*rec, a.page);
   auto index = build_index(*rec, a.common);
+  require_readable(*index, ea, "epoch A");
+  require_readable(*index, eb, "epoch B");
 
   std::vector<PageDiff> diffs;
   if (only) {
@@ -445,6 +448,7 @@ int run_deps(const DepsArgs& a) {
   if (rec->delta_count() == 0) throw Error{kExitUsage, "the recording has no deltas", ""};
   const Epoch epoch = parse_epoch(a.epoch, *rec, rec->first_delta_epoch(), rec->last_epoch(), "epoch");
   auto index = build_index(*rec, a.common);
+  require_readable(*index, epoch, "epoch");
   const std::vector<Epoch> chain = index->cause_chain(epoch);
 
   if (a.common.json) {

@@ -254,6 +254,7 @@ int run_export(const ExportArgs& a) {
   const Epoch epoch = a.epoch.empty() ? rec->last_epoch()
                                       : parse_epoch(a.epoch, *rec, rec->start_epoch(), rec->last_epoch(), "--epoch");
   auto index = build_index(*rec, a.common);
+  require_readable(*index, epoch, a.epoch.empty() ? "the last epoch" : "--epoch");
   auto result = replay::export_state(*index, epoch, a.out);
   if (!result.ok()) {
     const Code c = result.status().code();

@@ -67,7 +67,27 @@ std::unique_ptr<Index> build_index(const Recording& rec, const Common& common) {
                 "run 'mmsb-replay verify " + dir + "' for a full check, 'mmsb-replay recover " + dir +
                     "' to keep the intact prefix"};
   }
-  return std::move(index).value();
+  std::unique_ptr<Index> ix = std::move(index).value();
+  // A delta frame of a closed segment is checked only when it is decoded, so
+  // damage there shows up here rather than at open.
+  if (!ix->damage().ok() && !common.quiet) {
+    const std::string dir = rec.dir().string();
+    std::fprintf(stderr,
+                 "mmsb-replay: warning: %s is damaged, only epochs up to %" PRIu64 " are readable: %s\n"
+                 "  run 'mmsb-replay recover %s' to cut the damaged tail\n",
+                 quoted(dir).c_str(), ix->last_epoch(), ix->damage().to_string().c_str(), dir.c_str());
+  }
+  return ix;
+}
+
+void require_readable(const Index& index, Epoch epoch, const std::string& what) {
+  if (epoch <= index.last_epoch() || index.damage().ok()) return;
+  const std::string dir = index.recording().dir().string();
+  throw Error{kExitBadInput,
+              what + " " + std::to_string(epoch) + " lies past damage in " + quoted(dir) + ": " +
+                  index.damage().to_string(),
+              "epochs up to " + std::to_string(index.last_epoch()) + " are readable; 'mmsb-replay recover " + dir +
+                  "' cuts the damaged tail"};
 }
 
 Epoch parse_epoch(const std::string& text, const Recording& rec, Epoch lo, Epoch hi, const std::string& what) {

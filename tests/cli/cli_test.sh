@@ -419,6 +419,7 @@ case_verify-bitflip() {
   fixture frames rec >frames.txt
   read -r file offset kind first last payload < <(awk '$3 == 3' frames.txt | sed -n 3p)
   [ -n "${payload:-}" ] || fail "no third delta frame"
+  last=$("$FIX" last-epoch rec) || fail "fixture last-epoch"
   fixture flip-bit "rec/$file" $((offset + 40 + payload / 2))
   run verify rec
   rc_is 1
@@ -432,15 +433,35 @@ case_verify-bitflip() {
   out_has '"ok":false'
   out_has "\"offset\":$offset"
   out_has "\"epoch\":$first"
-  # The intact part stays readable: state before the damaged frame.
+  # The intact part stays readable: the state before the damaged frame, with
+  # a warning that names the damage (the segment is closed, so only decoding
+  # the deltas finds it).
   want=$("$FIX" page beta $((first - 1)) --steps 300) || fail "fixture page"
-  run cat rec beta --epoch $((first - 1)) --raw
-  if [ "$RC" -eq 0 ]; then
-    [ "$(hexof out.txt)" = "$want" ] || fail "cat before the damage"
-  else
-    rc_is 3  # a damaged payload found while reading names file and offset
-    err_has "$file"
-  fi
+  run cat rec beta --epoch $((first - 1)) --raw -o before.bin
+  rc_is 0
+  [ "$(hexof before.bin)" = "$want" ] || fail "cat before the damage"
+  err_has "warning"
+  err_has "$file offset $offset"
+  err_has "epochs up to $((first - 1)) are readable"
+  run cat rec beta --epoch $((first - 1)) --raw -o before.bin -q
+  rc_is 0
+  err_empty
+  # log lists the readable epochs only, and says why.
+  run log rec --from $((first - 2)) --json
+  rc_is 0
+  json_ok
+  out_has "\"epoch\":$((first - 1))"
+  out_lacks "\"epoch\":$first"
+  err_has "$file offset $offset"
+  # An epoch past the damage: exit 3 naming file and offset, not a range error.
+  for args in "cat rec beta --epoch $first" "cat rec beta" "diff rec 1 $last" "deps rec $last" "export rec out"; do
+    # shellcheck disable=SC2086  # args are words
+    run $args
+    rc_is 3
+    grep -qF -- "lies past damage in 'rec': Corruption: rec/$file offset $offset" err.txt ||
+      fail "stderr does not name the damage"
+  done
+  [ ! -e out ] || fail "export past the damage created its target"
 }
 
 case_compare-identical() {
