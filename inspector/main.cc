@@ -1,7 +1,7 @@
 // mmsb-inspector: a timeline UI for MMSB recordings.
 //
 //   mmsb-inspector [RECORDING]
-//   mmsb-inspector RECORDING --screenshot out.png --epoch N [--page P] [--view hex|diff|deps]
+//   mmsb-inspector RECORDING --screenshot out.png --epoch N [--page P] [--view hex|diff|deps|propagation]
 //                  [--diff-a A --diff-b B] [--layout-json out.json]
 //   mmsb-inspector [RECORDING] --script FILE
 //
@@ -24,6 +24,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "app.h"
@@ -37,6 +38,25 @@ using mmsb::inspector::Script;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kExitScript = 1, kExitUsage = 2, kExitOpen = 3, kExitNoDisplay = 69;
+
+constexpr const char* kFooter = R"(Keys (when no text field has the focus):
+  Left/Right       step one epoch (Shift: 10, Ctrl: 100)
+  PageUp/PageDown  step 1000 epochs
+  Home/End         the first / the last epoch
+  Space            play / pause
+Timeline: click or drag to scrub, right- or middle-drag to pan, the wheel zooms at the pointer.
+
+Exit codes:
+  0   ok
+  1   a script failed (or the screenshot could not be written)
+  2   usage: bad flags or arguments, an unknown page
+  3   the recording could not be opened (a screenshot of the error is still written)
+  69  no window could be opened (no X server or no OpenGL 3))";
+
+// Epochs are unsigned: "-1" must not wrap around to 2^64 - 1.
+const CLI::Validator kNotNegative(
+    [](std::string& s) { return !s.empty() && s.front() == '-' ? std::string("must not be negative") : std::string(); },
+    "EPOCH");
 
 std::string g_glfw_error;
 void on_glfw_error(int code, const char* text) {
@@ -80,18 +100,26 @@ int main(int argc, char** argv) {
   int frames = 4, fade = 0;
   cli.add_option("recording", recording, "Recording directory to open");
   auto* shot_opt = cli.add_option("--screenshot", screenshot, "Render one frame at the given state into this PNG and exit");
-  auto* epoch_opt = cli.add_option("--epoch", epoch, "Cursor epoch (default: the last)");
+  auto* epoch_opt = cli.add_option("--epoch", epoch, "Cursor epoch (default: the last)")->check(kNotNegative);
   cli.add_option("--page", page, "Page to select, by name or id (default: the one the delta at --epoch wrote)");
-  cli.add_option("--view", view_arg, "View to show: hex, diff or deps")->check(CLI::IsMember({"hex", "diff", "deps"}));
-  auto* a_opt = cli.add_option("--diff-a", diff_a, "Diff view: epoch A (default: the first)");
-  auto* b_opt = cli.add_option("--diff-b", diff_b, "Diff view: epoch B (default: the cursor)");
+  cli.add_option("--view", view_arg, "View to show: hex, diff, or deps (also: propagation)")
+      ->check(CLI::IsMember({"hex", "diff", "deps", "propagation"}));
+  auto* a_opt = cli.add_option("--diff-a", diff_a, "Diff view: epoch A (default: the first)")->check(kNotNegative);
+  auto* b_opt = cli.add_option("--diff-b", diff_b, "Diff view: epoch B (default: the cursor)")->check(kNotNegative);
   cli.add_option("--fade", fade, "Highlight the page's last K writes, fading")->check(CLI::Range(1, 64));
   cli.add_option("--layout-json", layout_json,
                  "With --screenshot: also write where the frame drew each hex cell, row and tab, as JSON");
   cli.add_option("--frames", frames, "With --screenshot: frames rendered before the one captured")->check(CLI::Range(1, 1000));
   cli.add_option("--script", script_path, "Run a script of UI commands (see inspector/script.h), then exit");
   cli.add_option("--size", size, "Window size, WIDTHxHEIGHT");
-  CLI11_PARSE(cli, argc, argv);
+  cli.footer(kFooter);
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return cli.exit(e);  // --help
+    std::fprintf(stderr, "mmsb-inspector: %s\n  run 'mmsb-inspector --help' for usage\n", e.what());
+    return kExitUsage;
+  }
 
   int win_w = 1280, win_h = 800;
   if (std::sscanf(size.c_str(), "%dx%d", &win_w, &win_h) != 2 || win_w < 320 || win_h < 240 || win_w > 16384 ||
@@ -179,7 +207,13 @@ int main(int argc, char** argv) {
           if (page.empty())  // no --page: the page the cursor's delta wrote
             if (const auto d = m.cursor_delta()) m.select_page(d->page);
         }
-        m.set_diff(a_opt->empty() ? m.first_epoch() : diff_a, b_opt->empty() ? m.cursor() : diff_b);
+        const mmsb::Epoch want_a = a_opt->empty() ? m.first_epoch() : diff_a, want_b = b_opt->empty() ? m.cursor() : diff_b;
+        m.set_diff(want_a, want_b);
+        for (const auto& [flag, want, got] : {std::tuple{"--diff-a", want_a, m.diff_a()}, std::tuple{"--diff-b", want_b, m.diff_b()}})
+          if (want != got)
+            std::fprintf(stderr, "mmsb-inspector: %s %llu is outside %llu..%llu; using %llu\n", flag,
+                         static_cast<unsigned long long>(want), static_cast<unsigned long long>(m.first_epoch()),
+                         static_cast<unsigned long long>(m.last_epoch()), static_cast<unsigned long long>(got));
         if (!m.damage().ok()) std::fprintf(stderr, "mmsb-inspector: damaged recording: %s\n", m.damage().to_string().c_str());
       }
     }

@@ -4,7 +4,7 @@
 // hex cells the --layout-json sidecar names.
 //
 //   mmsb_inspector_gui_test INSPECTOR WORKDIR CASE
-//   CASE: hex | diff | deps | script | damaged
+//   CASE: hex | diff | deps | script | damaged | args
 //
 // Exit 0 passed, 1 failed, 77 skipped (no xvfb-run, or no X server or
 // OpenGL could start: "no X server: ...").
@@ -409,6 +409,40 @@ void case_script(const std::string& inspector, const fs::path& work, const fs::p
   EXPECT(hex.count(16) && cell_is(s.img, hex.at(16), current), "byte 16 highlighted after the script");
 }
 
+// The command line: every bad argument exits 2 (as the header of
+// inspector/main.cc and mmsb-replay say), --view takes the tab's name,
+// clamped diff epochs are reported, and --help lists the keys and exit codes.
+void case_args(const std::string& inspector, const fs::path& work, const fs::path& rec) {
+  const std::string shot = " --screenshot " + quote((work / "args.png").string());
+  for (const std::string bad : {"--view bogus", "--fade 100", "--bogus", "--epoch abc", "--epoch -1", "--diff-a -2",
+                                "--diff-b -1", "extra-positional", "--size 10x10", "--page nosuch"}) {
+    const Run r = run_inspector(inspector, work, quote(rec.string()) + " " + bad + shot);
+    EXPECT(r.code == 2, "'%s' exits %d, want 2", bad.c_str(), r.code);
+    EXPECT(!r.err.empty(), "'%s' says nothing on stderr", bad.c_str());
+  }
+  const fs::path json = work / "args.json";
+  const Run p = run_inspector(inspector, work,
+                              quote(rec.string()) + " --view propagation --epoch 6" + shot + " --layout-json " +
+                                  quote(json.string()));
+  EXPECT(p.code == 0, "--view propagation exits %d", p.code);
+  EXPECT(json_string(read_file(json), "view") == "deps", "--view propagation shows '%s'",
+         json_string(read_file(json), "view").c_str());
+  // The fixture's epochs are 0..15: both ends are clamped, and said so.
+  const Run c = run_inspector(inspector, work,
+                              quote(rec.string()) + " --view diff --diff-a 40 --diff-b 99" + shot + " --layout-json " +
+                                  quote(json.string()));
+  EXPECT(c.code == 0, "clamped diff epochs exit %d", c.code);
+  EXPECT(c.err.find("--diff-a 40 is outside 0..15") != std::string::npos, "no warning for --diff-a: %s", c.err.c_str());
+  EXPECT(c.err.find("--diff-b 99 is outside 0..15") != std::string::npos, "no warning for --diff-b: %s", c.err.c_str());
+  const auto diff = json_arrays(read_file(json), "diff");
+  EXPECT(!diff.empty() && diff[0] == (std::vector<long long>{15, 15}), "the diff is not clamped to 15..15");
+  const Run h = run_inspector(inspector, work, "--help");
+  EXPECT(h.code == 0, "--help exits %d", h.code);
+  for (const char* want : {"Exit codes", "PageUp/PageDown", "Shift: 10", "Ctrl: 100", "Home/End", "Space",
+                           "middle-drag", "2   usage"})
+    EXPECT(h.out.find(want) != std::string::npos, "--help does not mention '%s'", want);
+}
+
 // A recording cut short opens its readable part after asking; a directory of
 // garbage gives an error; a flipped byte gives an error or a banner -- and
 // the inspector keeps running throughout.
@@ -500,7 +534,7 @@ void case_damaged(const std::string& inspector, const fs::path& work, const fs::
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|diff|deps|script|damaged\n", argv[0]);
+    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|diff|deps|script|damaged|args\n", argv[0]);
     return 2;
   }
   const std::string inspector = argv[1], which = argv[3];
@@ -523,6 +557,7 @@ int main(int argc, char** argv) {
   else if (which == "deps") case_deps(inspector, work, rec);
   else if (which == "script") case_script(inspector, work, rec);
   else if (which == "damaged") case_damaged(inspector, work, rec);
+  else if (which == "args") case_args(inspector, work, rec);
   else {
     std::fprintf(stderr, "unknown case %s\n", which.c_str());
     return 2;
