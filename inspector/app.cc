@@ -824,12 +824,20 @@ void App::draw_hex() {
   ImGui::SameLine(0, 16);
   if (const auto sb = model_.selected_byte()) {
     if (button("< byte write")) {
-      if (const auto e = model_.prev_byte_write(page, *sb, at)) go_to(*e);
+      const WriteSearch w = model_.prev_byte_write(page, *sb, at);
+      if (w.epoch) go_to(*w.epoch);
+      else if (w.stopped)
+        notice_ = fmt("no write of byte %llu in the page's previous %llu changes; step back and search again",
+                      static_cast<ull>(*sb), static_cast<ull>(kButtonScan));
       else notice_ = fmt("no earlier write of byte %llu", static_cast<ull>(*sb));
     }
     ImGui::SameLine();
     if (button("byte write >")) {
-      if (const auto e = model_.next_byte_write(page, *sb, at)) go_to(*e);
+      const WriteSearch w = model_.next_byte_write(page, *sb, at);
+      if (w.epoch) go_to(*w.epoch);
+      else if (w.stopped)
+        notice_ = fmt("no write of byte %llu in the page's next %llu changes; step on and search again",
+                      static_cast<ull>(*sb), static_cast<ull>(kButtonScan));
       else notice_ = fmt("no later write of byte %llu", static_cast<ull>(*sb));
     }
     ImGui::SameLine();
@@ -936,20 +944,25 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
     ImGui::BeginTooltip();
     ImGui::Text("byte %llu (0x%llx) = 0x%02x at epoch %llu", static_cast<ull>(off), static_cast<ull>(off),
                 std::to_integer<int>(bytes[off]), static_cast<ull>(at));
-    const auto hist = model_.byte_history(page, off, at, 10);
-    if (hist.empty()) {
-      ImGui::TextDisabled("never written up to this epoch (still its start value)");
-    } else {
+    // Both searches are bounded; the history is kept until the byte or the cursor changes.
+    const ByteHistory& hist = model_.byte_history(page, off, at, 10);
+    if (!hist.writes.empty()) {
       ImGui::TextUnformatted("written at (newest first):");
-      for (const auto& wr : hist)
+      for (const auto& wr : hist.writes)
         ImGui::Text("  epoch %-10llu v%-6llu = 0x%02x", static_cast<ull>(wr.epoch), static_cast<ull>(wr.version),
                     std::to_integer<int>(wr.value));
-      if (hist.size() == 10) ImGui::TextDisabled("  ...");
+      if (hist.writes.size() == 10) ImGui::TextDisabled("  ...");
     }
-    if (const auto nx = model_.next_byte_write(page, off, at, 4096))
-      ImGui::Text("next write: epoch %llu", static_cast<ull>(*nx));
-    else
-      ImGui::TextDisabled("no later write (within the page's next 4096 changes)");
+    if (hist.stopped)
+      ImGui::TextDisabled("%s in the page's last %llu changes (back to epoch %llu); \"< byte write\" looks further",
+                          hist.writes.empty() ? "not written" : "no earlier write", static_cast<ull>(hist.looked),
+                          static_cast<ull>(hist.looked_back_to));
+    else if (hist.writes.empty())
+      ImGui::TextDisabled("never written up to this epoch (still its start value)");
+    const WriteSearch& nx = hist.next;
+    if (nx.epoch) ImGui::Text("next write: epoch %llu", static_cast<ull>(*nx.epoch));
+    else if (nx.stopped) ImGui::TextDisabled("no later write in the page's next %llu changes", static_cast<ull>(kHoverScan));
+    else ImGui::TextDisabled("no later write");
     ImGui::TextDisabled("click: select this byte for the byte-write buttons");
     ImGui::EndTooltip();
     if (ImGui::IsMouseClicked(ImGuiMouseButton_Left)) model_.select_byte(off);

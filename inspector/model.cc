@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <iterator>
 #include <new>
 #include <utility>
 
@@ -25,6 +26,13 @@ std::optional<std::byte> written_byte(const replay::DeltaInfo& d, uint64_t offse
   const uint64_t at = before + (offset - it->offset);
   if (at >= d.bytes.size()) return std::nullopt;  // a malformed delta: say "not written"
   return d.bytes[at];
+}
+
+// Whether a delta wrote the byte at `offset` (its ranges are sorted and disjoint).
+bool writes(const replay::DeltaInfo& d, uint64_t offset) {
+  auto it = std::upper_bound(d.ranges.begin(), d.ranges.end(), offset,
+                             [](uint64_t off, const Range& r) { return off < r.offset; });
+  return it != d.ranges.begin() && offset < std::prev(it)->end();
 }
 
 uint64_t count_nodes(const replay::CauseTree& t) {
@@ -339,6 +347,8 @@ void Model::close() {
   byte_.reset();
   playing_ = false;
   invalidate_page();
+  history_key_.reset();
+  history_ = ByteHistory{};
   diff_valid_ = false;
   diff_.clear();
   prop_valid_ = false;
@@ -502,33 +512,69 @@ void Model::set_fade(int k) {
 
 void Model::select_byte(std::optional<uint64_t> offset) { byte_ = offset; }
 
-std::vector<ByteWrite> Model::byte_history(PageId page, uint64_t offset, Epoch epoch, size_t max) const {
-  std::vector<ByteWrite> out;
-  if (!index_) return out;
-  Epoch e = epoch;
-  while (out.size() < max) {
-    const auto w = index_->last_writer(page, offset, e);
-    if (!w) break;
-    const auto v = written_byte(*w, offset);
-    out.push_back({w->epoch, w->version, v.value_or(std::byte{0})});
-    if (w->epoch == 0 || w->epoch > e) break;  // never loop
-    e = w->epoch - 1;
+// Index::last_writer walks all of a page's history; these walks stop after
+// `max_deltas` of the page's deltas.
+const ByteHistory& Model::byte_history(PageId page, uint64_t offset, Epoch epoch, size_t max, uint64_t max_deltas) {
+  const HistoryKey key{page, offset, epoch, max, max_deltas};
+  if (history_key_ == key) return history_;
+  history_key_ = key;
+  history_ = ByteHistory{};
+  if (!index_) return history_;
+  const auto es = index_->page_epochs(page);
+  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.begin() && history_.writes.size() < max;) {
+    if (history_.looked == max_deltas) {
+      history_.stopped = true;
+      break;
+    }
+    --it;
+    ++history_.looked;
+    history_.looked_back_to = *it;
+    const auto d = index_->delta(*it);
+    if (!d || !writes(*d, offset)) continue;
+    history_.writes.push_back({d->epoch, d->version, written_byte(*d, offset).value_or(std::byte{0})});
   }
-  return out;
+  history_.next = next_byte_write(page, offset, epoch, max_deltas);
+  history_examined_ += history_.looked;
+  return history_;
 }
 
-std::optional<Epoch> Model::next_byte_write(PageId page, uint64_t offset, Epoch after, uint64_t max_deltas) const {
-  if (!index_) return std::nullopt;
-  const auto w = index_->next_writer(page, offset, after, max_deltas);
-  if (!w) return std::nullopt;
-  return w->epoch;
+WriteSearch Model::next_byte_write(PageId page, uint64_t offset, Epoch after, uint64_t max_deltas) const {
+  WriteSearch r;
+  if (!index_) return r;
+  const auto es = index_->page_epochs(page);
+  uint64_t looked = 0;
+  for (auto it = std::upper_bound(es.begin(), es.end(), after); it != es.end(); ++it, ++looked) {
+    if (looked == max_deltas) {
+      r.stopped = true;
+      break;
+    }
+    const auto d = index_->delta(*it);
+    if (d && writes(*d, offset)) {
+      r.epoch = *it;
+      break;
+    }
+  }
+  return r;
 }
 
-std::optional<Epoch> Model::prev_byte_write(PageId page, uint64_t offset, Epoch before) const {
-  if (!index_ || before == 0) return std::nullopt;
-  const auto w = index_->last_writer(page, offset, before - 1);
-  if (!w) return std::nullopt;
-  return w->epoch;
+WriteSearch Model::prev_byte_write(PageId page, uint64_t offset, Epoch before, uint64_t max_deltas) const {
+  WriteSearch r;
+  if (!index_ || before == 0) return r;
+  const auto es = index_->page_epochs(page);
+  uint64_t looked = 0;
+  for (auto it = std::lower_bound(es.begin(), es.end(), before); it != es.begin(); ++looked) {
+    if (looked == max_deltas) {
+      r.stopped = true;
+      break;
+    }
+    --it;
+    const auto d = index_->delta(*it);
+    if (d && writes(*d, offset)) {
+      r.epoch = *it;
+      break;
+    }
+  }
+  return r;
 }
 
 std::optional<Epoch> Model::next_page_change() const {

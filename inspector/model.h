@@ -142,6 +142,28 @@ struct ByteWrite {
   std::byte value{};
 };
 
+// Where a search for a byte's previous or next write ended.
+struct WriteSearch {
+  std::optional<Epoch> epoch;  // the write found
+  bool stopped = false;        // none within the limit; one may exist further away
+};
+
+// The writes of one byte at or before an epoch, found by walking the page's
+// deltas backwards, at most a given number of them (a hot page has millions),
+// and the byte's next write after the epoch, within as many.
+struct ByteHistory {
+  std::vector<ByteWrite> writes;  // newest first
+  bool stopped = false;           // the walk hit its limit: earlier writes may exist
+  uint64_t looked = 0;            // page deltas examined backwards
+  Epoch looked_back_to = 0;       // the oldest delta examined (if looked > 0)
+  WriteSearch next;
+};
+
+// Page deltas a search looks at: per hover (once per byte and cursor, then
+// cached) and per click of a byte-write button.
+inline constexpr uint64_t kHoverScan = 1u << 16;
+inline constexpr uint64_t kButtonScan = 1u << 20;
+
 // The propagation around one delta.
 struct Propagation {
   Epoch epoch = 0;              // the delta at the cursor (0: none)
@@ -214,13 +236,19 @@ class Model {
   // ---- the selected byte ----
   std::optional<uint64_t> selected_byte() const noexcept { return byte_; }
   void select_byte(std::optional<uint64_t> offset);
-  // Up to `max` writes of that byte at or before `epoch`, newest first.
-  std::vector<ByteWrite> byte_history(PageId page, uint64_t offset, Epoch epoch, size_t max) const;
-  // The next delta after `after` that wrote the byte; scans at most
-  // `max_deltas` of the page's deltas (nullopt: none found within them).
-  std::optional<Epoch> next_byte_write(PageId page, uint64_t offset, Epoch after,
-                                       uint64_t max_deltas = 1u << 20) const;
-  std::optional<Epoch> prev_byte_write(PageId page, uint64_t offset, Epoch before) const;
+  // Up to `max` writes of that byte at or before `epoch`, newest first, and
+  // its next write after `epoch`, each looking at no more than `max_deltas`
+  // of the page's deltas. The answer is kept: asking again for the same
+  // arguments (a tooltip, every frame) costs nothing.
+  const ByteHistory& byte_history(PageId page, uint64_t offset, Epoch epoch, size_t max,
+                                  uint64_t max_deltas = kHoverScan);
+  // The next delta after `after` / the last one before `before` that wrote
+  // the byte, looking at no more than `max_deltas` of the page's deltas.
+  WriteSearch next_byte_write(PageId page, uint64_t offset, Epoch after, uint64_t max_deltas = kButtonScan) const;
+  WriteSearch prev_byte_write(PageId page, uint64_t offset, Epoch before, uint64_t max_deltas = kButtonScan) const;
+  // Page deltas examined by byte_history() since the recording was opened
+  // (tests check that a repeated question is not recomputed).
+  uint64_t history_deltas_examined() const noexcept { return history_examined_; }
   std::optional<Epoch> next_page_change() const;  // of the selected page, after the cursor
   std::optional<Epoch> prev_page_change() const;
 
@@ -271,6 +299,19 @@ class Model {
   std::vector<std::byte> page_bytes_;
   std::vector<int16_t> highlight_;
   std::string page_error_;
+
+  // Cache: the last byte_history() answer and its question.
+  struct HistoryKey {
+    PageId page = kNoPage;
+    uint64_t offset = 0;
+    Epoch epoch = 0;
+    size_t max = 0;
+    uint64_t max_deltas = 0;
+    bool operator==(const HistoryKey&) const = default;
+  };
+  std::optional<HistoryKey> history_key_;
+  ByteHistory history_;
+  uint64_t history_examined_ = 0;
 
   // Cache: the diff of (diff_a_, diff_b_).
   Epoch diff_a_ = 0, diff_b_ = 0;

@@ -143,15 +143,17 @@ TEST_CASE("inspector model: next and previous change of a page and a byte", "[in
   CHECK(m.next_page_change() == std::optional<Epoch>(1));
 
   // Byte 2 was written at epochs 1 ('C') and 9 ('c'); byte 17 only at 5.
-  CHECK(m.next_byte_write(fixture::kAlpha, 2, 1) == std::optional<Epoch>(9));
-  CHECK(m.next_byte_write(fixture::kAlpha, 2, 0) == std::optional<Epoch>(1));
-  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 2, 9));
-  CHECK(m.prev_byte_write(fixture::kAlpha, 2, 9) == std::optional<Epoch>(1));
-  CHECK_FALSE(m.prev_byte_write(fixture::kAlpha, 2, 1));
-  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 17, 5));
-  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 30, 0));  // never written
+  CHECK(m.next_byte_write(fixture::kAlpha, 2, 1).epoch == std::optional<Epoch>(9));
+  CHECK(m.next_byte_write(fixture::kAlpha, 2, 0).epoch == std::optional<Epoch>(1));
+  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 2, 9).epoch);
+  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 2, 9).stopped);
+  CHECK(m.prev_byte_write(fixture::kAlpha, 2, 9).epoch == std::optional<Epoch>(1));
+  CHECK_FALSE(m.prev_byte_write(fixture::kAlpha, 2, 1).epoch);
+  CHECK_FALSE(m.prev_byte_write(fixture::kAlpha, 2, 1).stopped);
+  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 17, 5).epoch);
+  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 30, 0).epoch);  // never written
 
-  const auto h = m.byte_history(fixture::kAlpha, 2, fixture::kLast, 10);
+  const auto h = m.byte_history(fixture::kAlpha, 2, fixture::kLast, 10).writes;
   REQUIRE(h.size() == 2);
   CHECK(h[0].epoch == 9);
   CHECK(h[0].version == 3);
@@ -159,9 +161,56 @@ TEST_CASE("inspector model: next and previous change of a page and a byte", "[in
   CHECK(h[1].epoch == 1);
   CHECK(h[1].version == 1);
   CHECK(h[1].value == std::byte{'C'});
-  CHECK(m.byte_history(fixture::kAlpha, 2, 8, 10).size() == 1);
-  CHECK(m.byte_history(fixture::kAlpha, 30, fixture::kLast, 10).empty());
-  CHECK(m.byte_history(fixture::kAlpha, 2, fixture::kLast, 1).size() == 1);
+  CHECK(m.byte_history(fixture::kAlpha, 2, 8, 10).writes.size() == 1);
+  CHECK(m.byte_history(fixture::kAlpha, 30, fixture::kLast, 10).writes.empty());
+  CHECK_FALSE(m.byte_history(fixture::kAlpha, 30, fixture::kLast, 10).stopped);
+  CHECK(m.byte_history(fixture::kAlpha, 2, fixture::kLast, 1).writes.size() == 1);
+  CHECK(m.byte_history(fixture::kAlpha, 2, 1, 10).next.epoch == std::optional<Epoch>(9));
+}
+
+// Alpha's deltas are at epochs 1, 5, 9 and 12; byte 0 was written only at 1,
+// byte 60 only at 12.
+TEST_CASE("inspector model: byte searches look at a bounded number of the page's deltas", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  // Backwards from 15 over 2 deltas: 12 and 9; byte 0's write at 1 is out of reach.
+  const auto& h2 = m.byte_history(fixture::kAlpha, 0, fixture::kLast, 10, 2);
+  CHECK(h2.writes.empty());
+  CHECK(h2.stopped);
+  CHECK(h2.looked == 2);
+  CHECK(h2.looked_back_to == 9);
+  // Over 4 deltas it is found, and the walk ends at the start of the history.
+  const auto& h4 = m.byte_history(fixture::kAlpha, 0, fixture::kLast, 10, 4);
+  REQUIRE(h4.writes.size() == 1);
+  CHECK(h4.writes[0].epoch == 1);
+  CHECK(h4.writes[0].value == std::byte{'A'});
+  CHECK_FALSE(h4.stopped);
+  // Forwards from 0 over 3 deltas (1, 5, 9): byte 60's write at 12 is out of reach.
+  CHECK_FALSE(m.next_byte_write(fixture::kAlpha, 60, 0, 3).epoch);
+  CHECK(m.next_byte_write(fixture::kAlpha, 60, 0, 3).stopped);
+  CHECK(m.next_byte_write(fixture::kAlpha, 60, 0, 4).epoch == std::optional<Epoch>(12));
+  CHECK(m.byte_history(fixture::kAlpha, 60, 0, 10, 3).next.stopped);
+  // The "< byte write" search: the same bound, and it says when it stopped.
+  CHECK_FALSE(m.prev_byte_write(fixture::kAlpha, 0, fixture::kLast, 2).epoch);
+  CHECK(m.prev_byte_write(fixture::kAlpha, 0, fixture::kLast, 2).stopped);
+  CHECK(m.prev_byte_write(fixture::kAlpha, 0, fixture::kLast, 4).epoch == std::optional<Epoch>(1));
+  CHECK_FALSE(m.prev_byte_write(fixture::kAlpha, 0, fixture::kLast, 4).stopped);
+  CHECK_FALSE(m.prev_byte_write(fixture::kAlpha, 0, 1, 2).stopped);  // nothing before epoch 1 at all
+}
+
+TEST_CASE("inspector model: a byte's history is computed once per byte and cursor", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  // From 15 backwards, byte 0 of alpha: all 4 of alpha's deltas are examined.
+  (void)m.byte_history(fixture::kAlpha, 0, fixture::kLast, 10);
+  const uint64_t once = m.history_deltas_examined();
+  CHECK(once == 4);
+  for (int frame = 0; frame < 100; ++frame) (void)m.byte_history(fixture::kAlpha, 0, fixture::kLast, 10);
+  CHECK(m.history_deltas_examined() == once);
+  // Another cursor (13: 12, 9, 5, 1) or another byte asks again.
+  (void)m.byte_history(fixture::kAlpha, 0, 13, 10);
+  CHECK(m.history_deltas_examined() == 2 * once);
+  CHECK(m.byte_history(fixture::kAlpha, 2, 13, 10).writes.size() == 2);
 }
 
 TEST_CASE("inspector model: the highlight marks the cursor's delta and fades earlier writes", "[inspector]") {
@@ -447,7 +496,7 @@ TEST_CASE("inspector model: damaged and foreign recordings give messages, never 
           mm.select_page(p);
           const auto bytes_now = mm.page_bytes();
           CHECK(mm.highlight().size() == bytes_now.size());
-          if (!bytes_now.empty()) (void)mm.byte_history(p, 0, e, 4);
+          if (!bytes_now.empty()) (void)mm.byte_history(p, 0, e, 4);  // may be empty
         }
         (void)mm.propagation();
       }
