@@ -55,9 +55,14 @@ int run_verify(const VerifyArgs& a) {
     if (r.page != kNoPage) out += "  page " + page_label(*rec, r.page) + "\n";
     print(out);
   }
-  if (!r.ok && !a.common.quiet)
-    std::fprintf(stderr, "mmsb-replay: %s failed verification\n  'mmsb-replay recover %s' keeps the intact prefix\n",
-                 a.dir.c_str(), a.dir.c_str());
+  if (!r.ok && !a.common.quiet) {
+    // recover cuts damage and closes segments; a well-formed frame that
+    // disagrees with the replayed state is beyond it.
+    const std::string hint = r.recoverable ? "'mmsb-replay recover " + a.dir + "' keeps the intact prefix"
+                                           : "'mmsb-replay recover' cannot repair this: every frame is intact, "
+                                             "but what it holds disagrees with the replayed deltas";
+    std::fprintf(stderr, "mmsb-replay: %s failed verification\n  %s\n", a.dir.c_str(), hint.c_str());
+  }
   return r.ok ? kExitOk : kExitFailed;
 }
 

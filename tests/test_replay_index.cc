@@ -666,6 +666,56 @@ TEST_CASE("recover: a page table that contradicts the ones before it ends the hi
   recover_cut(work.path, f, intact);
 }
 
+TEST_CASE("verify names and recover cuts at a good frame holding a delta invalid for its page", "[replay]") {
+  // The second delta of a delta frame in segment 1 is made to name a page
+  // that does not exist; checksums pass. verify must name that frame, that
+  // delta's epoch and page; recover must cut the whole frame, keeping every
+  // epoch before it with the model's state.
+  Full f;
+  record_full(f, 0x1d0b, 900, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  REQUIRE(segs.size() >= 3);
+  TempDir work("replay-bad-delta");
+  copy_dir(f.dir.path, work.path);
+  const fs::path seg = work.path / segs[1].filename();
+  RawFrame target;
+  for (const RawFrame& r : raw_frames(read_file(seg)))
+    if (r.kind == kDeltasKind && r.last > r.first) {
+      target = r;
+      break;
+    }
+  REQUIRE(target.last > target.first);
+  std::vector<uint8_t> fbuf = frame_buffer(seg, target);
+  const mmsb::fb::DeltaBatch* b = mmsb::fb::GetFrame(fbuf.data())->body_as_DeltaBatch();
+  REQUIRE(b);
+  // Delta 1's page id, at the column's own width, set to its largest value.
+  uint32_t bad_page = 0;
+  const uint8_t* at = nullptr;
+  size_t width = 0;
+  if (b->page8()) at = b->page8()->data() + 1, width = 1, bad_page = 0xff;
+  if (b->page16()) at = reinterpret_cast<const uint8_t*>(b->page16()->data() + 1), width = 2, bad_page = 0xffff;
+  if (b->page32()) at = reinterpret_cast<const uint8_t*>(b->page32()->data() + 1), width = 4, bad_page = 0xffffffff;
+  REQUIRE(at);
+  REQUIRE(bad_page >= f.saved.at(f.last).pages.size());
+  std::memset(fbuf.data() + (at - fbuf.data()), 0xff, width);
+  rewrite_frame(seg, target, fbuf);
+  INFO(seg.filename() << " offset " << target.offset << ": delta at epoch " << target.first + 1 << " -> page "
+                      << bad_page);
+
+  auto rep = mmsb::replay::verify(work.path);
+  INFO(rep.problem);
+  CHECK_FALSE(rep.ok);
+  CHECK(rep.recoverable);
+  CHECK(rep.file == seg.string());
+  CHECK(rep.offset == target.offset);
+  CHECK(rep.epoch == target.first + 1);
+  CHECK(rep.page == bad_page);
+  CHECK(rep.problem.find("refers to page " + std::to_string(bad_page)) != std::string::npos);
+
+  const RecoverReport cut = recover_cut(work.path, f, target.first - 1);
+  CHECK(cut.bytes_cut > 0);
+}
+
 TEST_CASE("damage: random cuts, flips, overwrites, inserts and lost files never give wrong bytes", "[replay]") {
   // Several kinds of damage at once, anywhere in any file. Whatever opens
   // must show the model's state at every epoch it can seek (or say why it

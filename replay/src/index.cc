@@ -82,26 +82,18 @@ Status Index::decode(const IndexOptions& options) {
   uint64_t since_checkpoint = 0;
   for (size_t k = 0; k < dframes.size(); ++k) {
     const FrameRef& f = rec_.frames()[dframes[k]];
-    const std::string where = rec_.describe(f);
     // A frame that fails its checks ends the history, as in Recording::open
     // (which trusts a closed segment's index and reads payloads lazily).
-    Status s = rec_.read_frame(dframes[k], &raw);
-    if (s.ok()) s = batch.open(fb::GetFrame(raw.data())->body_as_DeltaBatch(), where);
-    if (s.ok() &&
-        (batch.first_epoch() != f.header.first_epoch || batch.first_epoch() + batch.count() - 1 != f.header.last_epoch))
-      s = Status(Code::kCorruption, where + ": batch epochs disagree with the frame header");
-    if (!s.ok()) {
+    if (Status s = rec_.read_deltas(dframes[k], &raw, &batch); !s.ok()) {
       damage_ = Status(s.code(), s.message() + "; the history ends at epoch " + std::to_string(f.header.first_epoch - 1));
       break;
     }
+    // A good frame holding a delta that is invalid for its page: every delta
+    // of the frame is checked before any is used.
+    if (Status s = rec_.check_deltas(dframes[k], batch); !s.ok()) return s;
     for (uint32_t i = 0; i < batch.count(); ++i) {
       const DeltaView d = batch.delta(i);
       if (d.epoch > rec_.last_epoch()) break;
-      if (d.page >= pages.size() || pages[d.page].created >= d.epoch)
-        return Status(Code::kCorruption, where + ": delta at epoch " + std::to_string(d.epoch) + " refers to page " +
-                                             std::to_string(d.page) + ", which does not exist yet");
-      if (Status s = validate(d, pages[d.page].size); !s.ok())
-        return Status(Code::kCorruption, where + ": delta at epoch " + std::to_string(d.epoch) + ": " + s.message());
       deltas_.push_back(Rec{d.page, static_cast<uint32_t>(d.ranges.size()), ranges_.size(), bytes_.size(), d.cause});
       ranges_.insert(ranges_.end(), d.ranges.begin(), d.ranges.end());
       bytes_.insert(bytes_.end(), d.bytes.begin(), d.bytes.end());

@@ -367,6 +367,36 @@ Status Recording::read_snapshot_part(size_t i, std::vector<std::byte>* raw,
   return Status::OK();
 }
 
+Status Recording::read_deltas(size_t i, std::vector<std::byte>* raw, format::BatchReader* batch) const {
+  if (Status s = read_frame(i, raw); !s.ok()) return s;
+  const FrameRef& f = frames_[i];
+  const std::string where = describe(f);
+  if (Status s = batch->open(as_frame(*raw)->body_as_DeltaBatch(), where); !s.ok()) return s;
+  if (batch->first_epoch() != f.header.first_epoch ||
+      batch->first_epoch() + batch->count() - 1 != f.header.last_epoch)
+    return Status(Code::kCorruption, where + ": batch epochs " + std::to_string(batch->first_epoch()) + ".." +
+                                         std::to_string(batch->first_epoch() + batch->count() - 1) +
+                                         " disagree with the frame header (" + std::to_string(f.header.first_epoch) +
+                                         ".." + std::to_string(f.header.last_epoch) + ")");
+  return Status::OK();
+}
+
+Status Recording::check_deltas(size_t i, const format::BatchReader& batch, DamageAt* at) const {
+  const FrameRef& f = frames_[i];
+  for (uint32_t k = 0; k < batch.count(); ++k) {
+    const DeltaView d = batch.delta(k);
+    std::string why;
+    if (d.page >= pages_.size() || pages_[d.page].created >= d.epoch)
+      why = " refers to page " + std::to_string(d.page) + ", which does not exist yet";
+    else if (Status s = validate(d, pages_[d.page].size); !s.ok())
+      why = ": " + s.message();
+    if (why.empty()) continue;
+    if (at) *at = DamageAt{f.segment, segments_[f.segment].path, f.offset, d.epoch, d.page};
+    return Status(Code::kCorruption, describe(f) + ": delta at epoch " + std::to_string(d.epoch) + why);
+  }
+  return Status::OK();
+}
+
 size_t Recording::delta_frame_of(Epoch epoch) const noexcept {
   auto it = std::lower_bound(delta_frames_.begin(), delta_frames_.end(), epoch,
                              [&](size_t fi, Epoch e) { return frames_[fi].header.last_epoch < e; });

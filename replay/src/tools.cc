@@ -37,6 +37,28 @@ void fail(VerifyReport* r, std::string problem, const fs::path& file, uint64_t o
   r->page = page;
 }
 
+// Reads frame i and checks what it holds, as far as it can be checked on
+// its own: a delta frame of the durable history (`deltas`) is decoded and
+// each delta checked against the page table, a snapshot part's columns
+// against each other and the page table. On a problem, *at says where
+// (file, offset, and the epoch and page when known).
+Status check_frame(const Recording& rec, size_t i, bool deltas, std::vector<std::byte>* raw,
+                   format::BatchReader* batch, DamageAt* at) {
+  const FrameRef& f = rec.frames()[i];
+  *at = DamageAt{f.segment, rec.segments()[f.segment].path, f.offset, f.header.first_epoch, kNoPage};
+  if (deltas) {
+    if (Status s = rec.read_deltas(i, raw, batch); !s.ok()) return s;
+    return rec.check_deltas(i, *batch, at);
+  }
+  if (f.header.kind == format::FrameKind::kSnapshot) {
+    SnapshotImage bad;
+    const Status s = rec.read_snapshot_part(i, raw, [](const SnapshotImage&) { return Status::OK(); }, &bad);
+    if (!s.ok() && bad.page != kNoPage) at->page = bad.page;
+    return s;
+  }
+  return rec.read_frame(i, raw);
+}
+
 // Every image of every complete snapshot equals the replayed page at the
 // image's epoch, with the same version.
 void check_snapshots(const Recording& rec, const Index& ix, VerifyReport* r) {
@@ -200,14 +222,20 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
     return r;
   }
   const Recording& rec = **opened;
-  // Every frame: checksum, zstd frame, FlatBuffer.
+  // Every frame: checksum, zstd frame, FlatBuffer, and what it holds.
   std::vector<std::byte> raw;
+  format::BatchReader batch;
   uint64_t total = 0;
   for (const FrameRef& f : rec.frames()) total += f.header.payload_bytes;
+  const std::vector<size_t>& dframes = rec.delta_frames();
+  size_t next_delta = 0;  // dframes[next_delta] is the next delta frame of the history
   for (size_t i = 0; i < rec.frames().size(); ++i) {
     const FrameRef& f = rec.frames()[i];
-    if (Status s = rec.read_frame(i, &raw); !s.ok())
-      fail(&r, s.message(), rec.segments()[f.segment].path, f.offset, f.header.first_epoch);
+    const bool deltas = next_delta < dframes.size() && dframes[next_delta] == i;
+    next_delta += deltas;
+    DamageAt at;
+    if (Status s = check_frame(rec, i, deltas, &raw, &batch, &at); !s.ok())
+      fail(&r, s.message(), at.file, at.offset, at.epoch, at.page);
     if (!r.ok) return r;
     ++r.frames;
     r.bytes += format::kFrameHeaderBytes + f.header.payload_bytes;
@@ -221,8 +249,9 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
   }
   // Every delta valid for its page, epochs contiguous (Index::build checks both).
   Result<std::unique_ptr<Index>> ix = Index::build(rec);
-  if (!ix.ok()) {
+  if (!ix.ok()) {  // every frame's content was checked above: this is not damage recover could cut
     fail(&r, ix.status().message(), dir, 0, 0);
+    r.recoverable = false;
     return r;
   }
   r.deltas = (*ix)->delta_count();
@@ -231,7 +260,10 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
     return r;
   }
   check_snapshots(rec, **ix, &r);
-  if (!r.ok) return r;
+  if (!r.ok) {
+    r.recoverable = false;  // well-formed frames that disagree with the replay: nothing to cut
+    return r;
+  }
   for (const SegmentInfo& s : rec.segments())
     if (!s.closed) {
       fail(&r, s.path.string() + ": segment has no index and trailer (its writer did not close it: still "
@@ -382,23 +414,30 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   }
   const Recording& rec = **opened;
   // The first damage: what open() met, or an earlier frame whose payload
-  // fails its checks (open() trusts a closed segment's index; payloads are
-  // read here, every one).
+  // or content fails its checks (open() trusts a closed segment's index;
+  // payloads are read here, every one, and what they hold is checked as
+  // verify checks it).
   bool damaged = !rec.damage().ok();
   DamageAt dmg = rec.damage_at();
   std::string damage_text = damaged ? rec.damage().message() : "";
   {
     std::vector<std::byte> raw;
+    format::BatchReader batch;
     uint64_t total = 0, done = 0;
     for (const FrameRef& f : rec.frames()) total += f.header.payload_bytes;
+    const std::vector<size_t>& dframes = rec.delta_frames();
+    size_t next_delta = 0;  // dframes[next_delta] is the next delta frame of the history
     for (size_t i = 0; i < rec.frames().size(); ++i) {
       const FrameRef& f = rec.frames()[i];
       if (damaged && (f.segment > dmg.segment || (f.segment == dmg.segment && f.offset >= dmg.offset))) break;
+      const bool deltas = next_delta < dframes.size() && dframes[next_delta] == i;
+      next_delta += deltas;
       done += f.header.payload_bytes;
       if (progress && i % 64 == 0) progress(done, total);
-      if (Status st = rec.read_frame(i, &raw); !st.ok()) {
+      DamageAt at;
+      if (Status st = check_frame(rec, i, deltas, &raw, &batch, &at); !st.ok()) {
         damaged = true;
-        dmg = DamageAt{f.segment, rec.segments()[f.segment].path, f.offset, f.header.first_epoch};
+        dmg = at;
         damage_text = st.message();
         break;
       }

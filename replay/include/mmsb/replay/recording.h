@@ -60,12 +60,15 @@ struct SnapshotInfo {
 // Where the first problem met while opening is: the segment (its index in
 // segments(), or its number when the segment's own header is unreadable), the
 // file, the byte offset of the bad frame (or header), and the first epoch the
-// frame claims (0 if unknown). Everything before offset is intact.
+// frame claims (0 if unknown), or the epoch of the delta found invalid in
+// it, and that delta's page (kNoPage if none). Everything before offset is
+// intact.
 struct DamageAt {
   uint32_t segment = 0;
   std::filesystem::path file;
   uint64_t offset = 0;
   Epoch epoch = 0;
+  PageId page = kNoPage;
 };
 
 // One page image of a snapshot part, as read_snapshot_part() hands it out.
@@ -121,6 +124,16 @@ class Recording {
   Status read_snapshot_part(size_t i, std::vector<std::byte>* raw,
                             const std::function<Status(const SnapshotImage&)>& fn,
                             SnapshotImage* mismatch = nullptr) const;
+  // Reads the delta frame frames()[i] (as read_frame does) and opens its
+  // batch into *batch: its columns must agree with each other and its epochs
+  // with the frame header. kCorruption naming the file and offset otherwise
+  // (the payload is damaged).
+  Status read_deltas(size_t i, std::vector<std::byte>* raw, format::BatchReader* batch) const;
+  // Checks every delta of `batch` (opened from frames()[i]) against the page
+  // table: its page exists before the delta's epoch, and its ranges are
+  // sorted, disjoint, non-empty and inside the page. kCorruption naming the
+  // file, offset, epoch and page otherwise; *at (if given) gets them.
+  Status check_deltas(size_t i, const format::BatchReader& batch, DamageAt* at = nullptr) const;
   // Indices into frames() of the delta frames, in epoch order.
   const std::vector<size_t>& delta_frames() const noexcept { return delta_frames_; }
   // The position in delta_frames() of the frame holding `epoch`, or

@@ -29,11 +29,14 @@ struct VerifyReport {
   uint64_t offset = 0;
   Epoch epoch = 0;
   PageId page = kNoPage;
+  // recover() cuts or repairs what was found (false: a problem it cannot
+  // fix, such as a snapshot image that disagrees with the deltas before it).
+  bool recoverable = true;
   // What was checked.
   uint64_t frames = 0, deltas = 0, snapshots = 0, snapshot_pages = 0, bytes = 0;
 };
-// Reads every frame of every segment and checks its checksum and FlatBuffer;
-// epochs contiguous; every delta valid for its page (versions then count up
+// Reads every frame of every segment and checks its checksum and FlatBuffer,
+// every delta batch's and snapshot part's columns; epochs contiguous; every delta valid for its page (versions then count up
 // by one); every complete snapshot's images and versions equal to the state
 // that replaying the deltas before it gives; every segment closed with an
 // index that matches its frames (an open last segment is reported).
