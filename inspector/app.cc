@@ -28,6 +28,7 @@ constexpr int kHexPerRow = 16;
 constexpr int kDiffPerRow = 8;
 constexpr uint64_t kDeltaWindow = 2000;  // rows of the deltas list on each side of the cursor
 constexpr uint64_t kTreeBudget = 2000;   // propagation nodes drawn at most
+constexpr size_t kTooltipRanges = 1000;  // ranges a tooltip lists at most
 
 ImU32 col(uint32_t rgb, int a = 255) { return IM_COL32((rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255, a); }
 ImVec4 colv(uint32_t rgb, float a = 1.f) {
@@ -1293,7 +1294,7 @@ void App::draw_deltas(float x, float y, float w, float h) {
     ImGui::TableSetupColumn("epoch");
     ImGui::TableSetupColumn("page");
     ImGui::TableSetupColumn("ver");
-    ImGui::TableSetupColumn("ranges", ImGuiTableColumnFlags_WidthStretch);
+    ImGui::TableSetupColumn("written", ImGuiTableColumnFlags_WidthStretch);
     ImGui::TableSetupColumn("cause");
     ImGui::TableHeadersRow();
     const float row_h = ImGui::GetTextLineHeight() + ImGui::GetStyle().CellPadding.y * 2;
@@ -1328,7 +1329,16 @@ void App::draw_deltas(float x, float y, float w, float h) {
         ImGui::TableSetColumnIndex(2);
         ImGui::Text("%llu", static_cast<ull>(d->version));
         ImGui::TableSetColumnIndex(3);
-        ImGui::Text("%s", format_ranges(d->ranges, 2).c_str());
+        ImGui::TextUnformatted(summarize_ranges(d->ranges, d->changed_bytes()).c_str());
+        if (ImGui::IsItemHovered()) {  // the whole list
+          ImGui::BeginTooltip();
+          ImGui::PushTextWrapPos(ImGui::GetFontSize() * 40);
+          ImGui::Text("epoch %llu wrote %llu byte(s) of %s in %zu range(s):", static_cast<ull>(e),
+                      static_cast<ull>(d->changed_bytes()), model_.page_label(d->page).c_str(), d->ranges.size());
+          ImGui::TextWrapped("%s", format_ranges(d->ranges, kTooltipRanges).c_str());
+          ImGui::PopTextWrapPos();
+          ImGui::EndTooltip();
+        }
         ImGui::TableSetColumnIndex(4);
         if (d->derived()) ImGui::Text("%llu", static_cast<ull>(d->cause));
         else ImGui::TextUnformatted("-");

@@ -316,6 +316,16 @@ std::string format_ranges(std::span<const Range> ranges, size_t max) {
   return s;
 }
 
+std::string summarize_ranges(std::span<const Range> ranges, uint64_t bytes, size_t max) {
+  if (ranges.empty()) return "nothing";
+  if (ranges.size() == 1) return format_ranges(ranges, 1);
+  std::string s = std::to_string(ranges.size()) + " ranges, " + std::to_string(bytes) + " B";
+  if (max == 0) return s;
+  s += ": " + format_ranges(ranges.first(std::min(max, ranges.size())), max);
+  if (ranges.size() > max) s += " ...";
+  return s;
+}
+
 // ---------------------------------------------------------------- Model
 
 Model::Model() = default;

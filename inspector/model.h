@@ -328,5 +328,9 @@ class Model {
 
 // "[8,9) [36,37) +3 more" (at most `max` ranges).
 std::string format_ranges(std::span<const Range> ranges, size_t max = 3);
+// For a narrow column, the totals first so that clipping the end loses no
+// count: "[0,24)" for one range, else "190 ranges, 952 B: [0,1) [4,5) ..."
+// (at most `max` ranges listed). `bytes`: the bytes the ranges hold.
+std::string summarize_ranges(std::span<const Range> ranges, uint64_t bytes, size_t max = 2);
 
 }  // namespace mmsb::inspector

@@ -509,3 +509,19 @@ TEST_CASE("inspector model: damaged and foreign recordings give messages, never 
   CHECK(opened > 0);   // truncations keep a readable prefix
   CHECK(damaged > 0);  // ... and say so
 }
+
+TEST_CASE("inspector model: a delta's ranges are summarized count first", "[inspector]") {
+  using mmsb::Range;
+  using mmsb::inspector::summarize_ranges;
+  const std::vector<Range> one{{0, 24}};
+  CHECK(summarize_ranges(one, 24) == "[0,24)");
+  // Epoch 5 of the fixture: alpha [16,20) and [40,42), 6 bytes.
+  const std::vector<Range> two{{16, 4}, {40, 2}};
+  CHECK(summarize_ranges(two, 6) == "2 ranges, 6 B: [16,20) [40,42)");
+  // The review's row: 190 ranges; the counts come before any range.
+  std::vector<Range> many;
+  for (uint32_t i = 0; i < 190; ++i) many.push_back({i * 7, 5});
+  CHECK(summarize_ranges(many, 950) == "190 ranges, 950 B: [0,5) [7,12) ...");
+  CHECK(summarize_ranges(many, 950, 0) == "190 ranges, 950 B");
+  CHECK(summarize_ranges({}, 0) == "nothing");
+}
