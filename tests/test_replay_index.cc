@@ -574,6 +574,36 @@ TEST_CASE("recover: cut and bit-flipped copies keep every intact epoch", "[repla
   }
 }
 
+TEST_CASE("recover: an empty file or a directory named like the next segment is set aside and nothing is lost",
+          "[replay]") {
+  Full f;
+  record_full(f, 0x1d0c, 300, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  char next[32];
+  std::snprintf(next, sizeof next, "seg-%06zu.tlog", segs.size());  // FORMAT.md's name of the next segment
+  for (const bool directory : {false, true}) {
+    TempDir work("replay-recover-extra");
+    copy_dir(f.dir.path, work.path);
+    const fs::path extra = work.path / next;
+    if (directory)
+      fs::create_directory(extra);
+    else
+      write_file(extra, {});
+    INFO((directory ? "a directory " : "an empty file ") << extra.filename());
+    auto rep = mmsb::replay::recover(work.path);
+    REQUIRE(rep.ok());
+    INFO(rep->summary);
+    CHECK(rep->outcome == RecoverReport::Outcome::kIntact);
+    CHECK(rep->bytes_cut == 0);
+    CHECK(rep->last_good_epoch == f.last);
+    REQUIRE(rep->set_aside.size() == 1);
+    CHECK(rep->set_aside[0] == fs::path(extra.string() + ".orphan"));
+    CHECK(fs::exists(rep->set_aside[0]));
+    CHECK_FALSE(fs::exists(extra));
+    check_recovered(work.path, f, f.last);
+  }
+}
+
 TEST_CASE("recover: a middle segment cut exactly at a frame boundary ends the history there", "[replay]") {
   // A cut that lands between two frames leaves a segment that reads cleanly
   // to its end but has no index or trailer; the segments after it cannot

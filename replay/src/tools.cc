@@ -203,6 +203,15 @@ Status save_tail(const fs::path& path, uint64_t from, const fs::path& to) {
   return Status::OK();
 }
 
+// The bytes a file holds: 0 for anything that is not a regular file (a
+// directory, a FIFO, a dangling link named like a segment holds no frames).
+uint64_t regular_file_bytes(const fs::path& p) {
+  std::error_code ec;
+  if (!fs::is_regular_file(p, ec)) return 0;
+  const uintmax_t n = fs::file_size(p, ec);
+  return ec ? 0 : n;
+}
+
 fs::path free_name(const fs::path& base) {
   fs::path p = base;
   for (int i = 1; fs::exists(p); ++i) p = base.string() + "." + num(i);
@@ -532,7 +541,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     const fs::path aside = free_name(f.string() + ".orphan");
     r.actions.push_back("set aside " + f.filename().string() + " as " + aside.filename().string() +
                         " (it follows the damage, so its history cannot be joined)");
-    r.bytes_cut += fs::file_size(f, ec);
+    r.bytes_cut += regular_file_bytes(f);
     r.set_aside.push_back(aside);
     if (!dry_run) {
       fs::rename(f, aside, ec);
