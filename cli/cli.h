@@ -64,6 +64,9 @@ std::unique_ptr<replay::Recording> open_recording(const std::string& dir, const 
 // frames; a damaged frame that ends the history early (a bad payload in a
 // closed segment) gets a warning on stderr (unless quiet).
 std::unique_ptr<replay::Index> build_index(const replay::Recording& rec, const Common& common);
+// What ended the readable history early ("" if nothing did): damage met
+// while decoding the deltas (it comes first), else damage met at open.
+std::string damage_text(const replay::Recording& rec, const replay::Index& index);
 // An epoch a command reads (argument `what`) must come before such damage:
 // exit 3 naming the file and offset otherwise.
 void require_readable(const replay::Index& index, Epoch epoch, const std::string& what);

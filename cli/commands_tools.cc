@@ -129,6 +129,8 @@ int run_compare(const CompareArgs& a) {
   bar.done();
   if (!result.ok()) throw Error{kExitBadInput, "compare: " + result.status().to_string(), ""};
   const CompareReport& r = *result;
+  // Damage that ended a run early (a prefix may be nothing more than that).
+  const std::string damage_a = damage_text(*ra, *ia), damage_b = damage_text(*rb, *ib);
   // The page as named in A (or B, for a page only B has).
   const Recording& named = r.page < ra->pages().size() ? *ra : *rb;
 
@@ -152,6 +154,10 @@ int run_compare(const CompareArgs& a) {
       j.end_array();
     }
     if (r.outcome == CompareReport::Outcome::kPrefix) j.field("shorter", r.shorter);
+    j.key("damage_a");
+    if (damage_a.empty()) j.null(); else j.str(damage_a);
+    j.key("damage_b");
+    if (damage_b.empty()) j.null(); else j.str(damage_b);
     j.end_object();
     print(j.text());
   } else {

@@ -80,6 +80,11 @@ std::unique_ptr<Index> build_index(const Recording& rec, const Common& common) {
   return ix;
 }
 
+std::string damage_text(const Recording& rec, const Index& index) {
+  if (!index.damage().ok()) return index.damage().to_string();
+  return rec.damage().ok() ? "" : rec.damage().to_string();
+}
+
 void require_readable(const Index& index, Epoch epoch, const std::string& what) {
   if (epoch <= index.last_epoch() || index.damage().ok()) return;
   const std::string dir = index.recording().dir().string();

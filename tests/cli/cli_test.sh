@@ -522,6 +522,42 @@ case_compare-prefix() {
   out_has '"shorter":"b"'
 }
 
+# A run cut short by damage is a prefix, but --json says why, even with -q:
+# damage_a/damage_b name the file and offset (null for an intact run).
+case_compare-damaged() {
+  make_rec a --steps 300 --batch 16
+  make_rec b --steps 300 --batch 16
+  # A flipped bit in b's third delta frame (closed segment: found while decoding).
+  fixture frames b >frames.txt
+  read -r file offset kind first last payload < <(awk '$3 == 3' frames.txt | sed -n 3p)
+  [ -n "${payload:-}" ] || fail "no third delta frame"
+  fixture flip-bit "b/$file" $((offset + 40 + payload / 2))
+  run compare a b -q --json
+  rc_is 1
+  json_ok
+  err_empty
+  out_has '"outcome":"prefix"'
+  out_has "\"b_last\":$((first - 1)),"
+  out_has '"damage_a":null'
+  out_has "\"damage_b\":\"Corruption: b/$file offset $offset"
+  # A torn tail (the writer died mid-frame): A is the damaged one now.
+  local want
+  fixture frames a >frames-a.txt
+  read -r file offset kind first last payload < <(awk '$3 == 3' frames-a.txt | tail -1)
+  want=$("$FIX" cut a torn $((offset + 40 + payload / 2))) || fail "fixture cut"
+  [ "$want" = $((first - 1)) ] || fail "the cut should end the history at epoch $((first - 1)), not $want"
+  run compare torn a -q --json
+  rc_is 1
+  json_ok
+  out_has "\"a_last\":$want,"
+  out_has '"damage_a":"Corruption: torn/seg-000000.tlog'
+  out_has '"damage_b":null'
+  # Intact runs: both null.
+  run compare a a --json
+  rc_is 0
+  out_has '"damage_a":null,"damage_b":null'
+}
+
 case_compare-ignore() {
   make_rec a
   make_rec b --flip-byte 4
