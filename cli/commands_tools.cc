@@ -181,11 +181,15 @@ int run_compare(const CompareArgs& a) {
       case CompareReport::Outcome::kDiverged: {
         uint64_t bytes = 0;
         for (const Range& g : r.ranges) bytes += g.length;
-        out = fmt("diverged at epoch %" PRIu64 ": ", r.epoch);
-        if (r.page == kNoPage) {
-          out += r.summary + "\n";
+        // No differing bytes to list (page tables or start epochs differ): the
+        // summary says what does. Page names in it are raw bytes.
+        if (r.page == kNoPage || r.ranges.empty()) {
+          out = printable(r.summary, '\0') + "\n";
           break;
         }
+        out = a.final_only && r.a_last != r.b_last
+                  ? fmt("final states differ (A at epoch %" PRIu64 ", B at epoch %" PRIu64 "): ", r.a_last, r.b_last)
+                  : fmt("diverged at epoch %" PRIu64 ": ", r.epoch);
         out += "page " + page_label(named, r.page) +
                fmt(", %" PRIu64 " byte(s) in %zu range(s) differ\n", bytes, r.ranges.size());
         uint64_t at = 0;

@@ -174,12 +174,23 @@ std::string hex(std::span<const std::byte> b, size_t max = 16) {
   return s;
 }
 
-void diverged_at(CompareReport* r, Epoch e, const PageMeta& p, const std::string& why) {
+// `head` leads the summary; empty: "diverged at epoch E".
+void diverged_at(CompareReport* r, Epoch e, const PageMeta& p, const std::string& why, const std::string& head = "") {
   r->outcome = CompareReport::Outcome::kDiverged;
   r->epoch = e;
   r->page = p.id;
   r->page_name = p.name;
-  r->summary = "diverged at epoch " + num(e) + ": " + page_label(p) + " " + why;
+  r->summary = (head.empty() ? "diverged at epoch " + num(e) : head) + ": " + page_label(p) + " " + why;
+}
+
+// The first differing range of r with both runs' bytes, and how many more
+// there are (their bytes are never run together).
+std::string first_range_text(const CompareReport& r) {
+  const Range& g = r.ranges.front();
+  const std::span<const std::byte> a(r.a_bytes.data(), g.length), b(r.b_bytes.data(), g.length);
+  std::string s = "differs at offset " + num(g.offset) + " (" + num(g.length) + " byte(s)): A " + hex(a) + ", B " + hex(b);
+  if (r.ranges.size() > 1) s += " (and " + num(r.ranges.size() - 1) + " more range(s))";
+  return s;
 }
 
 // Page tables: the i-th page must have the same size and name in both.
@@ -297,8 +308,9 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
   const auto& pb = b.recording().pages();
 
   StateView sa(a), sb(b);
-  // Compares whole states at (ea, eb); true if they differ (r filled).
-  auto whole_states_differ = [&](Epoch ea, Epoch eb, Epoch report_epoch) -> Result<bool> {
+  // Compares whole states at (ea, eb); true if they differ (r filled, its
+  // summary led by `head`, or "diverged at epoch E" when empty).
+  auto whole_states_differ = [&](Epoch ea, Epoch eb, Epoch report_epoch, const std::string& head) -> Result<bool> {
     if (Status s = sa.seek(ea); !s.ok()) return s;
     if (Status s = sb.seek(eb); !s.ok()) return s;
     const uint32_t na = sa.page_count(), nb = sb.page_count();
@@ -306,7 +318,8 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
       if (!same_page(pa[p], pb[p])) {
         diverged_at(&r, report_epoch, pa[p], "has size " + num(pa[p].size) + " in A and " + num(pb[p].size) +
                                                  (pa[p].name != pb[p].name ? " (named '" + pb[p].name + "')" : "") +
-                                                 " in B");
+                                                 " in B",
+                    head);
         return true;
       }
       if ((*ig_a)[p].whole) continue;
@@ -314,20 +327,24 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
       if (std::memcmp(x.data(), y.data(), x.size()) == 0) continue;
       differing_runs(x, y, (*ig_a)[p], 0, x.size(), &r);
       if (r.ranges.empty()) continue;
-      diverged_at(&r, report_epoch, pa[p], "differs at offset " + num(r.ranges[0].offset) + ": A " + hex(r.a_bytes) +
-                                               ", B " + hex(r.b_bytes));
+      diverged_at(&r, report_epoch, pa[p], first_range_text(r), head);
       return true;
     }
     if (na != nb) {
       const PageMeta& extra = na > nb ? pa[nb] : pb[na];
-      diverged_at(&r, report_epoch, extra, std::string("exists only in ") + (na > nb ? "A" : "B"));
+      diverged_at(&r, report_epoch, extra, std::string("exists only in ") + (na > nb ? "A" : "B"), head);
       return true;
     }
     return false;
   };
 
   if (options.final_only) {
-    Result<bool> d = whole_states_differ(a.last_epoch(), b.last_epoch(), a.last_epoch());
+    // Runs of different lengths: the epoch of each run's final state.
+    const std::string head = a.last_epoch() == b.last_epoch()
+                                 ? ""
+                                 : "final states differ (A at epoch " + num(a.last_epoch()) + ", B at epoch " +
+                                       num(b.last_epoch()) + ")";
+    Result<bool> d = whole_states_differ(a.last_epoch(), b.last_epoch(), a.last_epoch(), head);
     if (!d.ok()) return d.status();
     r.epochs_compared = 1;
     if (!*d) r.summary = "identical final states (A at epoch " + num(a.last_epoch()) + ", B at epoch " +
@@ -344,7 +361,7 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
   }
   const Epoch start = a.start_epoch();
   {
-    Result<bool> d = whole_states_differ(start, start, start);
+    Result<bool> d = whole_states_differ(start, start, start, "");
     if (!d.ok()) return d.status();
     if (*d) return r;
   }
@@ -387,8 +404,7 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
       if (lo >= hi || std::memcmp(x.data() + lo, y.data() + lo, hi - lo) == 0) continue;
       differing_runs(x, y, (*ig_a)[p], lo, hi, &r);
       if (r.ranges.empty()) continue;
-      diverged_at(&r, e, pa[p], "differs at offset " + num(r.ranges[0].offset) + ": A " + hex(r.a_bytes) + ", B " +
-                                    hex(r.b_bytes));
+      diverged_at(&r, e, pa[p], first_range_text(r));
       return r;
     }
     if (progress && (e & 0xffff) == 0) progress(e - start, end - start);

@@ -558,6 +558,43 @@ case_compare-damaged() {
   out_has '"damage_a":null,"damage_b":null'
 }
 
+# What compare's text and summary say beyond the bytes: page tables that
+# differ, final states of runs of different lengths, separate ranges.
+case_compare-summary() {
+  make_rec a
+  make_rec odd --odd-name 1  # page 5, created at epoch 12, only in this run
+  run compare a odd
+  rc_is 1
+  out_has "diverged at epoch 12: page 5 'q\"\x0a\xff' is created only in B"
+  out_lacks "0 range(s)"
+  make_rec long --steps 20
+  local last
+  last=$("$FIX" last-epoch long)
+  run compare a long --final-only
+  rc_is 1
+  out_has "final states differ (A at epoch 12, B at epoch $last): page 0 'alpha', "
+  run compare a long --final-only --json
+  rc_is 1
+  json_ok
+  # The summary gives alpha's first differing run, with its own bytes: those
+  # of a live bus at epoch 12 and at B's last epoch, and equal bytes (or the
+  # page's end) on both sides of it.
+  local re='final states differ \(A at epoch 12, B at epoch [0-9]+\): page 0 .alpha. differs at offset ([0-9]+) \(([0-9]+) byte\(s\)\): A ([0-9a-f]+), B ([0-9a-f]+) \(and [0-9]+ more range\(s\)\)'
+  [[ "$(cat out.txt)" =~ $re ]] || fail "summary: no first range and count of the others"
+  local off=${BASH_REMATCH[1]} len=${BASH_REMATCH[2]} ha=${BASH_REMATCH[3]} hb=${BASH_REMATCH[4]}
+  local pa pb
+  pa=$("$FIX" page alpha 12) || fail "fixture page"
+  pb=$("$FIX" page alpha "$last" --steps 20) || fail "fixture page"
+  [ "$ha" = "${pa:$((2 * off)):$((2 * len))}" ] || fail "summary: A's bytes at $off+$len"
+  [ "$hb" = "${pb:$((2 * off)):$((2 * len))}" ] || fail "summary: B's bytes at $off+$len"
+  for i in $(seq "$off" $((off + len - 1))); do
+    [ "${pa:$((2 * i)):2}" != "${pb:$((2 * i)):2}" ] || fail "summary: byte $i does not differ"
+  done
+  [ "$off" -eq 0 ] || [ "${pa:$((2 * off - 2)):2}" = "${pb:$((2 * off - 2)):2}" ] || fail "summary: run starts late"
+  local end=$((off + len))
+  [ "$end" -eq 64 ] || [ "${pa:$((2 * end)):2}" = "${pb:$((2 * end)):2}" ] || fail "summary: run ends early"
+}
+
 case_compare-ignore() {
   make_rec a
   make_rec b --flip-byte 4
