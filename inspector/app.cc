@@ -86,10 +86,11 @@ char printable(std::byte b) {
   return c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.';
 }
 
-void legend_box(uint32_t rgb, const char* text) {
+void legend_box(uint32_t rgb, const char* text, bool outline = false) {
   const float h = ImGui::GetTextLineHeight();
   const ImVec2 p = ImGui::GetCursorScreenPos();
-  ImGui::GetWindowDrawList()->AddRectFilled(ImVec2(p.x, p.y + 1), ImVec2(p.x + h, p.y + h - 1), col(rgb));
+  if (outline) ImGui::GetWindowDrawList()->AddRect(ImVec2(p.x + 1, p.y + 2), ImVec2(p.x + h - 1, p.y + h - 2), col(rgb), 0, 0, 2);
+  else ImGui::GetWindowDrawList()->AddRectFilled(ImVec2(p.x, p.y + 1), ImVec2(p.x + h, p.y + h - 1), col(rgb));
   ImGui::Dummy(ImVec2(h, h));
   ImGui::SameLine();
   ImGui::TextUnformatted(text);
@@ -846,9 +847,14 @@ void App::draw_hex() {
   } else {
     ImGui::TextDisabled("click a byte to follow its writes");
   }
-  legend_box(Palette::kCurrent, "this epoch's delta");
+  legend_box(Palette::kCurrent, "changed here");
   ImGui::SameLine(0, 12);
-  legend_box(Palette::recent(1, model_.fade()), "earlier writes, fading over the last");
+  legend_box(Palette::kCurrent, "rewritten, same value", /*outline=*/true);
+  const char* fading = "earlier writes, fading over the last";
+  const float fading_w = ImGui::CalcTextSize(fading).x + ImGui::GetTextLineHeight() * 2 + 150;
+  ImGui::SameLine(0, 12);
+  if (ImGui::GetContentRegionAvail().x < fading_w) ImGui::NewLine();  // a narrow window: on a line of its own
+  legend_box(Palette::recent(1, model_.fade()), fading);
   ImGui::SameLine();
   ImGui::SetNextItemWidth(70);
   int fade = model_.fade();
@@ -911,7 +917,10 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
         const Rect ar{snap(p.x + ascii_x + i * cw), p.y, snap(p.x + ascii_x + (i + 1) * cw), p.y + row_h};
         const int age = off < ages.size() ? ages[off] : kAgeNone;
         const bool current = age == kAgeCurrent;
-        if (age != kAgeNone) {
+        if (age == kAgeUnchanged) {  // written with the value it had: an outline, not a fill
+          dl->AddRect(ImVec2(hr.x0 + 1, hr.y0 + 1), ImVec2(hr.x1 - 1, hr.y1 - 1), col(Palette::kCurrent), 0, 0, 2);
+          dl->AddRectFilled(ImVec2(ar.x0, ar.y1 - 3), ImVec2(ar.x1, ar.y1 - 1), col(Palette::kCurrent));  // underline
+        } else if (age != kAgeNone) {
           const ImU32 fill = current ? col(Palette::kCurrent) : col(Palette::recent(age, fade));
           dl->AddRectFilled(ImVec2(hr.x0, hr.y0), ImVec2(hr.x1, hr.y1), fill);
           dl->AddRectFilled(ImVec2(ar.x0, ar.y0), ImVec2(ar.x1, ar.y1), fill);
@@ -945,6 +954,11 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
     ImGui::BeginTooltip();
     ImGui::Text("byte %llu (0x%llx) = 0x%02x at epoch %llu", static_cast<ull>(off), static_cast<ull>(off),
                 std::to_integer<int>(bytes[off]), static_cast<ull>(at));
+    const int age = off < ages.size() ? ages[off] : kAgeNone;
+    if (const auto before = model_.page_bytes_before(); off < before.size() && (age == kAgeCurrent || age == kAgeUnchanged))
+      ImGui::TextColored(colv(Palette::kCurrent), age == kAgeCurrent ? "changed at this epoch: was 0x%02x"
+                                                                     : "written at this epoch with the value it had (0x%02x)",
+                         std::to_integer<int>(before[off]));
     // Both searches are bounded; the history is kept until the byte or the cursor changes.
     const ByteHistory& hist = model_.byte_history(page, off, at, 10);
     if (!hist.writes.empty()) {

@@ -54,7 +54,7 @@ struct FrameLayout {
 // RGB colours the views paint with (opaque, so a screenshot holds them exactly).
 struct Palette {
   static constexpr uint32_t kBackground = 0x1a1a1a;  // window background
-  static constexpr uint32_t kCurrent = 0xff8c00;     // bytes the cursor's delta wrote
+  static constexpr uint32_t kCurrent = 0xff8c00;     // bytes the cursor's delta changed (filled) or rewrote (outlined)
   static constexpr uint32_t kRecent = 0x3c82e6;      // earlier writes, fading to the background
   static constexpr uint32_t kDiffOld = 0xb43c3c;     // differing bytes at A
   static constexpr uint32_t kDiffNew = 0x3caa50;     // ... at B

@@ -357,6 +357,8 @@ void Model::close() {
   byte_.reset();
   playing_ = false;
   invalidate_page();
+  spare_at_ = {kNoPage, 0};
+  spare_bytes_.clear();
   history_key_.reset();
   history_ = ByteHistory{};
   diff_valid_ = false;
@@ -466,10 +468,23 @@ void Model::select_page(PageId id) {
 }
 
 void Model::invalidate_page() {
+  if (page_valid_ && page_error_.empty() && cached_at_.first != kNoPage) {
+    spare_bytes_.swap(page_bytes_);
+    spare_at_ = cached_at_;
+  }
   page_valid_ = false;
+  cached_at_ = {kNoPage, 0};
   page_bytes_.clear();
+  before_bytes_.clear();
   highlight_.clear();
   page_error_.clear();
+}
+
+bool Model::take_spare(PageId page, Epoch e, std::vector<std::byte>* out) {
+  if (spare_at_ != std::make_pair(page, e)) return false;
+  out->swap(spare_bytes_);
+  spare_at_ = {kNoPage, 0};
+  return true;
 }
 
 std::span<const std::byte> Model::page_bytes() {
@@ -488,19 +503,34 @@ std::span<const std::byte> Model::page_bytes() {
                   (m ? " (it is created at epoch " + std::to_string(m->created) + ")" : std::string());
   } else {
     try {
-      const Status s = index_->page_at(page_, cursor_, &page_bytes_);
+      Status s = take_spare(page_, cursor_, &page_bytes_) ? Status::OK() : index_->page_at(page_, cursor_, &page_bytes_);
+      // "Changed" needs the page before the cursor's delta.
+      const auto d = cursor_delta();
+      const bool wrote = s.ok() && d && d->page == page_ && cursor_ > first_epoch() && page_exists_at(page_, cursor_ - 1);
+      if (wrote && !take_spare(page_, cursor_ - 1, &before_bytes_)) s = index_->page_at(page_, cursor_ - 1, &before_bytes_);
       if (!s.ok()) {
         page_error_ = s.to_string();
         page_bytes_.clear();
+        before_bytes_.clear();
       } else {
+        cached_at_ = {page_, cursor_};
         highlight_ = compute_highlight(*index_, page_, cursor_, page_bytes_.size(), fade_);
+        const size_t n = std::min(before_bytes_.size(), page_bytes_.size());
+        for (size_t i = 0; i < n; ++i)
+          if (highlight_[i] == kAgeCurrent && before_bytes_[i] == page_bytes_[i]) highlight_[i] = kAgeUnchanged;
       }
     } catch (const std::exception& e) {
       page_error_ = std::string("cannot read the page: ") + e.what();
       page_bytes_.clear();
+      before_bytes_.clear();
     }
   }
   return page_bytes_;
+}
+
+std::span<const std::byte> Model::page_bytes_before() {
+  (void)page_bytes();
+  return before_bytes_;
 }
 
 const std::string& Model::page_error() {

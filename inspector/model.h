@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mmsb/replay/index.h"
@@ -128,8 +129,11 @@ std::optional<View> parse_view(std::string_view s) noexcept;
 // How each byte of the selected page is highlighted: kCurrent = written by
 // the delta at the cursor; 1..K = last written by the page's k-th most recent
 // delta before the cursor (fading with k); kNone = not written by those.
+// Model::highlight() also splits kCurrent: kUnchanged = written by the delta
+// at the cursor with the value the byte already had.
 inline constexpr int16_t kAgeCurrent = 0;
 inline constexpr int16_t kAgeNone = -1;
+inline constexpr int16_t kAgeUnchanged = -2;
 // Computes the ages for `page` at `epoch` over the page's last `fade` writes
 // before the cursor (plus the one at the cursor). `size` bytes.
 std::vector<int16_t> compute_highlight(const replay::Index& index, PageId page, Epoch epoch,
@@ -228,8 +232,11 @@ class Model {
   // page does not exist at the cursor; page_error() says why.
   std::span<const std::byte> page_bytes();
   const std::string& page_error();
-  // Per-byte ages (kAgeCurrent, 1..fade, kAgeNone) for page_bytes().
+  // Per-byte ages (kAgeCurrent, kAgeUnchanged, 1..fade, kAgeNone) for page_bytes().
   std::span<const int16_t> highlight();
+  // The selected page just before the cursor's delta, when that delta wrote
+  // it (what "changed" is measured against); empty otherwise.
+  std::span<const std::byte> page_bytes_before();
   int fade() const noexcept { return fade_; }
   void set_fade(int k);  // 1..64
 
@@ -294,11 +301,16 @@ class Model {
   View view_ = View::kHex;
   TimelineView timeline_;
 
-  // Cache: the selected page at the cursor.
+  // Cache: the selected page at the cursor, and before the cursor's delta.
   bool page_valid_ = false;
-  std::vector<std::byte> page_bytes_;
+  std::vector<std::byte> page_bytes_, before_bytes_;
   std::vector<int16_t> highlight_;
   std::string page_error_;
+  // The last page computed, kept when the cursor moves: one step forward
+  // finds the page before the new delta here, without another page_at().
+  std::pair<PageId, Epoch> cached_at_{kNoPage, 0}, spare_at_{kNoPage, 0};
+  std::vector<std::byte> spare_bytes_;
+  bool take_spare(PageId page, Epoch e, std::vector<std::byte>* out);
 
   // Cache: the last byte_history() answer and its question.
   struct HistoryKey {

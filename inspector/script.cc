@@ -463,7 +463,10 @@ bool Script::step(App& app, const Cmd& c) {
     const auto h = m.highlight();
     if (o >= h.size()) return fail(c, "byte " + c.args[0] + " is not in the page (or no page is shown)"), true;
     const int age = h[o];
-    const std::string got = age == kAgeCurrent ? "current" : age == kAgeNone ? "none" : "recent";
+    const std::string got = age == kAgeCurrent     ? "current"
+                            : age == kAgeUnchanged ? "unchanged"
+                            : age == kAgeNone      ? "none"
+                                                   : "recent";
     if (got != c.args[1]) fail(c, "byte " + c.args[0] + " is " + got + " (age " + std::to_string(age) + "), expected " + c.args[1]);
     return true;
   }

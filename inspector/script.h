@@ -38,7 +38,9 @@
 //   stats-end [MAX_CPU_MS]       print frame times since stats-begin; fail if
 //                                the 95th percentile of the CPU time exceeds MAX
 //   expect-epoch N | expect-page NAME|ID | expect-view V | expect-byte OFFSET
-//   expect-highlight OFFSET current|recent|none
+//   expect-highlight OFFSET current|unchanged|recent|none
+//                                (current: changed by the cursor's delta; unchanged:
+//                                written by it with the value the byte had)
 //   expect-diff-pages N          pages that differ between A and B
 //   expect-loaded yes|no
 //   expect-error TEXT            the last open failed with a message holding TEXT

@@ -16,7 +16,7 @@
 //    5     alpha  [16,20) = "WXYZ", [40,42) = 01 02       -
 //    6     gamma  sum 623                                 5
 //    7     omega  [0,1) = ~0x6f                           6
-//    8     beta   [0,1) = 07                              -
+//    8     beta   [0,1) = 07, [10,12) = ee ee (unchanged)  -
 //    9     alpha  [2,3) = "c"                             -
 //   10     gamma  sum 655                                 9
 //   11     omega  [0,1) = ~0x8f                           10
@@ -24,6 +24,9 @@
 //   13     gamma  sum 691                                 12
 //   14     omega  [0,1) = ~0xb3                           13
 //   15     late   [0,2) = ab cd                           -
+//
+// Epoch 8 rewrites beta's bytes 10 and 11 with the values epoch 4 gave them:
+// written, but not changed.
 //
 // Every step is flushed into its own frame, so truncating the segment
 // leaves a readable prefix.
@@ -111,7 +114,15 @@ inline std::string make_recording(const std::filesystem::path& dir) {
     const Delta d = db.build(*a, info->version);
     if (!(err = step(bus.apply(d.view()), 7)).empty()) return err;
   }
-  if (!(err = step(bus.write(*b, 0, bytes({7})), 8)).empty()) return err;
+  {
+    DeltaBuilder db(32);
+    const auto seven = bytes({7}), same = bytes({0xee, 0xee});
+    if (!db.write(0, seven).ok() || !db.write(10, same).ok()) return "DeltaBuilder failed";
+    auto info = bus.info(*b);
+    if (!info.ok()) return fail("info", info.status());
+    const Delta d = db.build(*b, info->version);
+    if (!(err = step(bus.apply(d.view()), 8)).empty()) return err;
+  }
   if (!(err = step(bus.write(*a, 2, bytes({'c'})), 11)).empty()) return err;
   if (!(err = step(bus.write(*a, 60, bytes({9, 9, 9, 9})), 14)).empty()) return err;
   auto late = bus.create_page(16, "late");

@@ -20,6 +20,7 @@ using mmsb::kNoPage;
 using mmsb::inspector::Density;
 using mmsb::inspector::kAgeCurrent;
 using mmsb::inspector::kAgeNone;
+using mmsb::inspector::kAgeUnchanged;
 using mmsb::inspector::load_recording;
 using mmsb::inspector::Model;
 using mmsb::inspector::TimelineView;
@@ -341,7 +342,7 @@ TEST_CASE("inspector model: density columns", "[inspector]") {
   CHECK(cols[0].bytes_per_epoch == 4);   // epoch 1
   CHECK(cols[3].bytes_per_epoch == 2);   // epoch 4
   CHECK(cols[4].bytes_per_epoch == 6);   // epoch 5
-  CHECK(cols[7].bytes_per_epoch == 1);   // epoch 8
+  CHECK(cols[7].bytes_per_epoch == 3);   // epoch 8
   CHECK(cols[14].bytes_per_epoch == 2);  // epoch 15
   CHECK(cols[0].derived_fraction == 0);
   CHECK(cols[1].derived_fraction == 1);  // epoch 2, gamma
@@ -524,4 +525,39 @@ TEST_CASE("inspector model: a delta's ranges are summarized count first", "[insp
   CHECK(summarize_ranges(many, 950) == "190 ranges, 950 B: [0,5) [7,12) ...");
   CHECK(summarize_ranges(many, 950, 0) == "190 ranges, 950 B");
   CHECK(summarize_ranges({}, 0) == "nothing");
+}
+
+// Epoch 8 wrote beta [0,1) = 07 (was 00) and [10,12) = ee ee, which epoch 4
+// had already written there: written, but only byte 0 changed.
+TEST_CASE("inspector model: the highlight tells changed bytes from rewritten ones", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  for (const Epoch from : {Epoch{7}, Epoch{15}}) {  // one step forward (the kept page), and a jump back
+    m.select_page(fixture::kBeta);
+    m.seek(from);
+    (void)m.highlight();
+    m.seek(8);
+    const auto h = m.highlight();
+    REQUIRE(h.size() == 32);
+    CHECK(h[0] == kAgeCurrent);
+    CHECK(h[10] == kAgeUnchanged);
+    CHECK(h[11] == kAgeUnchanged);
+    CHECK(h[1] == kAgeNone);
+    CHECK(h[9] == kAgeNone);
+    const auto before = u8(m.page_bytes_before());
+    REQUIRE(before.size() == 32);
+    CHECK(before[0] == 0);
+    CHECK(before[10] == 0xee);
+    CHECK(u8(m.page_bytes())[0] == 7);
+  }
+  // At epoch 9 (alpha's delta) beta's bytes are earlier writes: 8's are newest.
+  auto b9 = ages(m, fixture::kBeta, 9);
+  CHECK(b9[0] == 1);
+  CHECK(b9[10] == 1);
+  CHECK(m.page_bytes_before().empty());  // the cursor's delta is not beta's
+  // Epoch 5 changed all six bytes it wrote.
+  auto a5 = ages(m, fixture::kAlpha, 5);
+  for (int i : {16, 17, 18, 19, 40, 41}) CHECK(a5[i] == kAgeCurrent);
+  // Epoch 9 rewrote alpha[2] 'C' -> 'c': changed.
+  CHECK(ages(m, fixture::kAlpha, 9)[2] == kAgeCurrent);
 }
