@@ -32,7 +32,11 @@ std::unique_ptr<Recording> open_recording(const std::string& dir, const Common& 
     std::string hint;
     switch (s.code()) {
       case Code::kNotFound: hint = "check the path: a recording is a directory of seg-NNNNNN.tlog files"; break;
-      case Code::kUnsupported: hint = "this mmsb-replay is too old for the recording's format"; break;
+      case Code::kUnsupported:
+        hint = s.message().find("is newer than this reader") != std::string::npos
+                   ? "this mmsb-replay is too old for the recording's format"
+                   : "no MMSB writer produces this format version: the file header is damaged or not MMSB's";
+        break;
       case Code::kCorruption:
         // open() fails only when nothing can be read from the start.
         hint = s.message().find("holds no segment file") != std::string::npos ||

@@ -380,26 +380,29 @@ TEST_CASE("open errors: missing, empty, unrelated, newer major version", "[repla
     CHECK(rep->outcome == mmsb::replay::RecoverReport::Outcome::kNothing);
     CHECK(segment_files(dir.path).size() == segs.size() - 1);
   }
-  SECTION("major version 2") {
-    Recorded& src = shared_recording();
-    TempDir dir("replay-v2");
-    fs::copy(src.dir.path, dir.path);
-    const fs::path seg = segment_files(dir.path).front();
-    std::vector<uint8_t> b = read_file(seg);
-    REQUIRE(b.size() >= 32);
-    REQUIRE(get<uint16_t>(b, 8) == 1);
-    b[8] = 2;
-    b[9] = 0;
-    const uint32_t sum = static_cast<uint32_t>(XXH3_64bits(b.data(), 28));
-    std::memcpy(b.data() + 28, &sum, 4);
-    write_file(seg, b);
-    auto r = Recording::open(dir.path);
-    REQUIRE(!r.ok());
-    const std::string msg = r.status().message();
-    INFO(r.status().to_string());
-    CHECK(r.status().code() == Code::kUnsupported);
-    CHECK(msg.find(seg.filename().string()) != std::string::npos);
-    CHECK(msg.find("2.0") != std::string::npos);
-    CHECK(msg.find("1.0") != std::string::npos);
+  SECTION("major version 2, and 0 (never written)") {
+    for (const uint8_t major : {2, 0}) {
+      INFO("major " << int(major));
+      Recorded& src = shared_recording();
+      TempDir dir("replay-v2");
+      fs::copy(src.dir.path, dir.path);
+      const fs::path seg = segment_files(dir.path).front();
+      std::vector<uint8_t> b = read_file(seg);
+      REQUIRE(b.size() >= 32);
+      REQUIRE(get<uint16_t>(b, 8) == 1);
+      b[8] = major;
+      b[9] = 0;
+      const uint32_t sum = static_cast<uint32_t>(XXH3_64bits(b.data(), 28));
+      std::memcpy(b.data() + 28, &sum, 4);
+      write_file(seg, b);
+      auto r = Recording::open(dir.path);
+      REQUIRE(!r.ok());
+      const std::string msg = r.status().message();
+      INFO(r.status().to_string());
+      CHECK(r.status().code() == Code::kUnsupported);
+      CHECK(msg.find(seg.filename().string()) != std::string::npos);
+      CHECK(msg.find(std::to_string(major) + ".0") != std::string::npos);
+      CHECK(msg.find("1.0") != std::string::npos);
+    }
   }
 }

@@ -604,6 +604,86 @@ TEST_CASE("recover: an empty file or a directory named like the next segment is 
   }
 }
 
+namespace {
+// Sets a field of the trailer (the last 32 bytes, FORMAT.md) and its checksum.
+template <class T>
+void set_trailer_field(const fs::path& seg, size_t at, T value) {
+  std::vector<uint8_t> b = read_file(seg);
+  const size_t t = b.size() - 32;
+  std::memcpy(b.data() + t + at, &value, sizeof value);
+  const uint32_t sum = static_cast<uint32_t>(XXH3_64bits(b.data() + t, 28));
+  std::memcpy(b.data() + t + 28, &sum, 4);
+  write_file(seg, b);
+}
+}  // namespace
+
+TEST_CASE("verify: a trailer that contradicts the frames, or an index frame mid-segment, is a problem recover fixes",
+          "[replay]") {
+  Full f;
+  record_full(f, 0x1d0d, 600, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  REQUIRE(segs.size() >= 3);
+  TempDir work("replay-trailer");
+  copy_dir(f.dir.path, work.path);
+  const fs::path seg = work.path / segs[0].filename();
+  const std::vector<uint8_t> orig = read_file(seg);
+  const uint64_t trailer_at = orig.size() - 32;
+  std::vector<RawFrame> frames = raw_frames(orig);  // the index frame last
+  REQUIRE(frames.back().kind == kIndexKind);
+  frames.pop_back();
+  Epoch seg_last = 0;
+  for (const RawFrame& r : frames)
+    if (r.kind == kDeltasKind) seg_last = std::max(seg_last, r.last);
+  const std::string at = "trailer at offset " + std::to_string(trailer_at);
+  Epoch intact = f.last;  // what recover must keep
+
+  SECTION("last delta epoch") {
+    set_trailer_field<uint64_t>(seg, 16, 1);
+    auto rep = mmsb::replay::verify(work.path);
+    INFO(rep.problem);
+    CHECK_FALSE(rep.ok);
+    CHECK(rep.file == seg.string());
+    CHECK(rep.offset == trailer_at);
+    CHECK(rep.problem.find(at + " says the last delta epoch is 1, the segment's delta frames end at " +
+                           std::to_string(seg_last)) != std::string::npos);
+  }
+  SECTION("frame count") {
+    set_trailer_field<uint32_t>(seg, 24, 1);
+    auto rep = mmsb::replay::verify(work.path);
+    INFO(rep.problem);
+    CHECK_FALSE(rep.ok);
+    CHECK(rep.file == seg.string());
+    CHECK(rep.offset == trailer_at);
+    CHECK(rep.problem.find(at + " says 1 frames precede the index frame, found " + std::to_string(frames.size())) !=
+          std::string::npos);
+  }
+  SECTION("an index frame in the middle") {
+    // The second delta frame's kind set to 5 (header checksum fixed): the
+    // history ends before it.
+    const RawFrame* target = nullptr;
+    int seen = 0;
+    for (const RawFrame& r : frames)
+      if (r.kind == kDeltasKind && ++seen == 2) target = &r;
+    REQUIRE(target);
+    std::vector<uint8_t> b = orig;
+    b[target->offset + 4] = kIndexKind;
+    const uint32_t sum = static_cast<uint32_t>(XXH3_64bits(b.data() + target->offset, 36));
+    std::memcpy(b.data() + target->offset + 36, &sum, 4);
+    write_file(seg, b);
+    intact = 0;
+    for (const RawFrame& r : frames)
+      if (r.kind == kDeltasKind && r.offset < target->offset) intact = std::max(intact, r.last);
+    auto rep = mmsb::replay::verify(work.path);
+    INFO(rep.problem);
+    CHECK_FALSE(rep.ok);
+    CHECK(rep.file == seg.string());
+    CHECK(rep.offset == target->offset);
+    CHECK(rep.problem.find("an index frame in the middle of the segment") != std::string::npos);
+  }
+  INFO("recover keeps every epoch up to " << intact);
+  recover_cut(work.path, f, intact);
+}
+
 TEST_CASE("recover: a middle segment cut exactly at a frame boundary ends the history there", "[replay]") {
   // A cut that lands between two frames leaves a segment that reads cleanly
   // to its end but has no index or trailer; the segments after it cannot

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include <flatbuffers/flatbuffers.h>
 
@@ -130,47 +131,19 @@ Status Recording::scan_segment(uint32_t i) {
   const size_t first_frame = frames_.size();
 
   // Closed segment: trailer -> index frame -> frame headers.
+  format::Trailer t;
+  bool have_trailer = false;
+  const uint64_t trailer_at = seg.file_bytes - format::kTrailerBytes;
   if (seg.file_bytes >= format::kFileHeaderBytes + format::kTrailerBytes) {
     std::byte tb[format::kTrailerBytes];
-    format::Trailer t;
-    if (pread_all(fd, seg.file_bytes - format::kTrailerBytes, sizeof tb, tb, file).ok() &&
-        format::decode(tb, &t, file).ok() && t.index_offset + format::kFrameHeaderBytes <= seg.file_bytes) {
-      FrameRef idx{i, t.index_offset, {}};
-      std::byte hb[format::kFrameHeaderBytes];
-      bool ok = pread_all(fd, t.index_offset, sizeof hb, hb, file).ok() &&
-                format::decode(hb, &idx.header, file).ok() && idx.header.kind == format::FrameKind::kIndex;
-      std::vector<std::byte> raw;
-      if (ok) {
-        frames_.push_back(idx);
-        ok = read_frame(frames_.size() - 1, &raw).ok();
-        frames_.pop_back();
-      }
-      const fb::SegmentIndex* index = ok ? as_frame(raw)->body_as_SegmentIndex() : nullptr;
-      if (index && index->frames() && index->frames()->size() == t.frames) {
-        bool headers_ok = true;
-        for (const fb::FrameEntry* e : *index->frames()) {
-          FrameRef f{i, e->offset(), {}};
-          if (!pread_all(fd, f.offset, sizeof hb, hb, file).ok() ||
-              !format::decode(hb, &f.header, file + " offset " + std::to_string(f.offset)).ok() ||
-              static_cast<uint8_t>(f.header.kind) != e->kind() || f.header.first_epoch != e->first_epoch() ||
-              f.header.last_epoch != e->last_epoch()) {
-            headers_ok = false;
-            break;
-          }
-          frames_.push_back(f);
-        }
-        if (headers_ok) {
-          seg.closed = seg.trailer = true;
-          seg.good_bytes = seg.file_bytes;
-          return Status::OK();
-        }
-        frames_.resize(first_frame);  // index disagrees with the file: scan instead
-      }
-    }
+    have_trailer = pread_all(fd, trailer_at, sizeof tb, tb, file).ok() && format::decode(tb, &t, file).ok();
   }
+  if (have_trailer && use_index(i, t)) return Status::OK();
+  frames_.resize(first_frame);  // no index, or it disagrees with the file: walk instead
 
   // Open (or damaged) segment: walk the frames.
   uint64_t off = format::kFileHeaderBytes;
+  std::optional<uint64_t> index_at;  // the index frame the walk met (the last one)
   std::vector<std::byte> payload;
   while (off < seg.file_bytes) {
     const std::string where = file + " offset " + std::to_string(off);
@@ -178,7 +151,6 @@ Status Recording::scan_segment(uint32_t i) {
     // the clean end, even when the index did not match the file.
     if (seg.file_bytes - off == format::kTrailerBytes) {
       std::byte tb[format::kTrailerBytes];
-      format::Trailer t;
       if (Status s = pread_all(fd, off, sizeof tb, tb, file); !s.ok()) return s;
       if (format::decode(tb, &t, where).ok()) {
         seg.trailer = true;
@@ -215,11 +187,96 @@ Status Recording::scan_segment(uint32_t i) {
                  i, seg.path, off, f.header.first_epoch);
       break;
     }
-    off += format::kFrameHeaderBytes + f.header.payload_bytes;
-    if (f.header.kind != format::FrameKind::kIndex) frames_.push_back(f);
+    const uint64_t next = off + format::kFrameHeaderBytes + f.header.payload_bytes;
+    if (f.header.kind == format::FrameKind::kIndex) {
+      // The writer ends a segment with its index frame, then the trailer:
+      // whole frames after one mean this frame is not what it says.
+      const uint64_t after = seg.file_bytes - next;
+      if (after >= format::kFrameHeaderBytes) {
+        set_damage(Status(Code::kCorruption, where + ": an index frame in the middle of the segment (" +
+                                                 std::to_string(after) +
+                                                 " bytes follow it; only the last frame before the trailer may be "
+                                                 "one)"),
+                   i, seg.path, off, f.header.first_epoch);
+        break;
+      }
+      index_at = off;
+    } else {
+      frames_.push_back(f);
+    }
+    off = next;
   }
   seg.good_bytes = off;
+  if (seg.trailer) seg.problem = trailer_disagreement(i, t, index_at, first_frame);
   return Status::OK();
+}
+
+// Lists segment i's frames from the index its trailer `t` points to; true
+// when the index checks out: it lists exactly the frames between the file
+// header and the index frame, back to back, none of them an index frame,
+// each as its header says, and the index frame ends where the trailer
+// begins. The frames are then in frames_ (false: frames_ may hold some).
+bool Recording::use_index(uint32_t i, const format::Trailer& t) {
+  SegmentInfo& seg = segments_[i];
+  const int fd = fds_[i];
+  const std::string file = seg.path.string();
+  const uint64_t trailer_at = seg.file_bytes - format::kTrailerBytes;
+  if (t.index_offset < format::kFileHeaderBytes || t.index_offset + format::kFrameHeaderBytes > trailer_at)
+    return false;
+  FrameRef idx{i, t.index_offset, {}};
+  std::byte hb[format::kFrameHeaderBytes];
+  if (!pread_all(fd, t.index_offset, sizeof hb, hb, file).ok() || !format::decode(hb, &idx.header, file).ok() ||
+      idx.header.kind != format::FrameKind::kIndex ||
+      t.index_offset + format::kFrameHeaderBytes + idx.header.payload_bytes != trailer_at)
+    return false;
+  std::vector<std::byte> raw;
+  frames_.push_back(idx);
+  const bool read = read_frame(frames_.size() - 1, &raw).ok();
+  frames_.pop_back();
+  const fb::SegmentIndex* index = read ? as_frame(raw)->body_as_SegmentIndex() : nullptr;
+  if (!index || !index->frames() || index->frames()->size() != t.frames) return false;
+  uint64_t expect = format::kFileHeaderBytes;  // where the next listed frame must start
+  Epoch last_delta = 0;
+  for (const fb::FrameEntry* e : *index->frames()) {
+    FrameRef f{i, e->offset(), {}};
+    if (f.offset != expect || !pread_all(fd, f.offset, sizeof hb, hb, file).ok() ||
+        !format::decode(hb, &f.header, file + " offset " + std::to_string(f.offset)).ok() ||
+        f.header.kind == format::FrameKind::kIndex || static_cast<uint8_t>(f.header.kind) != e->kind() ||
+        f.header.first_epoch != e->first_epoch() || f.header.last_epoch != e->last_epoch())
+      return false;
+    frames_.push_back(f);
+    expect = f.offset + format::kFrameHeaderBytes + f.header.payload_bytes;
+    if (f.header.kind == format::FrameKind::kDeltas) last_delta = std::max(last_delta, f.header.last_epoch);
+  }
+  if (expect != t.index_offset) return false;
+  seg.closed = seg.trailer = true;
+  seg.good_bytes = seg.file_bytes;
+  // Readers do not need the trailer's last epoch, but it must be true.
+  if (t.last_epoch != last_delta)
+    seg.problem = file + ": trailer at offset " + std::to_string(trailer_at) + " says the last delta epoch is " +
+                  std::to_string(t.last_epoch) + ", the segment's delta frames end at " + std::to_string(last_delta) +
+                  " ('mmsb-replay recover' rewrites the index and trailer)";
+  return true;
+}
+
+// Why the valid trailer `t` at the end of walked segment i did not lead to a
+// usable index: what it says against what the walk found.
+std::string Recording::trailer_disagreement(uint32_t i, const format::Trailer& t, std::optional<uint64_t> index_at,
+                                            size_t first_frame) const {
+  const SegmentInfo& seg = segments_[i];
+  const size_t found = frames_.size() - first_frame;
+  std::string why;
+  if (!index_at)
+    why = "points to an index frame at offset " + std::to_string(t.index_offset) + ", but the segment has none";
+  else if (t.index_offset != *index_at)
+    why = "says the index frame is at offset " + std::to_string(t.index_offset) + ", it is at " +
+          std::to_string(*index_at);
+  else if (t.frames != found)
+    why = "says " + std::to_string(t.frames) + " frames precede the index frame, found " + std::to_string(found);
+  else
+    why = "points to an index frame (offset " + std::to_string(*index_at) + ") that does not list the frames as they are";
+  return seg.path.string() + ": trailer at offset " + std::to_string(seg.file_bytes - format::kTrailerBytes) + " " +
+         why + " (readers walk the frames instead; 'mmsb-replay recover' rewrites the index and trailer)";
 }
 
 // Meta, page tables, snapshot parts, and the gap-free run of delta frames.

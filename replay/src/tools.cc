@@ -285,6 +285,11 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
     return r;
   }
   for (const SegmentInfo& s : rec.segments())
+    if (!s.problem.empty()) {
+      fail(&r, s.problem, s.path, s.file_bytes - format::kTrailerBytes, 0);
+      return r;
+    }
+  for (const SegmentInfo& s : rec.segments())
     if (!s.closed) {
       fail(&r, s.path.string() + ": segment has no index and trailer (its writer did not close it: still "
                                  "recording, or it died; 'mmsb-replay recover' closes it)",
@@ -484,12 +489,21 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     uint64_t end = s.closed ? s.file_bytes : s.good_bytes;
     if (damaged && i == dmg.segment && dmg.offset > 0) end = std::min(end, dmg.offset);
     const bool cut = end < s.file_bytes;
-    keep.push_back(Keep{i, end, !s.closed || cut, {}});
+    keep.push_back(Keep{i, end, !s.closed || cut || !s.problem.empty(), {}});
   }
-  for (const FrameRef& f : rec.frames())
-    if (f.segment < keep.size() && f.offset + format::kFrameHeaderBytes + f.header.payload_bytes <= keep[f.segment].end)
+  std::vector<uint64_t> frames_end(keep.size(), format::kFileHeaderBytes);  // end of each one's last kept frame
+  for (const FrameRef& f : rec.frames()) {
+    const uint64_t f_end = f.offset + format::kFrameHeaderBytes + f.header.payload_bytes;
+    if (f.segment < keep.size() && f_end <= keep[f.segment].end) {
       keep[f.segment].frames.push_back(
           format::IndexEntry{f.offset, f.header.first_epoch, f.header.last_epoch, f.header.kind});
+      frames_end[f.segment] = std::max(frames_end[f.segment], f_end);
+    }
+  }
+  // A segment rewritten ends with its last kept frame: an old index frame or
+  // trailer after it is cut, so the new index frame is the only one.
+  for (Keep& k : keep)
+    if (k.needs_close) k.end = frames_end[k.index];
   // A segment left with no frame (only its header, or nothing) is set aside.
   while (!keep.empty() && keep.back().frames.empty()) keep.pop_back();
   // Nothing of the state survives without a page table, a snapshot or a delta.

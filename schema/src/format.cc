@@ -69,11 +69,16 @@ Status decode(std::span<const std::byte> in, FileHeader* h, const std::string& w
   h->minor = get<uint16_t>(in.data(), 10);
   h->segment = get<uint32_t>(in.data(), 12);
   h->start_epoch = get<uint64_t>(in.data(), 16);
-  if (h->major > kMajor)
+  // Only major version kMajor is read: a newer one may mean anything, and
+  // 0 was never written.
+  if (h->major != kMajor)
     return Status(Code::kUnsupported, where + ": recording format " + std::to_string(h->major) + "." +
-                                          std::to_string(h->minor) + " is newer than this reader (" +
+                                          std::to_string(h->minor) +
+                                          (h->major > kMajor ? " is newer than this reader (" : " is not one this reader (") +
                                           std::to_string(kMajor) + "." + std::to_string(kMinor) +
-                                          "); upgrade MMSB to read it");
+                                          (h->major > kMajor ? "); upgrade MMSB to read it"
+                                                             : ") reads: it reads format " + std::to_string(kMajor) +
+                                                                   ".x only"));
   return Status::OK();
 }
 

@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,6 +35,10 @@ struct SegmentInfo {
   uint64_t good_bytes = 0;  // end of the last frame that passed its checks
   bool closed = false;      // has a valid index and trailer
   bool trailer = false;     // ends with a valid trailer (true when closed)
+  // A trailer or index that contradicts the frames ("" if none). Readers
+  // do not need them (a segment whose index disagrees is walked), but
+  // verify reports it.
+  std::string problem;
 };
 
 struct FrameRef {
@@ -149,6 +154,9 @@ class Recording {
 
  private:
   Status scan_segment(uint32_t seg_index);
+  bool use_index(uint32_t seg_index, const format::Trailer& t);
+  std::string trailer_disagreement(uint32_t seg_index, const format::Trailer& t, std::optional<uint64_t> index_at,
+                                   size_t first_frame) const;
   void set_damage(Status s, uint32_t segment, const std::filesystem::path& file, uint64_t offset, Epoch epoch);
   Status load_tables();
 
