@@ -8,6 +8,8 @@
 #include <cstdarg>
 #include <cstdio>
 #include <ctime>
+#include <chrono>
+#include <thread>
 #include <fstream>
 
 #include "mmsb/json.h"
@@ -140,7 +142,13 @@ uint32_t Palette::recent(int age, int fade) {
 App::App() = default;
 
 App::~App() {
-  if (loader_.joinable()) loader_.join();
+  // Closing the window while opening: give the load a moment to see the
+  // cancel flag and end, then leave it (a blocked read would never return).
+  if (!job_) return;
+  job_->cancel = true;
+  for (int i = 0; i < 50 && !job_->finished; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (job_->finished) loader_.join();
+  else loader_.detach();
 }
 
 void App::apply_style() {
@@ -159,37 +167,50 @@ void App::open_async(const std::filesystem::path& dir) {
     return;
   }
   loading_dir_ = dir;
-  load_done_ = 0;
-  load_total_ = 0;
-  load_finished_ = false;
-  loader_ = std::thread([this, dir] {
-    Loaded l = load_recording(dir, [this](uint64_t done, uint64_t total) {
-      load_done_ = done;
-      load_total_ = total;
-    });
+  job_ = std::make_shared<LoadJob>();
+  job_->dir = dir;
+  // The thread holds the job, never the App.
+  loader_ = std::thread([job = job_] {
+    Loaded l = load_recording(
+        job->dir,
+        [&job](uint64_t done, uint64_t total) {
+          job->done = done;
+          job->total = total;
+        },
+        &job->cancel);
     {
-      std::lock_guard<std::mutex> lock(load_mu_);
-      load_result_ = std::move(l);
+      std::lock_guard<std::mutex> lock(job->mu);
+      job->result = std::move(l);
     }
-    load_finished_ = true;
+    job->finished = true;
   });
 }
 
+void App::cancel_load() {
+  if (!job_) return;
+  job_->cancel = true;
+  if (job_->finished) loader_.join();
+  else loader_.detach();  // it drops its result when it ends
+  job_.reset();
+  notice_ = "cancelled opening " + loading_dir_.string();
+}
+
 void App::open_blocking(const std::filesystem::path& dir) {
-  if (loader_.joinable()) loader_.join();
   poll_loader();
+  cancel_load();
   take(load_recording(dir));
 }
 
 void App::poll_loader() {
-  if (!loader_.joinable() || !load_finished_) return;
+  if (!job_ || !job_->finished) return;
   loader_.join();
   std::optional<Loaded> l;
   {
-    std::lock_guard<std::mutex> lock(load_mu_);
-    l.swap(load_result_);
+    std::lock_guard<std::mutex> lock(job_->mu);
+    l.swap(job_->result);
   }
-  if (l) take(std::move(*l));
+  job_.reset();
+  if (l && l->stage != "cancelled") take(std::move(*l));
 }
 
 void App::take(Loaded&& l) {
@@ -1382,11 +1403,12 @@ void App::draw_modals() {
   if (ImGui::BeginPopupModal("Opening", nullptr, ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoMove)) {
     layout_.modal = "Opening";
     ImGui::TextWrapped("Reading %s", loading_dir_.string().c_str());
-    const uint64_t done = load_done_, total = load_total_;
+    const uint64_t done = job_ ? job_->done.load() : 0, total = job_ ? job_->total.load() : 0;
     const float f = total ? static_cast<float>(static_cast<double>(done) / total) : 0.f;
     ImGui::ProgressBar(f, ImVec2(-1, 0),
                        total ? fmt("%llu / %llu deltas", static_cast<ull>(done), static_cast<ull>(total)).c_str()
                              : "opening segments");
+    if (button("Cancel##opening")) cancel_load();
     if (!loading()) ImGui::CloseCurrentPopup();
     ImGui::EndPopup();
   }

@@ -81,7 +81,11 @@ class App {
   // asks first whether to open its readable part, unless auto_accept.
   void open_async(const std::filesystem::path& dir);
   void open_blocking(const std::filesystem::path& dir);
-  bool loading() const noexcept { return loader_.joinable(); }
+  bool loading() const noexcept { return job_ != nullptr; }
+  // Stops waiting for the open in the background (the Opening modal's
+  // Cancel): the load is told to stop, and is left to finish on its own if
+  // it cannot (a read that blocks); its result is dropped.
+  void cancel_load();
   void set_auto_accept_damaged(bool on) noexcept { auto_accept_ = on; }
   // The message of the last failed open ("" after a successful one).
   const std::string& last_error() const noexcept { return last_error_; }
@@ -131,11 +135,17 @@ class App {
   FrameLayout layout_;
 
   // Loading.
+  // Shared with the loader thread, which may outlive the App (an open
+  // that blocks is abandoned, not waited for).
+  struct LoadJob {
+    std::filesystem::path dir;
+    std::atomic<uint64_t> done{0}, total{0};
+    std::atomic<bool> cancel{false}, finished{false};
+    std::mutex mu;
+    std::optional<Loaded> result;
+  };
+  std::shared_ptr<LoadJob> job_;  // null when nothing is loading
   std::thread loader_;
-  std::atomic<uint64_t> load_done_{0}, load_total_{0};
-  std::atomic<bool> load_finished_{false};
-  std::mutex load_mu_;
-  std::optional<Loaded> load_result_;
   std::filesystem::path loading_dir_;
   std::optional<Loaded> pending_;  // a damaged recording waiting for "open the readable part"
   bool auto_accept_ = false;

@@ -13,6 +13,7 @@
 // recording answers "nothing" and the UI shows a message.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -105,7 +106,7 @@ struct Loaded {
   std::unique_ptr<replay::Index> index;  // destroyed before rec (declared after)
   Density density;
   Status error;        // the open or the index build failed
-  std::string stage;   // "open" or "index" when error is set
+  std::string stage;   // "open", "index" or "cancelled" when error is set
   double seconds = 0;  // how long opening and indexing took
   ~Loaded();
   Loaded() = default;
@@ -118,9 +119,12 @@ struct Loaded {
 };
 // Opens `dir` and builds its index; never throws (std::bad_alloc and other
 // exceptions become the error). progress(done, total) is called now and
-// then from the calling thread.
+// then from the calling thread. Setting *cancel (from any thread) ends the
+// load at its next progress report with stage "cancelled"; a read that
+// blocks inside Recording::open (a FIFO for a segment) does not see it.
 Loaded load_recording(const std::filesystem::path& dir,
-                      const std::function<void(uint64_t, uint64_t)>& progress = {});
+                      const std::function<void(uint64_t, uint64_t)>& progress = {},
+                      const std::atomic<bool>* cancel = nullptr);
 
 enum class View { kHex, kDiff, kDeps };
 const char* view_name(View v) noexcept;                 // "hex", "diff", "deps"

@@ -4,6 +4,7 @@
 // zoom arithmetic. No display needed.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -560,4 +561,35 @@ TEST_CASE("inspector model: the highlight tells changed bytes from rewritten one
   for (int i : {16, 17, 18, 19, 40, 41}) CHECK(a5[i] == kAgeCurrent);
   // Epoch 9 rewrote alpha[2] 'C' -> 'c': changed.
   CHECK(ages(m, fixture::kAlpha, 9)[2] == kAgeCurrent);
+}
+
+TEST_CASE("inspector model: a load can be cancelled", "[inspector]") {
+  TempDir dir("inspector-cancel");
+  REQUIRE(fixture::make_recording(dir.path).empty());
+  // Cancelled before it starts: nothing is read.
+  std::atomic<bool> cancel{true};
+  auto l = load_recording(dir.path, {}, &cancel);
+  CHECK(l.stage == "cancelled");
+  CHECK_FALSE(l.error.ok());
+  CHECK_FALSE(l.index);
+  CHECK_FALSE(l.rec);
+  // Cancelled while the index is built: it stops at the next progress report.
+  cancel = false;
+  int reports = 0;
+  auto m = load_recording(
+      dir.path,
+      [&](uint64_t, uint64_t) {
+        ++reports;
+        cancel = true;
+      },
+      &cancel);
+  CHECK(m.stage == "cancelled");
+  CHECK_FALSE(m.index);
+  CHECK(reports == 1);
+  // Not cancelled: the whole fixture.
+  cancel = false;
+  auto n = load_recording(dir.path, {}, &cancel);
+  CHECK(n.error.ok());
+  REQUIRE(n.index);
+  CHECK(n.index->last_epoch() == fixture::kLast);
 }
