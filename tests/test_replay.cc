@@ -6,6 +6,10 @@
 #include "replay_workload.h"
 #include "mmsb/replay/tools.h"
 
+#include <sys/stat.h>
+
+#include <cstdio>
+
 TEST_CASE("seek matches the model at random epochs, forward and backward", "[replay]") {
   const uint64_t seed = GENERATE(0x5eed01ULL, 0x5eed02ULL);
   INFO("seed " << seed);
@@ -405,4 +409,44 @@ TEST_CASE("open errors: missing, empty, unrelated, newer major version", "[repla
       CHECK(msg.find("1.0") != std::string::npos);
     }
   }
+}
+
+TEST_CASE("open: a FIFO, a directory or a dangling link named like a segment is not read", "[replay]") {
+  // Reading a FIFO would block forever: such a file is refused as segment 0,
+  // and ends the history as a later segment, like an unreadable header.
+  Recorded& src = shared_recording();
+  const size_t n = segment_files(src.dir.path).size();
+  char next[32];
+  std::snprintf(next, sizeof next, "seg-%06zu.tlog", n);  // FORMAT.md's name of the next segment
+  for (const std::string kind : {"FIFO", "directory", "dangling link"}) {
+    INFO(kind);
+    TempDir dir("replay-not-regular");
+    fs::copy(src.dir.path, dir.path);
+    const fs::path extra = dir.path / next;
+    if (kind == "FIFO") REQUIRE(::mkfifo(extra.c_str(), 0600) == 0);
+    if (kind == "directory") fs::create_directory(extra);
+    if (kind == "dangling link") fs::create_symlink(dir.path / "nowhere", extra);
+    auto r = Recording::open(dir.path);
+    REQUIRE(r.ok());
+    INFO((*r)->damage().to_string());
+    CHECK((*r)->last_epoch() == src.last);
+    CHECK((*r)->damage_at().file == extra);
+    CHECK((*r)->damage().message().find(extra.filename().string() + " is not a segment file") != std::string::npos);
+    CHECK((*r)->damage().message().find(kind == "dangling link" ? "symbolic link" : kind) != std::string::npos);
+    // recover sets it aside, and nothing is lost.
+    auto rep = mmsb::replay::recover(dir.path);
+    REQUIRE(rep.ok());
+    CHECK(rep->outcome == mmsb::replay::RecoverReport::Outcome::kIntact);
+    CHECK(rep->bytes_cut == 0);
+    CHECK(rep->last_good_epoch == src.last);
+    CHECK(fs::symlink_status(fs::path(extra.string() + ".orphan")).type() != fs::file_type::not_found);
+  }
+  // As the only segment file: refused, naming it.
+  TempDir only("replay-fifo-only", /*create=*/true);
+  REQUIRE(::mkfifo((only.path / "seg-000000.tlog").c_str(), 0600) == 0);
+  auto r = Recording::open(only.path);
+  REQUIRE_FALSE(r.ok());
+  INFO(r.status().to_string());
+  CHECK(r.status().code() == Code::kCorruption);
+  CHECK(r.status().message().find("seg-000000.tlog is not a segment file: it is a FIFO") != std::string::npos);
 }

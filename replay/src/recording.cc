@@ -1,6 +1,7 @@
 #include "mmsb/replay/recording.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,6 +35,49 @@ Status pread_all(int fd, uint64_t offset, size_t n, std::byte* out, const std::s
 
 const fb::Frame* as_frame(const std::vector<std::byte>& raw) {
   return fb::GetFrame(raw.data());
+}
+
+// What a file that is not a regular one is, in words.
+std::string file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+// Opens a segment file for reading without blocking on it (a FIFO named
+// like a segment must not hang the reader). *fd >= 0 and *bytes its size for
+// a regular file; *fd = -1 and *what saying what it is otherwise (a
+// directory, a FIFO, a dangling symbolic link, ...). kIOError when the file
+// cannot be examined or opened.
+Status open_segment(const fs::path& path, int* fd, uint64_t* bytes, std::string* what) {
+  *fd = -1;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    const int err = errno;
+    struct stat link;
+    if (err == ENOENT && ::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+      *what = "a symbolic link to a file that does not exist";
+      return Status::OK();
+    }
+    return Status(Code::kIOError, path.string() + ": cannot open: " + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    *what = file_type_name(st.st_mode);
+    return Status::OK();
+  }
+  const int f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (f < 0) return Status(Code::kIOError, path.string() + ": cannot open: " + std::strerror(errno));
+  if (::fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {  // replaced since the stat
+    *what = file_type_name(st.st_mode);
+    ::close(f);
+    return Status::OK();
+  }
+  *fd = f;
+  *bytes = static_cast<uint64_t>(st.st_size);
+  return Status::OK();
 }
 
 }  // namespace
@@ -72,10 +116,17 @@ Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
   for (uint32_t i = 0; i < files.size(); ++i) {
     SegmentInfo seg;
     seg.path = files[i];
-    const int fd = ::open(files[i].c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return Status(Code::kIOError, files[i].string() + ": cannot open: " + std::strerror(errno));
+    int fd = -1;
+    std::string what;
+    if (Status s = open_segment(files[i], &fd, &seg.file_bytes, &what); !s.ok()) return s;
+    if (fd < 0) {  // nothing to read: like a segment whose header is unreadable
+      const std::string why = files[i].string() + " is not a segment file: it is " + what;
+      if (i == 0)
+        return Status(Code::kCorruption, why + ", and the history cannot start without segment 0");
+      r->set_damage(Status(Code::kCorruption, why + " (the history ends before it)"), i, files[i], 0, 0);
+      break;
+    }
     r->fds_.push_back(fd);
-    seg.file_bytes = fs::file_size(files[i], ec);
     std::byte hdr[format::kFileHeaderBytes] = {};
     const size_t n = std::min<uint64_t>(seg.file_bytes, sizeof hdr);
     format::FileHeader fh;
