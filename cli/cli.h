@@ -60,6 +60,9 @@ CLI::App* add_command(CLI::App& app, const std::string& name, const std::string&
 // quiet) and is used up to its intact end.
 std::unique_ptr<replay::Recording> open_recording(const std::string& dir, const Common& common,
                                                   bool warn_damage = true);
+// What the user can do about a recording that cannot be opened (`s` from
+// Recording::open or recover); "" when there is nothing to say.
+std::string open_hint(const Status& s);
 // Decodes every delta, with a progress bar on a terminal. Exit 3 on bad
 // frames; a damaged frame that ends the history early (a bad payload in a
 // closed segment) gets a warning on stderr (unless quiet).

@@ -222,8 +222,14 @@ int run_recover(const RecoverArgs& a) {
   ProgressBar bar("checking frames", progress_enabled(a.common));
   auto result = replay::recover(a.dir, a.dry_run, bar.callback());
   bar.done();
-  if (!result.ok())
-    throw Error{kExitBadInput, "cannot recover " + a.dir + ": " + result.status().to_string(), ""};
+  if (!result.ok()) {
+    // Not a recording: the same hint as the other commands; other errors (I/O) speak for themselves.
+    const Status& s = result.status();
+    const bool not_recording = s.code() != Code::kCorruption || s.message().find("not a recording directory") !=
+                                                                     std::string::npos;
+    throw Error{kExitBadInput, "cannot recover '" + printable(a.dir) + "': " + s.to_string(),
+                not_recording ? open_hint(s) : ""};
+  }
   const replay::RecoverReport& r = *result;
   const char* outcome = r.outcome == replay::RecoverReport::Outcome::kIntact ? "intact"
                         : r.outcome == replay::RecoverReport::Outcome::kCut  ? "cut"

@@ -25,30 +25,33 @@ std::string quoted(const std::string& s) { return "'" + printable(s) + "'"; }
 
 }  // namespace
 
+std::string open_hint(const Status& s) {
+  std::string hint;
+  switch (s.code()) {
+    case Code::kNotFound: hint = "check the path: a recording is a directory of seg-NNNNNN.tlog files"; break;
+    case Code::kUnsupported:
+      hint = s.message().find("is newer than this reader") != std::string::npos
+                 ? "this mmsb-replay is too old for the recording's format"
+                 : "no MMSB writer produces this format version: the file header is damaged or not MMSB's";
+      break;
+    case Code::kCorruption:
+      // open() fails only when nothing can be read from the start.
+      hint = s.message().find("holds no segment file") != std::string::npos ||
+                     s.message().find("not a recording directory") != std::string::npos
+                 ? "a recording is a directory of seg-NNNNNN.tlog files, as mmsb::capture::Recorder writes"
+                 : "the recording cannot be read from its start, so nothing in it can be replayed or recovered "
+                   "(its files are left as they are)";
+      break;
+    default: break;
+  }
+  return hint;
+}
+
 std::unique_ptr<Recording> open_recording(const std::string& dir, const Common& common, bool warn_damage) {
   auto rec = Recording::open(dir);
-  if (!rec.ok()) {
-    const Status& s = rec.status();
-    std::string hint;
-    switch (s.code()) {
-      case Code::kNotFound: hint = "check the path: a recording is a directory of seg-NNNNNN.tlog files"; break;
-      case Code::kUnsupported:
-        hint = s.message().find("is newer than this reader") != std::string::npos
-                   ? "this mmsb-replay is too old for the recording's format"
-                   : "no MMSB writer produces this format version: the file header is damaged or not MMSB's";
-        break;
-      case Code::kCorruption:
-        // open() fails only when nothing can be read from the start.
-        hint = s.message().find("holds no segment file") != std::string::npos ||
-                       s.message().find("not a recording directory") != std::string::npos
-                   ? "a recording is a directory of seg-NNNNNN.tlog files, as mmsb::capture::Recorder writes"
-                   : "the recording cannot be read from its start, so nothing in it can be replayed or recovered "
-                     "(its files are left as they are)";
-        break;
-      default: break;
-    }
-    throw Error{kExitBadInput, "cannot open recording " + quoted(dir) + ": " + s.to_string(), hint};
-  }
+  if (!rec.ok())
+    throw Error{kExitBadInput, "cannot open recording " + quoted(dir) + ": " + rec.status().to_string(),
+                open_hint(rec.status())};
   std::unique_ptr<Recording> r = std::move(rec).value();
   if (warn_damage && !common.quiet && !r->damage().ok()) {
     std::fprintf(stderr,

@@ -434,7 +434,10 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
 Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress& progress) {
   RecoverReport r;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return Status(Code::kNotFound, "no recording at " + dir.string() + " (no such directory)");
+  // The same words as Recording::open's, for a path that is not a directory.
+  if (!fs::exists(dir, ec)) return Status(Code::kNotFound, "no recording at " + dir.string() + " (no such directory)");
+  if (!fs::is_directory(dir, ec))
+    return Status(Code::kCorruption, dir.string() + " is not a recording directory (it is a file)");
   Result<std::unique_ptr<Recording>> opened = Recording::open(dir);
   if (!opened.ok()) {
     if (opened.status().code() == Code::kUnsupported || opened.status().code() == Code::kIOError) return opened.status();

@@ -145,10 +145,12 @@ case_missing() {
   err_has "empty"
   err_has "a recording is a directory of seg-NNNNNN.tlog files"
   echo "not a recording" >afile
-  run verify afile
-  rc_is 3
-  err_has "afile"
-  err_has "a recording is a directory of seg-NNNNNN.tlog files"
+  for cmd in verify info recover; do
+    run $cmd afile
+    rc_is 3
+    err_has "afile is not a recording directory (it is a file)"
+    err_has "a recording is a directory of seg-NNNNNN.tlog files"
+  done
   # A directory with a segment of garbage: nothing readable from the start,
   # and recover leaves the file alone.
   mkdir junk
