@@ -35,7 +35,13 @@ std::string ranges_text(std::span<const Range> ranges) {
   return out;
 }
 
+// "page" and "name", both null when the page is not known.
 void json_page(Json& j, const Recording& rec, PageId id) {
+  if (id == kNoPage) {
+    j.key("page").null();
+    j.key("name").null();
+    return;
+  }
   j.field("page", id).field("name", page_name(rec, id));
 }
 
@@ -86,12 +92,16 @@ int run_info(const InfoArgs& a) {
       j.field("bytes", s.file_bytes).field("good_bytes", s.good_bytes).field("closed", s.closed);
       j.field("start_epoch", s.start_epoch).field("frames", seg[i].frames);
       j.field("delta_frames", seg[i].delta_frames);
-      if (seg[i].delta_frames) j.field("first_epoch", seg[i].first).field("last_epoch", seg[i].last);
+      j.key("first_epoch");  // null for a segment without delta frames
+      if (seg[i].delta_frames) j.num(seg[i].first); else j.null();
+      j.key("last_epoch");
+      if (seg[i].delta_frames) j.num(seg[i].last); else j.null();
       j.end_object();
     }
     j.end_array();
     j.field("start_epoch", rec->start_epoch());
-    if (rec->delta_count()) j.field("first_epoch", rec->first_delta_epoch());
+    j.key("first_epoch");  // null without deltas
+    if (rec->delta_count()) j.num(rec->first_delta_epoch()); else j.null();
     j.field("last_epoch", rec->last_epoch()).field("deltas", rec->delta_count());
     j.field("page_count", uint64_t{rec->pages().size()});
     j.key("pages").begin_array();

@@ -31,16 +31,18 @@ int run_verify(const VerifyArgs& a) {
   ProgressBar bar("verifying", progress_enabled(a.common));
   const replay::VerifyReport r = replay::verify(a.dir, bar.callback());
   bar.done();
-  const std::string name = r.page == kNoPage ? "" : page_name(*rec, r.page);
 
   if (a.common.json) {
     Json j;
     j.begin_object().field("dir", a.dir).field("ok", r.ok);
     if (!r.ok) {
-      j.field("problem", r.problem).field("file", r.file).field("offset", r.offset).field("epoch", r.epoch);
+      // Epoch 0 and kNoPage mean "not known" (VerifyReport): null.
+      j.field("problem", r.problem).field("file", r.file).field("offset", r.offset).key("epoch");
+      if (r.epoch == 0) j.null(); else j.num(r.epoch);
       j.key("page");
       if (r.page == kNoPage) j.null(); else j.num(r.page);
-      j.field("name", name);
+      j.key("name");
+      if (r.page == kNoPage) j.null(); else j.str(page_name(*rec, r.page));
     }
     j.field("frames", r.frames).field("deltas", r.deltas).field("snapshots", r.snapshots);
     j.field("snapshot_pages", r.snapshot_pages).field("bytes", r.bytes).end_object();

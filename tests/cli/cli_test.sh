@@ -700,6 +700,21 @@ case_damaged() {
   run verify rec
   rc_is 1
   out_has "seg-000000.tlog"
+  # The torn frame is the index frame (epochs 0): epoch and page unknown.
+  run verify rec --json
+  rc_is 1
+  json_ok
+  out_has '"epoch":null,"page":null,"name":null'
+  # Cut right before the first delta frame: pages, no deltas.
+  fixture frames orig >frames.txt
+  local first_delta
+  first_delta=$(awk '$3 == 3 {print $2; exit}' frames.txt)
+  [ "$("$FIX" cut orig nodeltas "$first_delta")" = 0 ] || fail "fixture cut before the first delta"
+  run info nodeltas --json
+  rc_is 0
+  json_ok
+  out_has '"delta_frames":0,"first_epoch":null,"last_epoch":null}'
+  out_has '"start_epoch":0,"first_epoch":null,"last_epoch":0,"deltas":0'
 }
 
 # A recording that began while the bus was at epoch 4 (it starts from a
