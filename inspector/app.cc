@@ -217,6 +217,8 @@ void App::take(Loaded&& l) {
   last_error_.clear();
   notice_.clear();
   if (!l.error.ok()) {
+    // Keep the path that failed in the field, so that a typo is fixed, not retyped.
+    std::snprintf(path_buf_, sizeof path_buf_, "%s", l.dir.string().c_str());
     last_error_ = l.error.to_string();
     error_title_ = l.stage == "open" ? "Cannot open the recording" : "Cannot read the recording";
     error_text_ = l.dir.string() + "\n\n" + l.error.to_string();
@@ -879,7 +881,7 @@ void App::draw_hex() {
   ImGui::SameLine();
   ImGui::SetNextItemWidth(70);
   int fade = model_.fade();
-  if (ImGui::SliderInt("writes##fade", &fade, 1, 32)) model_.set_fade(fade);
+  if (ImGui::SliderInt("writes##fade", &fade, 1, Model::kMaxFade)) model_.set_fade(fade);
   ImGui::Separator();
   if (!model_.page_error().empty()) {
     ImGui::TextColored(colv(0xffcc66), "%s", model_.page_error().c_str());
@@ -951,7 +953,8 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
         const ImU32 tc = current ? col(0x000000) : text;
         dl->AddText(ImVec2(snap(hx), p.y + 2), tc, hex);
         const char ch[2] = {printable(bytes[off]), 0};
-        dl->AddText(ImVec2(ar.x0, p.y + 2), current ? tc : (ch[0] == '.' ? dim : text), ch);
+        // '.' (not printable) is dimmed only on the plain background: grey on blue would vanish.
+        dl->AddText(ImVec2(ar.x0, p.y + 2), current ? tc : (ch[0] == '.' && (age == kAgeNone || age == kAgeUnchanged) ? dim : text), ch);
         if (sel && *sel == off) {
           dl->AddRect(ImVec2(hr.x0, hr.y0), ImVec2(hr.x1, hr.y1), col(Palette::kCursor), 0, 0, 2);
           dl->AddRect(ImVec2(ar.x0, ar.y0), ImVec2(ar.x1, ar.y1), col(Palette::kCursor), 0, 0, 2);
@@ -1305,20 +1308,20 @@ void App::draw_deltas(float x, float y, float w, float h) {
   // The rows: a window of epochs around the cursor.
   std::span<const Epoch> page_epochs;
   uint64_t begin = 0, count = 0;
-  int64_t cursor_row = -1;
+  uint64_t anchor_row = 0;  // the cursor's row, or the first row after it (no delta at the cursor)
   const bool page_only = deltas_page_only_ && page != kNoPage;
   if (page_only) {
     page_epochs = ix.page_epochs(page);
     const uint64_t c = static_cast<uint64_t>(std::lower_bound(page_epochs.begin(), page_epochs.end(), at) - page_epochs.begin());
     begin = c > kDeltaWindow ? c - kDeltaWindow : 0;
     count = std::min<uint64_t>(page_epochs.size(), c + kDeltaWindow) - begin;
-    if (c < page_epochs.size() && page_epochs[c] == at) cursor_row = static_cast<int64_t>(c - begin);
+    anchor_row = c - begin;
   } else {
     const Epoch lo = std::max(ix.first_epoch(), at > kDeltaWindow ? at - kDeltaWindow : 0);
     const Epoch hi = std::min(ix.last_epoch(), at + kDeltaWindow);
     begin = lo;
     count = hi >= lo ? hi - lo + 1 : 0;
-    if (at >= lo && at <= hi) cursor_row = static_cast<int64_t>(at - lo);
+    anchor_row = at < lo ? 0 : std::min(at - lo, count ? count - 1 : 0);  // the start state: the top
   }
   auto epoch_of = [&](uint64_t i) { return page_only ? page_epochs[begin + i] : begin + i; };
 
@@ -1333,11 +1336,9 @@ void App::draw_deltas(float x, float y, float w, float h) {
     ImGui::TableSetupColumn("cause");
     ImGui::TableHeadersRow();
     const float row_h = ImGui::GetTextLineHeight() + ImGui::GetStyle().CellPadding.y * 2;
-    if (deltas_scrolled_ != at) {  // keep the cursor's row in the middle
-      if (cursor_row >= 0) {
-        const float view_h = ImGui::GetWindowHeight() - row_h;
-        ImGui::SetScrollY(std::max(0.f, cursor_row * row_h - view_h / 2 + row_h));
-      }
+    if (deltas_scrolled_ != at) {  // keep the cursor's row (or where it would be) in the middle
+      const float view_h = ImGui::GetWindowHeight() - row_h;
+      ImGui::SetScrollY(std::max(0.f, static_cast<float>(anchor_row) * row_h - view_h / 2 + row_h));
       deltas_scrolled_ = at;
     }
     const ImVec4 derived_col = colv(Palette::kDerived);
@@ -1537,6 +1538,7 @@ bool App::write_layout_json(const std::filesystem::path& path, std::string* erro
   out << "  \"banner\": " << (layout_.banner ? "true" : "false") << ",\n";
   out << "  \"modal\": " << json_string(layout_.modal) << ",\n";
   out << "  \"modal_text\": " << json_string(layout_.modal_text) << ",\n";
+  out << "  \"path\": " << json_string(path_buf_) << ",\n";
   out << "  \"error\": " << json_string(last_error_) << "\n";
   out << "}\n";
   if (!out) {

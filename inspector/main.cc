@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"hex", "diff", "deps", "propagation"}));
   auto* a_opt = cli.add_option("--diff-a", diff_a, "Diff view: epoch A (default: the first)")->check(kNotNegative);
   auto* b_opt = cli.add_option("--diff-b", diff_b, "Diff view: epoch B (default: the cursor)")->check(kNotNegative);
-  cli.add_option("--fade", fade, "Highlight the page's last K writes, fading")->check(CLI::Range(1, 64));
+  cli.add_option("--fade", fade, "Highlight the page's last K writes, fading")->check(CLI::Range(1, mmsb::inspector::Model::kMaxFade));
   cli.add_option("--layout-json", layout_json,
                  "With --screenshot: also write where the frame drew each hex cell, row and tab, as JSON");
   cli.add_option("--frames", frames, "With --screenshot: frames rendered before the one captured")->check(CLI::Range(1, 1000));

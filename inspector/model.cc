@@ -565,7 +565,7 @@ std::span<const int16_t> Model::highlight() {
 }
 
 void Model::set_fade(int k) {
-  k = std::clamp(k, 1, 64);
+  k = std::clamp(k, 1, kMaxFade);
   if (k == fade_) return;
   fade_ = k;
   invalidate_page();

@@ -242,7 +242,8 @@ class Model {
   // it (what "changed" is measured against); empty otherwise.
   std::span<const std::byte> page_bytes_before();
   int fade() const noexcept { return fade_; }
-  void set_fade(int k);  // 1..64
+  static constexpr int kMaxFade = 64;
+  void set_fade(int k);  // 1..kMaxFade
 
   // ---- the selected byte ----
   std::optional<uint64_t> selected_byte() const noexcept { return byte_; }

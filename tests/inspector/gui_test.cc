@@ -4,7 +4,7 @@
 // hex cells the --layout-json sidecar names.
 //
 //   mmsb_inspector_gui_test INSPECTOR WORKDIR CASE
-//   CASE: hex | diff | deps | script | damaged | args | cancel
+//   CASE: hex | diff | deps | script | damaged | args | cancel | scroll
 //
 // Exit 0 passed, 1 failed, 77 skipped (no xvfb-run, or no X server or
 // OpenGL could start: "no X server: ...").
@@ -509,6 +509,34 @@ void case_cancel(const std::string& inspector, const fs::path& work, const fs::p
   EXPECT(r.code == 0, "exit code %d (124: the inspector hung): %s", r.code, r.err.c_str());
 }
 
+// The Deltas list follows the cursor, also to the start state (epoch 0,
+// which has no delta: the list shows its top). 300 one-byte writes, more
+// rows than the panel holds.
+void case_scroll(const std::string& inspector, const fs::path& work, const fs::path&) {
+  const fs::path rec = work / "long.mmsb";
+  {
+    mmsb::Bus bus;
+    auto page = bus.create_page(16, "counter");
+    EXPECT(page.ok(), "create_page");
+    auto r = mmsb::capture::Recorder::start(bus, rec, {});
+    EXPECT(r.ok(), "Recorder::start");
+    if (!page.ok() || !r.ok()) return;
+    for (int i = 1; i <= 300; ++i) {
+      const std::byte b{static_cast<unsigned char>(i)};
+      EXPECT(bus.write(*page, static_cast<uint64_t>(i % 16), std::span(&b, 1)).ok(), "write %d", i);
+    }
+    EXPECT((*r)->stop().ok(), "Recorder::stop");
+  }
+  const fs::path script = work / "scroll.txt", json = work / "scroll.json";
+  std::ofstream(script) << "seek 250\nwait 2\nkey Home\nwait 2\nexpect-epoch 0\nlayout-json " << json.string()
+                        << "\nquit\n";
+  const Run r = run_inspector(inspector, work, quote(rec.string()) + " --script " + quote(script.string()));
+  EXPECT(r.code == 0, "exit code %d", r.code);
+  const auto rows = json_arrays(read_file(json), "delta_rows");
+  EXPECT(!rows.empty() && rows[0][0] == 1, "the Deltas list starts at epoch %lld, want 1",
+         rows.empty() ? -1 : rows[0][0]);
+}
+
 // A recording cut short opens its readable part after asking; a directory of
 // garbage gives an error; a flipped byte gives an error or a banner -- and
 // the inspector keeps running throughout.
@@ -594,13 +622,15 @@ void case_damaged(const std::string& inspector, const fs::path& work, const fs::
                                                    " --layout-json " + quote(ejson.string()));
   EXPECT(e.code == 3, "exit code %d for a directory that is no recording", e.code);
   EXPECT(json_string(read_file(ejson), "modal") == "Cannot open the recording", "no error modal in the screenshot");
+  EXPECT(json_string(read_file(ejson), "path") == junk.string(), "the path field holds '%s' after the failed open",
+         json_string(read_file(ejson), "path").c_str());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|diff|deps|script|damaged|args|cancel\n", argv[0]);
+    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|diff|deps|script|damaged|args|cancel|scroll\n", argv[0]);
     return 2;
   }
   const std::string inspector = argv[1], which = argv[3];
@@ -625,6 +655,7 @@ int main(int argc, char** argv) {
   else if (which == "damaged") case_damaged(inspector, work, rec);
   else if (which == "args") case_args(inspector, work, rec);
   else if (which == "cancel") case_cancel(inspector, work, rec);
+  else if (which == "scroll") case_scroll(inspector, work, rec);
   else {
     std::fprintf(stderr, "unknown case %s\n", which.c_str());
     return 2;
