@@ -50,6 +50,11 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands);
 
 // ---- shared by the subcommands ----
 
+// Argument checks, for ->check(): a count or offset is digits only (CLI11
+// would wrap -1 round to 2^64-1); an epoch or a path is never empty.
+CLI::Validator unsigned_arg();
+CLI::Validator nonempty_arg(const std::string& what);
+
 // A subcommand with its description, the common flags and a footer: `details`
 // (if any), then the example.
 CLI::App* add_command(CLI::App& app, const std::string& name, const std::string& description,

@@ -456,7 +456,13 @@ void tree_json(const Index& index, const CauseTree& t, Json& j) {
 int run_deps(const DepsArgs& a) {
   auto rec = open_recording(a.dir, a.common);
   if (rec->delta_count() == 0) throw Error{kExitUsage, "the recording has no deltas", ""};
-  const Epoch epoch = parse_epoch(a.epoch, *rec, rec->first_delta_epoch(), rec->last_epoch(), "epoch");
+  const Epoch epoch = parse_epoch(a.epoch, *rec, rec->start_epoch(), rec->last_epoch(), "epoch");
+  if (epoch < rec->first_delta_epoch())  // 'start', or a state before any delta
+    throw Error{kExitUsage,
+                fmt("deps needs a delta's epoch (first..last = %" PRIu64 "..%" PRIu64 "); epoch %" PRIu64
+                    " is the state before the first delta",
+                    rec->first_delta_epoch(), rec->last_epoch(), epoch),
+                ""};
   auto index = build_index(*rec, a.common);
   require_readable(*index, epoch, "epoch");
   const std::vector<Epoch> chain = index->cause_chain(epoch);
@@ -523,10 +529,10 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
     c->add_option("DIR", a->dir, "Recording directory")->required();
     c->add_option("-p,--page", a->pages, "Only deltas to this page (name or id); repeatable")
         ->allow_extra_args(false);
-    c->add_option("--from", a->from, "First epoch to list (default: the first)");
-    c->add_option("--to", a->to, "Last epoch to list (default: the last)");
+    c->add_option("--from", a->from, "First epoch to list (default: the first)")->check(nonempty_arg("an epoch"));
+    c->add_option("--to", a->to, "Last epoch to list (default: the last)")->check(nonempty_arg("an epoch"));
     c->add_flag("--derived-only", a->derived_only, "Only deltas written by dependency updates");
-    c->add_option("-n,--limit", a->limit, "Stop after N deltas (0: no limit)");
+    c->add_option("-n,--limit", a->limit, "Stop after N deltas (0: no limit)")->check(unsigned_arg());
     c->add_flag("--bytes", a->bytes, "Also print the new bytes of every range, in hex");
     commands.push_back({c, [a] { return run_log(*a); }});
   }
@@ -542,13 +548,15 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "write the bytes unchanged (--raw refuses a terminal).");
     c->add_option("DIR", a->dir, "Recording directory")->required();
     c->add_option("PAGE", a->page, "Page name or id (a name match wins; see --id, --name)")->required();
-    c->add_option("-e,--epoch", a->epoch, "Epoch (default: last)");
+    c->add_option("-e,--epoch", a->epoch, "Epoch (default: last)")->check(nonempty_arg("an epoch"));
     auto* id = c->add_flag("--id", a->by_id, "PAGE is a page id");
     c->add_flag("--name", a->by_name, "PAGE is a page name")->excludes(id);
-    c->add_flag("--raw", a->raw, "Write the bytes themselves to stdout");
-    c->add_option("-o,--output", a->output, "Write the bytes themselves to this file");
-    c->add_option("--offset", a->offset, "First byte (default 0)");
-    c->add_option("--length", a->length, "Number of bytes (default: to the end of the page)");
+    auto* output = c->add_option("-o,--output", a->output, "Write the bytes themselves to this file")
+                       ->check(nonempty_arg("-o FILE"));
+    // --raw is the third way to print the bytes: it cannot be combined with the others.
+    c->add_flag("--raw", a->raw, "Write the bytes themselves to stdout")->excludes(output)->excludes("--json");
+    c->add_option("--offset", a->offset, "First byte (default 0)")->check(unsigned_arg());
+    c->add_option("--length", a->length, "Number of bytes (default: to the end of the page)")->check(unsigned_arg());
     commands.push_back({c, [a] { return run_cat(*a); }});
   }
   {

@@ -355,8 +355,10 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "the epoch, and OUT_DIR/manifest.json: each page's id, name, size, version,\n"
                               "file and XXH3-64 hash, and the state hash. OUT_DIR must not hold files.");
     c->add_option("DIR", a->dir, "Recording directory")->required();
-    c->add_option("OUT_DIR", a->out, "Directory to create (must not hold files)")->required();
-    c->add_option("-e,--epoch", a->epoch, "Epoch (default: last)");
+    c->add_option("OUT_DIR", a->out, "Directory to create (must not hold files)")
+        ->required()
+        ->check(nonempty_arg("OUT_DIR"));
+    c->add_option("-e,--epoch", a->epoch, "Epoch (default: last)")->check(nonempty_arg("an epoch"));
     commands.push_back({c, [a] { return run_export(*a); }});
   }
 }

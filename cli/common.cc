@@ -19,6 +19,21 @@ CLI::App* add_command(CLI::App& app, const std::string& name, const std::string&
   return sub;
 }
 
+CLI::Validator unsigned_arg() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos)
+          return "'" + printable(s) + "' is not a whole number >= 0";
+        return "";
+      },
+      "N");
+}
+
+CLI::Validator nonempty_arg(const std::string& what) {
+  return CLI::Validator([what](std::string& s) -> std::string { return s.empty() ? what + " cannot be empty" : ""; },
+                        "");
+}
+
 namespace {
 
 std::string quoted(const std::string& s) { return "'" + printable(s) + "'"; }

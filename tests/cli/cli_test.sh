@@ -104,6 +104,33 @@ case_usage() {
   rc_is 2
   run deps rec 0
   rc_is 2
+  run deps rec start
+  rc_is 2
+  err_has "deps needs a delta's epoch (first..last = 1..12); epoch 0 is the state before the first delta"
+  # Numbers that are not counts, empty epochs and paths, flags that conflict:
+  # usage errors that echo what was typed.
+  run cat rec alpha --offset -1
+  rc_is 2
+  err_has "'-1' is not a whole number >= 0"
+  run cat rec alpha --length -1
+  rc_is 2
+  run log rec --limit -1
+  rc_is 2
+  err_has "'-1' is not a whole number >= 0"
+  run cat rec alpha --epoch ""
+  rc_is 2
+  err_has "an epoch cannot be empty"
+  run log rec --to ""
+  rc_is 2
+  run export rec ""
+  rc_is 2
+  err_has "OUT_DIR cannot be empty"
+  run cat rec alpha --raw --json
+  rc_is 2
+  err_has "excludes"
+  run cat rec alpha --raw -o raw.bin
+  rc_is 2
+  [ ! -e raw.bin ] || fail "cat --raw -o wrote its file"
   run export rec out --epoch 100
   rc_is 2
   # Pages the recording does not have (or not yet).
@@ -439,13 +466,13 @@ case_verify-bitflip() {
   # a warning that names the damage (the segment is closed, so only decoding
   # the deltas finds it).
   want=$("$FIX" page beta $((first - 1)) --steps 300) || fail "fixture page"
-  run cat rec beta --epoch $((first - 1)) --raw -o before.bin
+  run cat rec beta --epoch $((first - 1)) -o before.bin
   rc_is 0
   [ "$(hexof before.bin)" = "$want" ] || fail "cat before the damage"
   err_has "warning"
   err_has "$file offset $offset"
   err_has "epochs up to $((first - 1)) are readable"
-  run cat rec beta --epoch $((first - 1)) --raw -o before.bin -q
+  run cat rec beta --epoch $((first - 1)) -o before.bin -q
   rc_is 0
   err_empty
   # log lists the readable epochs only, and says why.
