@@ -248,12 +248,13 @@ int run_recover(const RecoverArgs& a) {
     print(j.text());
   } else {
     std::string out;
-    for (const std::string& s : r.actions) out += (a.dry_run ? "would: " : "") + s + "\n";
+    for (const std::string& s : r.actions) out += s + "\n";  // "would ..." in a dry run
     out += r.summary + "\n";
-    if (r.outcome != replay::RecoverReport::Outcome::kNothing)
+    // The verdict line, unless the summary already said there is nothing to do.
+    if (r.outcome != replay::RecoverReport::Outcome::kNothing && !r.actions.empty())
       out += fmt("%s: last good epoch %" PRIu64 ", %" PRIu64 " delta(s) kept, %" PRIu64 " byte(s) cut%s\n", outcome,
-               r.last_good_epoch, r.deltas_kept, r.bytes_cut, a.dry_run ? " (dry run: nothing changed)" : "");
-    for (const auto& p : r.set_aside) out += "  set aside: " + p.string() + "\n";
+                 r.last_good_epoch, r.deltas_kept, r.bytes_cut, a.dry_run ? " (dry run: nothing changed)" : "");
+    for (const auto& p : r.set_aside) out += (a.dry_run ? "  would set aside: " : "  set aside: ") + p.string() + "\n";
     print(out);
   }
   switch (r.outcome) {
@@ -353,9 +354,10 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "  mmsb-replay export run.mmsb state-at-40 --epoch 40", a->common,
                               "Writes OUT_DIR/page-<id>.bin (the raw bytes) for every page that exists at\n"
                               "the epoch, and OUT_DIR/manifest.json: each page's id, name, size, version,\n"
-                              "file and XXH3-64 hash, and the state hash. OUT_DIR must not hold files.");
+                              "file and XXH3-64 hash, and the state hash. OUT_DIR must not exist, or be an\n"
+                              "empty directory.");
     c->add_option("DIR", a->dir, "Recording directory")->required();
-    c->add_option("OUT_DIR", a->out, "Directory to create (must not hold files)")
+    c->add_option("OUT_DIR", a->out, "Directory to create (or an empty one)")
         ->required()
         ->check(nonempty_arg("OUT_DIR"));
     c->add_option("-e,--epoch", a->epoch, "Epoch (default: last)")->check(nonempty_arg("an epoch"));

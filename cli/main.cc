@@ -17,7 +17,8 @@ Exit codes:
   0  ok (recover: nothing was lost)
   1  verify found a problem; compare found a divergence or a prefix;
      recover cut a damaged tail and kept the intact prefix
-  2  usage: bad flags or arguments, an epoch or page the recording does not have
+  2  usage: bad flags or arguments, an epoch or page the recording does not have,
+     an export target that is not empty
   3  missing, unreadable or corrupt input, or an I/O error
      (recover: nothing was recoverable)
 

@@ -540,15 +540,15 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     const uint64_t cut = s.file_bytes - k.end;
     if (cut > 0) {
       const fs::path aside = free_name(s.path.string() + ".damaged");
-      r.actions.push_back("cut " + s.path.filename().string() + " at offset " + num(k.end) + " (" + num(cut) +
-                          " damaged bytes, saved to " + aside.filename().string() + ")");
+      r.actions.push_back((dry_run ? "would cut " : "cut ") + s.path.filename().string() + " at offset " + num(k.end) + " (" + num(cut) +
+                          " damaged bytes, " + (dry_run ? "to be saved to " : "saved to ") + aside.filename().string() + ")");
       r.bytes_cut += cut;
       r.set_aside.push_back(aside);
       if (!dry_run) {
         if (Status st = save_tail(s.path, k.end, aside); !st.ok()) return st;
       }
     }
-    r.actions.push_back("closed " + s.path.filename().string() + " with an index of " + num(k.frames.size()) +
+    r.actions.push_back((dry_run ? "would close " : "closed ") + s.path.filename().string() + " with an index of " + num(k.frames.size()) +
                         " frames and a trailer");
     if (dry_run) continue;
     std::vector<std::byte> tail;
@@ -572,7 +572,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   for (const fs::path& f : files) {
     if (f <= last_kept) continue;
     const fs::path aside = free_name(f.string() + ".orphan");
-    r.actions.push_back("set aside " + f.filename().string() + " as " + aside.filename().string() +
+    r.actions.push_back((dry_run ? "would set aside " : "set aside ") + f.filename().string() + " as " + aside.filename().string() +
                         " (it follows the damage, so its history cannot be joined)");
     r.bytes_cut += regular_file_bytes(f);
     r.set_aside.push_back(aside);
@@ -601,10 +601,11 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   }
   if (r.outcome == RecoverReport::Outcome::kIntact)
     r.summary = r.actions.empty() ? "intact: nothing to do; last epoch " + num(r.last_good_epoch)
-                                  : "nothing lost; last epoch " + num(r.last_good_epoch);
+                                  : (dry_run ? "nothing would be lost; last epoch " : "nothing lost; last epoch ") +
+                                        num(r.last_good_epoch);
   else
-    r.summary = "damaged tail cut (" + num(r.bytes_cut) + " bytes set aside); every epoch up to " +
-                num(r.last_good_epoch) + " kept";
+    r.summary = (dry_run ? "damaged tail would be cut (" : "damaged tail cut (") + num(r.bytes_cut) +
+                " bytes set aside); every epoch up to " + num(r.last_good_epoch) + " kept";
   return r;
 }
 
@@ -615,7 +616,7 @@ Result<ExportReport> export_state(const Index& index, Epoch epoch, const fs::pat
   if (fs::exists(out_dir, ec) && !fs::is_directory(out_dir, ec))
     return Status(Code::kAlreadyExists, out_dir.string() + " exists and is not a directory; export into a new directory");
   if (fs::exists(out_dir, ec) && !fs::is_empty(out_dir, ec))
-    return Status(Code::kAlreadyExists, out_dir.string() + " already holds files; export into a new directory");
+    return Status(Code::kAlreadyExists, out_dir.string() + " is a directory that is not empty; export into a new or empty directory");
   fs::create_directories(out_dir, ec);
   if (ec) return Status(Code::kIOError, "cannot create " + out_dir.string() + ": " + ec.message());
   StateView view(index);

@@ -647,9 +647,12 @@ case_recover-intact() {
   run recover rec --dry-run
   rc_is 0
   diff -r rec copy >/dev/null || fail "--dry-run changed the recording"
+  out_has "intact: nothing to do; last epoch $last"
+  [ "$(wc -l <out.txt)" -eq 1 ] || fail "recover --dry-run of an intact recording: one line"
   run recover rec
   rc_is 0
-  out_has "intact: last good epoch $last,"
+  echo "intact: nothing to do; last epoch $last" >want.txt
+  out_is want.txt
   diff -r rec copy >/dev/null || fail "recover changed an intact recording"
   run recover rec --json
   rc_is 0
@@ -727,6 +730,14 @@ case_damaged() {
   run verify rec
   rc_is 1
   out_has "seg-000000.tlog"
+  # recover --dry-run says what it would do, in those words, and creates nothing.
+  run recover rec --dry-run
+  rc_is 1
+  out_has "would cut seg-000000.tlog at offset "
+  out_has "would close seg-000000.tlog with an index of "
+  out_has "  would set aside: rec/seg-000000.tlog.damaged"
+  out_lacks "would: "
+  [ ! -e rec/seg-000000.tlog.damaged ] || fail "--dry-run created the .damaged file"
   # The torn frame is the index frame (epochs 0): epoch and page unknown.
   run verify rec --json
   rc_is 1
@@ -793,6 +804,10 @@ case_export() {
     fail "manifest: page 4 at epoch 8 is version 1"
   run export rec out
   rc_is 2
+  mkdir -p sub/inner  # not empty: it holds a directory
+  run export rec sub
+  rc_is 2
+  err_has "sub is a directory that is not empty"
   run export rec out2 --json
   rc_is 0
   json_ok

@@ -81,8 +81,8 @@ struct RecoverReport {
   Epoch last_good_epoch = 0;
   uint64_t deltas_kept = 0;
   uint64_t bytes_cut = 0;                          // torn or unreadable bytes removed
-  std::vector<std::filesystem::path> set_aside;   // files the cut bytes were saved to
-  std::vector<std::string> actions;               // what was done, one line each
+  std::vector<std::filesystem::path> set_aside;   // files the cut bytes were (dry run: would be) saved to
+  std::vector<std::string> actions;               // what was done (dry run: would be), one line each
 };
 // Makes a recording whose writer died readable by everything: cuts each
 // segment after its last good frame (the cut bytes are kept beside it as
@@ -99,7 +99,8 @@ struct ExportReport {
   uint64_t bytes = 0;
   std::filesystem::path manifest;
 };
-// Writes the state at `epoch` into `out_dir` (created; must not hold files):
+// Writes the state at `epoch` into `out_dir` (which must not exist, or be an
+// empty directory):
 // one raw file per page, page-<id>.bin, and manifest.json listing each page's
 // id, name, size, version, file and XXH3-64 hash, and the state hash.
 Result<ExportReport> export_state(const Index& index, Epoch epoch, const std::filesystem::path& out_dir);
