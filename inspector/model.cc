@@ -230,49 +230,41 @@ const Status& Loaded::damage() const noexcept {
   return kIntact;
 }
 
-namespace {
-// Thrown from the progress callback to leave Index::build (which unwinds
-// through RAII only) when the load is cancelled.
-struct LoadCancelled {};
-}  // namespace
-
 Loaded load_recording(const std::filesystem::path& dir, const std::function<void(uint64_t, uint64_t)>& progress,
                       const std::atomic<bool>* cancel) {
   Loaded l;
   l.dir = dir;
   const auto t0 = std::chrono::steady_clock::now();
-  auto check = [cancel] {
-    if (cancel && cancel->load()) throw LoadCancelled{};
+  auto cancelled = [&] {
+    if (!cancel || !cancel->load()) return false;
+    l.index.reset();
+    l.rec.reset();
+    l.error = Status(Code::kFailedPrecondition, "opening " + dir.string() + " was cancelled");
+    l.stage = "cancelled";
+    return true;
   };
   try {
-    check();
+    if (cancelled()) return l;
     auto rec = replay::Recording::open(dir);
-    check();
+    if (cancelled()) return l;
     if (!rec.ok()) {
       l.error = rec.status();
       l.stage = "open";
     } else {
       l.rec = std::move(rec).value();
       replay::IndexOptions options;
-      options.progress = [&](uint64_t done, uint64_t total) {
-        if (progress) progress(done, total);
-        check();
-      };
+      options.progress = progress;
+      options.cancel = cancel;
       auto index = replay::Index::build(*l.rec, options);
+      if (cancelled()) return l;
       if (!index.ok()) {
         l.error = index.status();
         l.stage = "index";
       } else {
         l.index = std::move(index).value();
-        check();
         l.density.build(*l.index);
       }
     }
-  } catch (const LoadCancelled&) {
-    l.index.reset();
-    l.rec.reset();
-    l.error = Status(Code::kFailedPrecondition, "opening " + dir.string() + " was cancelled");
-    l.stage = "cancelled";
   } catch (const std::bad_alloc&) {
     l.index.reset();
     l.error = Status(Code::kResourceExhausted, "out of memory while reading " + dir.string() +

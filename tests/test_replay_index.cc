@@ -232,6 +232,43 @@ TEST_CASE("index: deltas, versions, page lists and causes match the model's log"
     }
 }
 
+TEST_CASE("index: a build can be cancelled between delta frames", "[replay]") {
+  Full f;
+  record_full(f, 0x1d02, 600);
+  auto rec = open_rec(f.dir.path);
+  REQUIRE(rec->delta_frames().size() >= 3);
+  std::atomic<bool> cancel{false};
+  SECTION("cancelled before it starts") {
+    cancel = true;
+    IndexOptions opt;
+    opt.cancel = &cancel;
+    auto ix = Index::build(*rec, opt);
+    REQUIRE(!ix.ok());
+    CHECK(ix.status().code() == Code::kFailedPrecondition);
+    CHECK(ix.status().message().find("cancelled") != std::string::npos);
+  }
+  SECTION("cancelled from the progress callback: it stops at the next frame") {
+    IndexOptions opt;
+    opt.cancel = &cancel;
+    int calls = 0;
+    opt.progress = [&](uint64_t, uint64_t) {
+      ++calls;
+      cancel = true;
+    };
+    auto ix = Index::build(*rec, opt);
+    REQUIRE(!ix.ok());
+    CHECK(ix.status().code() == Code::kFailedPrecondition);
+    CHECK(calls == 1);
+  }
+  SECTION("never set: the whole recording") {
+    IndexOptions opt;
+    opt.cancel = &cancel;
+    auto ix = build(*rec, opt);
+    CHECK(ix->last_epoch() == f.last);
+    CHECK(ix->delta_count() == f.log.size());
+  }
+}
+
 TEST_CASE("index: states, pages and diffs at random epochs match the model", "[replay]") {
   // Dense checkpoints and the default (one checkpoint for this small state).
   const bool dense = GENERATE(true, false);

@@ -109,6 +109,8 @@ Status Index::decode(const IndexOptions& options) {
       }
     }
     if (options.progress) options.progress(deltas_.size(), total);
+    if (options.cancel && options.cancel->load(std::memory_order_relaxed))
+      return Status(Code::kFailedPrecondition, "reading " + rec_.dir().string() + " was cancelled");
   }
   if (damage_.ok() && deltas_.size() != total)
     return Status(Code::kCorruption, rec_.dir().string() + ": the delta frames hold " + std::to_string(deltas_.size()) +

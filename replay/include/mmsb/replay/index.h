@@ -23,6 +23,7 @@
 // threads at once; StateView is a cursor and belongs to one thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -48,6 +49,9 @@ struct IndexOptions {
   // Called now and then while building with (deltas decoded, deltas total),
   // e.g. for a progress bar.
   std::function<void(uint64_t, uint64_t)> progress;
+  // When set, read after each delta frame: once it is true, build() stops
+  // and returns kFailedPrecondition ("cancelled").
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // One recorded delta. Spans point into the Index and live as long as it.
