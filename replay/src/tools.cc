@@ -205,12 +205,13 @@ Status io_error(const fs::path& p, const std::string& what) {
 // Copies bytes [from, end) of `path` to `to` (which must not exist).
 Status save_tail(const fs::path& path, uint64_t from, const fs::path& to) {
   std::ifstream in(path, std::ios::binary);
+  if (!in) return io_error(path, "cannot read the bytes to cut");
   in.seekg(static_cast<std::streamoff>(from));
   std::ofstream out(to, std::ios::binary | std::ios::trunc);
-  if (!in || !out) return Status(Code::kIOError, "cannot save the cut bytes of " + path.string() + " to " + to.string());
+  if (!out) return io_error(to, "cannot save the cut bytes of " + path.string() + " here");
   out << in.rdbuf();
   out.flush();
-  if (!out) return Status(Code::kIOError, "cannot write " + to.string());
+  if (!out) return io_error(to, "cannot write the cut bytes");
   return Status::OK();
 }
 
