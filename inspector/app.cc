@@ -1032,6 +1032,11 @@ void App::draw_diff() {
   if (button("Swap")) model_.set_diff(model_.diff_b(), model_.diff_a());
 
   const auto& diffs = model_.diff();
+  if (model_.diff_pending()) {  // in the background; the answer shows in a later frame
+    ImGui::TextDisabled("computing the diff of epochs %llu..%llu ...", static_cast<ull>(model_.diff_a()),
+                        static_cast<ull>(model_.diff_b()));
+    return;
+  }
   if (!model_.diff_error().empty()) {
     ImGui::TextColored(colv(0xffcc66), "%s", model_.diff_error().c_str());
     return;

@@ -112,6 +112,10 @@ int main(int argc, char** argv) {
   cli.add_option("--frames", frames, "With --screenshot: frames rendered before the one captured")->check(CLI::Range(1, 1000));
   cli.add_option("--script", script_path, "Run a script of UI commands (see inspector/script.h), then exit");
   cli.add_option("--size", size, "Window size, WIDTHxHEIGHT");
+  // Hidden, for the tests: diffs over more than this many bytes of pages are
+  // computed in the background (0: every diff, as on a big recording).
+  uint64_t diff_sync_bytes = mmsb::inspector::Model::kDiffSyncBytes;
+  cli.add_option("--diff-sync-bytes", diff_sync_bytes)->group("");
   cli.footer(kFooter);
   try {
     cli.parse(argc, argv);
@@ -171,6 +175,7 @@ int main(int argc, char** argv) {
   int rc = 0;
   {
     App app;
+    app.model().set_diff_sync_limit(diff_sync_bytes);
     glfwSetWindowUserPointer(window, &app);
     glfwSetDropCallback(window, on_drop);
 
@@ -225,7 +230,7 @@ int main(int argc, char** argv) {
     auto last = Clock::now();
     while (rc != kExitUsage && !glfwWindowShouldClose(window)) {
       const auto t0 = Clock::now();
-      if (headless || app.loading() || app.model().playing()) glfwPollEvents();
+      if (headless || app.loading() || app.model().playing() || app.model().diff_pending()) glfwPollEvents();
       else glfwWaitEventsTimeout(0.25);
       const float dt = std::chrono::duration<float>(Clock::now() - last).count();
       last = Clock::now();
@@ -259,7 +264,15 @@ int main(int argc, char** argv) {
       if (script) {
         script->after_render(app, [&](const std::string& path, std::string* err) { return write_png(window, path, err); });
       }
-      if (shot_mode && ++frame > frames) {
+      // A diff computed in the background: wait for it, then draw the
+      // frames before the capture again, so the PNG never shows "computing".
+      bool waited = false;
+      if (shot_mode && app.model().diff_pending()) {
+        app.model().wait_diff();
+        waited = true;
+        frame = 0;
+      }
+      if (shot_mode && !waited && ++frame > frames) {
         std::string err;
         if (!write_png(window, screenshot, &err)) {
           std::fprintf(stderr, "mmsb-inspector: %s\n", err.c_str());

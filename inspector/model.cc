@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <exception>
 #include <iterator>
+#include <mutex>
 #include <new>
+#include <thread>
 #include <utility>
 
 namespace mmsb::inspector {
@@ -339,10 +342,110 @@ std::string summarize_ranges(std::span<const Range> ranges, uint64_t bytes, size
   return s;
 }
 
+// ---------------------------------------------------------------- the diff job
+
+// One thread that computes diffs for the UI thread, started on the first
+// request and joined by stop() (close(), ~Model).
+//
+// Why Index::diff may run here while the UI thread keeps reading the same
+// Index: an Index is immutable once built (index.h), and diff() / diff_page()
+// / page_at() only read its in-memory vectors (deltas, ranges, bytes, page
+// epochs, checkpoint images) and Recording::pages(); they keep no cache and
+// never call Recording::read_frame, whose decompressor and scratch buffer
+// are the Recording's only mutable state. The worker writes nothing but its
+// own result. The Index outlives every job: the Model stops (joins) the
+// worker before it drops or replaces its recording.
+class Model::DiffWorker {
+ public:
+  ~DiffWorker() { stop(); }
+
+  // Replaces any request not yet started; one already running finishes and
+  // its answer is dropped (its generation is older).
+  void request(const replay::Index* index, uint64_t generation, Epoch a, Epoch b) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      req_ = Request{index, generation, a, b};
+      if (!thread_.joinable()) {
+        stop_ = false;
+        thread_ = std::thread([this] { run(); });
+      }
+    }
+    wake_.notify_one();
+  }
+
+  // The answer for `generation` if it is here; an older answer is dropped.
+  std::optional<DiffResult> take(uint64_t generation) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!done_) return std::nullopt;
+    std::optional<DiffResult> r;
+    if (done_->first == generation) r = std::move(done_->second);
+    done_.reset();
+    return r;
+  }
+
+  // Blocks until the answer for `generation` (which was requested) is here.
+  DiffResult wait(uint64_t generation) {
+    std::unique_lock<std::mutex> lock(mu_);
+    answered_.wait(lock, [&] { return done_ && done_->first == generation; });
+    DiffResult r = std::move(done_->second);
+    done_.reset();
+    return r;
+  }
+
+  // Drops what is queued and answered, lets a running diff finish, joins.
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      req_.reset();
+      done_.reset();
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  struct Request {
+    const replay::Index* index;
+    uint64_t generation;
+    Epoch a, b;
+  };
+
+  void run() {
+    for (;;) {
+      Request r;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return stop_ || req_.has_value(); });
+        if (stop_) return;
+        r = *req_;
+        req_.reset();
+      }
+      DiffResult result = compute_diff(*r.index, r.a, r.b);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_) return;
+        if (req_) continue;  // superseded while it ran: never shown
+        done_.emplace(r.generation, std::move(result));
+      }
+      answered_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_, answered_;
+  std::optional<Request> req_;
+  std::optional<std::pair<uint64_t, DiffResult>> done_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
 // ---------------------------------------------------------------- Model
 
 Model::Model() = default;
-Model::~Model() = default;
+Model::~Model() {
+  if (diff_worker_) diff_worker_->stop();  // before the Index it may be reading goes
+}
 
 void Model::adopt(Loaded&& l) {
   close();
@@ -374,8 +477,13 @@ void Model::close() {
   spare_bytes_.clear();
   history_key_.reset();
   history_ = ByteHistory{};
+  if (diff_worker_) diff_worker_->stop();
+  ++diff_generation_;
   diff_valid_ = false;
+  diff_pending_ = false;
   diff_.clear();
+  diff_bytes_ = 0;
+  diff_error_.clear();
   prop_valid_ = false;
 }
 
@@ -647,26 +755,80 @@ void Model::set_diff(Epoch a, Epoch b) {
   if (a == diff_a_ && b == diff_b_) return;
   diff_a_ = a;
   diff_b_ = b;
+  ++diff_generation_;
   diff_valid_ = false;
+  diff_pending_ = false;
+  diff_.clear();
+  diff_bytes_ = 0;
+  diff_error_.clear();
+}
+
+Model::DiffResult Model::compute_diff(const replay::Index& index, Epoch a, Epoch b) {
+  DiffResult out;
+  try {
+    auto r = index.diff(a, b);
+    if (r.ok()) out.pages = std::move(r).value();
+    else out.error = r.status().to_string();
+    for (const auto& pd : out.pages)
+      for (const auto& range : pd.ranges) out.bytes += range.length;
+  } catch (const std::exception& e) {
+    out.pages.clear();
+    out.error = std::string("cannot compute the diff: ") + e.what();
+  }
+  return out;
+}
+
+namespace {
+
+// More than `limit` bytes in the pages Index::diff would compare (those
+// created or written between the two epochs)? It rebuilds and compares each
+// of them at both epochs, so this is what the diff costs.
+bool diff_exceeds(const replay::Index& ix, Epoch a, Epoch b, uint64_t limit) {
+  const Epoch lo = std::min(a, b), hi = std::max(a, b);
+  const uint32_t n = ix.page_count_at(hi), existed = ix.page_count_at(lo);
+  const auto& pages = ix.recording().pages();
+  uint64_t bytes = 0;
+  for (PageId p = 0; p < n && p < pages.size(); ++p) {
+    if (p < existed && ix.count_between(p, lo, hi) == 0) continue;
+    bytes += pages[p].size;
+    if (bytes > limit) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void Model::take_diff(DiffResult&& r) {
+  diff_ = std::move(r.pages);
+  diff_bytes_ = r.bytes;
+  diff_error_ = std::move(r.error);
+  diff_valid_ = true;
+  diff_pending_ = false;
+}
+
+void Model::poll_diff() {
+  if (diff_valid_ || !index_) return;
+  if (!diff_pending_) {
+    if (!diff_exceeds(*index_, diff_a_, diff_b_, diff_sync_limit_)) {
+      take_diff(compute_diff(*index_, diff_a_, diff_b_));
+      return;
+    }
+    if (!diff_worker_) diff_worker_ = std::make_unique<DiffWorker>();
+    diff_worker_->request(index_, diff_generation_, diff_a_, diff_b_);
+    diff_pending_ = true;
+    return;  // pending for at least this call, however fast the worker is
+  }
+  if (auto r = diff_worker_->take(diff_generation_)) take_diff(std::move(*r));
 }
 
 const std::vector<replay::PageDiff>& Model::diff() {
-  if (diff_valid_) return diff_;
-  diff_valid_ = true;
-  diff_.clear();
-  diff_error_.clear();
-  if (!index_) return diff_;
-  try {
-    auto r = index_->diff(diff_a_, diff_b_);
-    if (r.ok()) diff_ = std::move(r).value();
-    else diff_error_ = r.status().to_string();
-    diff_bytes_ = 0;
-    for (const auto& pd : diff_)
-      for (const auto& range : pd.ranges) diff_bytes_ += range.length;
-  } catch (const std::exception& e) {
-    diff_error_ = std::string("cannot compute the diff: ") + e.what();
-  }
+  poll_diff();
   return diff_;
+}
+
+void Model::wait_diff() {
+  poll_diff();
+  if (diff_pending_) take_diff(diff_worker_->wait(diff_generation_));
 }
 
 uint64_t Model::diff_bytes() {

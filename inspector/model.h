@@ -265,15 +265,29 @@ class Model {
   std::optional<Epoch> prev_page_change() const;
 
   // ---- diff ----
+  // The diff of A and B is computed once per pair: right away when the pages
+  // touched between A and B hold at most diff_sync_limit() bytes, otherwise
+  // on a background thread (a 64 MiB state takes most of a second), so the
+  // UI keeps drawing. While it runs, diff() is empty and diff_pending() is
+  // true; a newer pair replaces the request and the older answer is dropped.
   Epoch diff_a() const noexcept { return diff_a_; }
   Epoch diff_b() const noexcept { return diff_b_; }
   void set_diff(Epoch a, Epoch b);  // clamped
-  // The pages that differ between A and B (computed once per pair).
+  // The pages that differ between A and B (empty while pending). The first
+  // call for a pair starts the work; later calls pick up its answer.
   const std::vector<replay::PageDiff>& diff();
+  // True from the diff() call that handed (A, B) to the background thread
+  // until a diff() call takes its answer (at least one call later).
+  bool diff_pending() const noexcept { return diff_pending_; }
+  // Blocks until the answer for (A, B) is here (scripts, screenshots, tests).
+  void wait_diff();
   const std::string& diff_error();
   uint64_t diff_bytes();  // differing bytes over all pages
   // The selected page's diff entry, if it differs.
   const replay::PageDiff* selected_diff();
+  static constexpr uint64_t kDiffSyncBytes = uint64_t{1} << 20;
+  uint64_t diff_sync_limit() const noexcept { return diff_sync_limit_; }
+  void set_diff_sync_limit(uint64_t bytes) noexcept { diff_sync_limit_ = bytes; }  // 0: always in the background
 
   // ---- propagation ----
   // The tree shown is the whole propagation from the root cause (default),
@@ -330,12 +344,27 @@ class Model {
   ByteHistory history_;
   uint64_t history_examined_ = 0;
 
-  // Cache: the diff of (diff_a_, diff_b_).
+  // Cache: the diff of (diff_a_, diff_b_), and the background job.
+  struct DiffResult {
+    std::vector<replay::PageDiff> pages;
+    uint64_t bytes = 0;
+    std::string error;
+  };
+  static DiffResult compute_diff(const replay::Index& index, Epoch a, Epoch b);
+  class DiffWorker;  // model.cc
+  void poll_diff();
+  void take_diff(DiffResult&& r);
   Epoch diff_a_ = 0, diff_b_ = 0;
+  uint64_t diff_generation_ = 0;  // bumped with every new pair (and recording)
   bool diff_valid_ = false;
+  bool diff_pending_ = false;     // the pair's job has been handed to the worker
+  uint64_t diff_sync_limit_ = kDiffSyncBytes;
   std::vector<replay::PageDiff> diff_;
   uint64_t diff_bytes_ = 0;
   std::string diff_error_;
+  // Declared after loaded_, so destroyed first; ~Model and close() also stop
+  // it (joining its thread) before the Index it reads goes away.
+  std::unique_ptr<DiffWorker> diff_worker_;
 
   // Cache: propagation at prop_epoch_.
   bool from_root_ = true;

@@ -21,7 +21,7 @@ const std::set<std::string>& known_commands() {
   static const std::set<std::string> k = {
       "open", "seek", "select-page", "select-byte", "view", "diff", "filter-pages", "fade", "play", "pause",
       "key", "drag-timeline", "pan-timeline", "wheel-timeline", "click-tab", "click-page", "click-diff-page",
-      "click-delta", "click-deps", "click-byte", "hover-byte", "click-button", "type", "wait", "wait-loaded", "screenshot",
+      "click-delta", "click-deps", "click-byte", "hover-byte", "click-button", "type", "wait", "wait-loaded", "wait-diff", "screenshot",
       "layout-json", "stats-begin", "stats-end", "expect-epoch", "expect-page", "expect-view", "expect-byte",
       "expect-highlight", "expect-diff-pages", "expect-loaded", "expect-error", "expect-modal", "expect-banner",
       "expect-zoomed", "print", "quit"};
@@ -376,8 +376,17 @@ bool Script::step(App& app, const Cmd& c) {
     if (!app.loading() || ++sub_ > 600 * 60) return true;
     return false;
   }
+  if (n == "wait-diff") {
+    if (!m.diff_pending() || ++sub_ > 600 * 60) return true;
+    return false;
+  }
   if (n == "screenshot") {
     if (c.rest.empty()) return fail(c, "needs a file"), true;
+    if (sub_ <= 2 && m.diff_pending()) {  // capture the diff, not "computing": wait, then settle again
+      m.wait_diff();
+      sub_ = 0;
+      return false;
+    }
     // Two frames for the layout to settle, then the third is captured.
     if (sub_ == 2) {
       pending_shot_ = c.rest;
@@ -471,6 +480,7 @@ bool Script::step(App& app, const Cmd& c) {
     return true;
   }
   if (n == "expect-diff-pages") {
+    m.wait_diff();
     uint64_t k;
     if (need(1) && u64_arg(0, &k) && m.diff().size() != k)
       fail(c, "expected " + c.args[0] + " differing pages, got " + std::to_string(m.diff().size()) +

@@ -32,7 +32,9 @@
 //   type TEXT                    type characters (into the focused text field)
 //   wait FRAMES
 //   wait-loaded                  wait (up to 10 minutes) until an open in the background is done
-//   screenshot FILE.png          write the next frame as a PNG
+//   wait-diff                    draw frames (up to 10 minutes) until a diff computed in the
+//                                background is shown
+//   screenshot FILE.png          write the next frame as a PNG (after a pending diff is done)
 //   layout-json FILE             write where the last frame drew things
 //   stats-begin                  start timing frames
 //   stats-end [MAX_CPU_MS]       print frame times since stats-begin; fail if
@@ -41,7 +43,7 @@
 //   expect-highlight OFFSET current|unchanged|recent|none
 //                                (current: changed by the cursor's delta; unchanged:
 //                                written by it with the value the byte had)
-//   expect-diff-pages N          pages that differ between A and B
+//   expect-diff-pages N          pages that differ between A and B (waits for the diff)
 //   expect-loaded yes|no
 //   expect-error TEXT            the last open failed with a message holding TEXT
 //   expect-modal TEXT            a modal is open whose title or text holds TEXT

@@ -278,31 +278,51 @@ void case_hex(const std::string& inspector, const fs::path& work, const fs::path
   EXPECT(cursor_px > 20, "the epoch cursor is not drawn on the timeline (%d pixels)", cursor_px);
 }
 
-// Epochs 1 -> 9 of alpha differ at [2,3), [16,20), [40,42).
+// Epochs 1 -> 9 of alpha differ at [2,3), [16,20), [40,42). Twice: the
+// fixture's diff computed right away, and (--diff-sync-bytes 0) on the
+// background thread as a big recording's is, which the screenshot waits for.
 void case_diff(const std::string& inspector, const fs::path& work, const fs::path& rec) {
-  const fs::path png = work / "diff.png", json = work / "diff.json";
-  const Run r = run_inspector(inspector, work,
-                              quote(rec.string()) + " --screenshot " + quote(png.string()) +
-                                  " --epoch 9 --page alpha --view diff --diff-a 1 --diff-b 9 --layout-json " +
-                                  quote(json.string()));
-  EXPECT(r.code == 0, "exit code %d", r.code);
-  const Shot s = load_shot(png, json);
-  EXPECT(json_string(s.json, "view") == "diff", "view in the sidecar");
-  const Rgb old_c = json_color(s.json, "diff_old"), new_c = json_color(s.json, "diff_new"),
-            bg = json_color(s.json, "background");
-  const auto olds = cells(s.json, "diff_old_cells"), news = cells(s.json, "diff_new_cells");
-  // Only rows that differ are shown: 0..7, 16..23, 40..47.
-  EXPECT(olds.size() == 24 && news.size() == 24, "%zu/%zu diff cells, want 24", olds.size(), news.size());
-  for (const auto& [off, c] : olds) {
-    const bool differs = off == 2 || (off >= 16 && off < 20) || off == 40 || off == 41;
-    EXPECT(cell_is(s.img, c, differs ? old_c : bg), "A side, byte %lld: %s", off, cell_colors(s.img, c).c_str());
-    EXPECT(news.count(off) && cell_is(s.img, news.at(off), differs ? new_c : bg), "B side, byte %lld", off);
+  for (const std::string extra : {"", " --diff-sync-bytes 0 --frames 1"}) {
+    const fs::path png = work / "diff.png", json = work / "diff.json";
+    const Run r = run_inspector(inspector, work,
+                                quote(rec.string()) + " --screenshot " + quote(png.string()) +
+                                    " --epoch 9 --page alpha --view diff --diff-a 1 --diff-b 9 --layout-json " +
+                                    quote(json.string()) + extra);
+    EXPECT(r.code == 0, "exit code %d (%s)", r.code, extra.c_str());
+    const Shot s = load_shot(png, json);
+    EXPECT(json_string(s.json, "view") == "diff", "view in the sidecar");
+    const Rgb old_c = json_color(s.json, "diff_old"), new_c = json_color(s.json, "diff_new"),
+              bg = json_color(s.json, "background");
+    const auto olds = cells(s.json, "diff_old_cells"), news = cells(s.json, "diff_new_cells");
+    // Only rows that differ are shown: 0..7, 16..23, 40..47.
+    EXPECT(olds.size() == 24 && news.size() == 24, "%zu/%zu diff cells, want 24", olds.size(), news.size());
+    for (const auto& [off, c] : olds) {
+      const bool differs = off == 2 || (off >= 16 && off < 20) || off == 40 || off == 41;
+      EXPECT(cell_is(s.img, c, differs ? old_c : bg), "A side, byte %lld: %s", off, cell_colors(s.img, c).c_str());
+      EXPECT(news.count(off) && cell_is(s.img, news.at(off), differs ? new_c : bg), "B side, byte %lld", off);
+    }
+    // The table of differing pages: alpha, beta, gamma, omega.
+    std::set<long long> rows;
+    for (const auto& a : json_arrays(s.json, "diff_rows"))
+      if (a.size() == 5) rows.insert(a[0]);
+    EXPECT(rows == (std::set<long long>{0, 1, 2, 3}), "%zu pages listed as differing", rows.size());
   }
-  // The table of differing pages: alpha, beta, gamma, omega.
-  std::set<long long> rows;
-  for (const auto& a : json_arrays(s.json, "diff_rows"))
-    if (a.size() == 5) rows.insert(a[0]);
-  EXPECT(rows == (std::set<long long>{0, 1, 2, 3}), "%zu pages listed as differing", rows.size());
+  // A script on the background path: the rows can be clicked once it is done.
+  const fs::path script = work / "diff-background.txt";
+  {
+    std::ofstream f(script);
+    f << "view diff\n"
+         "diff 1 9\n"
+         "wait-diff\n"
+         "click-diff-page beta\n"
+         "expect-page beta\n"
+         "diff 4 12\n"
+         "expect-diff-pages 4\n"
+         "quit\n";
+  }
+  const Run sr = run_inspector(inspector, work,
+                               quote(rec.string()) + " --diff-sync-bytes 0 --script " + quote(script.string()));
+  EXPECT(sr.code == 0, "background diff script: exit code %d: %s", sr.code, sr.err.c_str());
 }
 
 // The propagation of epoch 6 (gamma, caused by 5): the whole tree from the

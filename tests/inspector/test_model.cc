@@ -5,10 +5,12 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 #include <vector>
 
 #include "../engine_model.h"
@@ -284,6 +286,117 @@ TEST_CASE("inspector model: diff of two epochs", "[inspector]") {
   CHECK(m.diff_a() == fixture::kLast);
   CHECK(m.diff_b() == 0);
   CHECK(m.diff().size() == 5);
+}
+
+// The ranges where two byte vectors differ (the test's own, not replay's).
+std::vector<mmsb::Range> differing(const std::vector<uint8_t>& x, const std::vector<uint8_t>& y) {
+  std::vector<mmsb::Range> out;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i] == y[i]) continue;
+    if (!out.empty() && out.back().end() == i) ++out.back().length;
+    else out.push_back(mmsb::Range{static_cast<uint32_t>(i), 1});
+  }
+  return out;
+}
+
+TEST_CASE("inspector model: a diff over many bytes is computed in the background", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  m.set_diff_sync_limit(0);  // every diff in the background, as for a 64 MiB state
+  m.set_diff(4, 12);
+  CHECK(m.diff().empty());  // handed to the worker, not answered yet
+  CHECK(m.diff_pending());
+  CHECK_FALSE(m.selected_diff());
+  m.wait_diff();
+  CHECK_FALSE(m.diff_pending());
+  const auto& d = m.diff();
+  CHECK(m.diff_error().empty());
+  // Between epochs 4 and 12 (fixture.h): alpha at 5, 9, 12; beta's byte 0 at
+  // 8 (bytes 10 and 11 rewritten with their values); gamma's sum 266 -> 691
+  // (0x10a -> 0x2b3: bytes 0 and 1); omega's byte 0. 'late' comes at 14.
+  REQUIRE(d.size() == 4);
+  const auto a4 = fixture::alpha_at(4), a12 = fixture::alpha_at(12);
+  CHECK(d[0].page == fixture::kAlpha);
+  CHECK(d[0].ranges == differing(a4, a12));
+  CHECK(d[0].ranges == std::vector<mmsb::Range>{{2, 1}, {16, 4}, {40, 2}, {60, 4}});
+  CHECK(u8(d[0].old_bytes) == std::vector<uint8_t>{'C', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+  CHECK(u8(d[0].new_bytes) == std::vector<uint8_t>{'c', 'W', 'X', 'Y', 'Z', 1, 2, 9, 9, 9, 9});
+  CHECK(d[1].page == fixture::kBeta);
+  CHECK(d[1].ranges == std::vector<mmsb::Range>{{0, 1}});
+  CHECK(d[2].page == fixture::kGamma);
+  CHECK(d[2].ranges == std::vector<mmsb::Range>{{0, 2}});
+  CHECK(d[3].page == fixture::kOmega);
+  CHECK(d[3].ranges == std::vector<mmsb::Range>{{0, 1}});
+  CHECK(m.diff_bytes() == 11 + 1 + 2 + 1);
+  m.select_page(fixture::kBeta);
+  REQUIRE(m.selected_diff());
+  CHECK(m.selected_diff()->page == fixture::kBeta);
+  // The same pair again is not recomputed.
+  m.set_diff(4, 12);
+  CHECK_FALSE(m.diff_pending());
+  CHECK(m.diff().size() == 4);
+}
+
+TEST_CASE("inspector model: a diff superseded by a newer pair is never shown", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  m.set_diff_sync_limit(0);
+  m.set_diff(1, 4);  // alpha, beta, gamma, omega differ
+  (void)m.diff();
+  REQUIRE(m.diff_pending());
+  // Let the older answer arrive first, then ask for another pair.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  m.set_diff(12, fixture::kLast);  // gamma (655 -> 691: byte 0), omega, and 'late' created at 14
+  CHECK(m.diff().empty());
+  CHECK(m.diff_pending());
+  CHECK(m.diff().empty());  // the older answer is here, and dropped
+  m.wait_diff();
+  auto pages = [&] {
+    std::vector<mmsb::PageId> v;
+    for (const auto& p : m.diff()) v.push_back(p.page);
+    return v;
+  };
+  CHECK(pages() == std::vector<mmsb::PageId>{fixture::kGamma, fixture::kOmega, fixture::kLate});
+  CHECK(m.diff()[0].ranges == std::vector<mmsb::Range>{{0, 1}});
+  CHECK(m.diff()[2].created);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(pages() == std::vector<mmsb::PageId>{fixture::kGamma, fixture::kOmega, fixture::kLate});
+
+  // Many pairs in a row (A/B typed digit by digit): only the last one counts.
+  for (Epoch k = 0; k < 40; ++k) {
+    m.set_diff(k % 13, fixture::kLast - k % 5);
+    (void)m.diff();
+  }
+  m.set_diff(4, 12);
+  m.wait_diff();
+  CHECK(m.diff().size() == 4);
+  CHECK(m.diff()[0].ranges == differing(fixture::alpha_at(4), fixture::alpha_at(12)));
+}
+
+TEST_CASE("inspector model: closing or destroying the model while a diff runs", "[inspector]") {
+  {
+    Opened o;
+    o.m.set_diff_sync_limit(0);
+    o.m.set_diff(0, fixture::kLast);
+    (void)o.m.diff();
+    CHECK(o.m.diff_pending());
+  }  // destroyed with the job queued or running: it is joined, the Index outlives it
+  Opened o;
+  Model& m = o.m;
+  m.set_diff_sync_limit(0);
+  m.set_diff(0, fixture::kLast);
+  (void)m.diff();
+  m.close();
+  CHECK_FALSE(m.diff_pending());
+  CHECK(m.diff().empty());
+  // Reopened: the new recording's diff, computed afresh.
+  auto l = load_recording(o.dir.path);
+  REQUIRE(l.error.ok());
+  m.adopt(std::move(l));
+  m.set_diff(1, 9);
+  (void)m.diff();
+  m.wait_diff();
+  CHECK(m.diff().size() == 4);
 }
 
 TEST_CASE("inspector model: propagation tree and cause chain", "[inspector]") {
