@@ -465,6 +465,7 @@ void Model::adopt(Loaded&& l) {
 }
 
 void Model::close() {
+  if (diff_worker_) diff_worker_->stop();  // joined before the Index it may be reading goes
   index_ = nullptr;
   loaded_ = Loaded{};
   cursor_ = 0;
@@ -477,7 +478,6 @@ void Model::close() {
   spare_bytes_.clear();
   history_key_.reset();
   history_ = ByteHistory{};
-  if (diff_worker_) diff_worker_->stop();
   ++diff_generation_;
   diff_valid_ = false;
   diff_pending_ = false;
