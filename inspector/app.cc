@@ -114,6 +114,7 @@ void FrameLayout::clear() {
   deps_nodes.clear();
   tabs.clear();
   buttons.clear();
+  fits.clear();
   banner = false;
   modal.clear();
   modal_text.clear();
@@ -272,6 +273,24 @@ bool App::small_button(const char* label) {
   const bool pressed = ImGui::SmallButton(label);
   layout_.buttons[visible_label(label)] = item_rect();
   return pressed;
+}
+
+// "key       value" with the value wrapped at the window's edge, its lines
+// indented under its first.
+void App::field(const char* key, const std::string& value) {
+  ImGui::TextUnformatted(key);
+  ImGui::SameLine(ImGui::CalcTextSize("snapshots ").x + ImGui::GetStyle().WindowPadding.x, 0);
+  ImGui::PushTextWrapPos(0);
+  ImGui::TextUnformatted(value.c_str());
+  ImGui::PopTextWrapPos();
+  note_fit(std::string("recording:") + key, ImGui::GetItemRectMax().x,
+           ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
+}
+
+void App::note_fit(const std::string& name, float right, float limit) {
+  auto& f = layout_.fits[name];
+  if (f.first == 0 && f.second == 0) f = {right, limit};
+  else if (right - limit > f.first - f.second) f = {right, limit};  // keep the worst
 }
 
 void App::go_to(Epoch e, bool select_page) {
@@ -463,8 +482,13 @@ float App::draw_timeline(float y) {
   const PageId page = model_.selected_page();
   const std::string page_label = page == kNoPage ? std::string("(no page)") : model_.page_label(page);
   {
-    std::string s = page_label.size() > 12 ? page_label.substr(0, 11) + "~" : page_label;
+    // Shortened from the front: the end tells bands and the like apart.
+    const float room = label_w - 4;
+    std::string s = page_label;
+    for (size_t n = page_label.size(); n > 0 && ImGui::CalcTextSize(s.c_str()).x > room; --n)
+      s = keep_end(page_label, n - 1);
     dl->AddText(ImVec2(p.x, y_page + 1), dim, s.c_str());
+    note_fit("timeline:page", p.x + ImGui::CalcTextSize(s.c_str()).x, p.x + room);
   }
   dl->AddText(ImVec2(p.x, y_snap - 2), dim, "snapshots");
 
@@ -741,37 +765,43 @@ void App::draw_recording(float x, float y, float w, float h) {
   ImGui::PushTextWrapPos(0);
   ImGui::TextUnformatted(rec.dir().string().c_str());
   ImGui::PopTextWrapPos();
-  ImGui::Text("program   %s (pid %u)", m.program.empty() ? "?" : m.program.c_str(), m.pid);
-  ImGui::Text("host      %s", m.host.empty() ? "?" : m.host.c_str());
+  // Each value wraps at the panel's edge (a long program name, a narrow window).
+  field("program", fmt("%s (pid %u)", m.program.empty() ? "?" : m.program.c_str(), m.pid));
+  field("host", m.host.empty() ? "?" : m.host);
   {
     const std::time_t t = static_cast<std::time_t>(m.start_time_ns / 1000000000ull);
     std::tm tm{};
     char buf[64] = "?";
     if (m.start_time_ns && gmtime_r(&t, &tm)) std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
-    ImGui::Text("started   %s", buf);
+    field("started", buf);
   }
-  ImGui::Text("format    %u.%u", m.format_major, m.format_minor);
-  ImGui::Text("epochs    %llu..%llu, %llu deltas", static_cast<ull>(model_.first_epoch()),
-              static_cast<ull>(model_.last_epoch()), static_cast<ull>(ix.delta_count()));
-  ImGui::Text("pages     %zu", rec.pages().size());
+  field("format", fmt("%u.%u", m.format_major, m.format_minor));
+  field("epochs", fmt("%llu..%llu, %llu deltas", static_cast<ull>(model_.first_epoch()),
+                      static_cast<ull>(model_.last_epoch()), static_cast<ull>(ix.delta_count())));
+  field("pages", fmt("%zu", rec.pages().size()));
   size_t closed = 0;
   uint64_t bytes = 0;
   for (const auto& s : rec.segments()) {
     closed += s.closed ? 1 : 0;
     bytes += s.file_bytes;
   }
-  ImGui::Text("segments  %zu (%zu closed), %s", rec.segments().size(), closed, human_bytes(bytes).c_str());
+  field("segments", fmt("%zu (%zu closed), %s", rec.segments().size(), closed, human_bytes(bytes).c_str()));
   size_t complete = 0;
   for (const auto& s : rec.snapshots()) complete += s.complete ? 1 : 0;
-  ImGui::Text("snapshots %zu (%zu complete)", rec.snapshots().size(), complete);
-  ImGui::Text("index     %s, %zu checkpoints, %.2f s", human_bytes(ix.memory_bytes()).c_str(),
-              ix.checkpoint_count(), model_.load_seconds());
+  field("snapshots", fmt("%zu (%zu complete)", rec.snapshots().size(), complete));
+  field("index", fmt("%s, %zu checkpoints, %.2f s", human_bytes(ix.memory_bytes()).c_str(), ix.checkpoint_count(),
+                     model_.load_seconds()));
   if (!model_.damage().ok()) {
     ImGui::PushTextWrapPos(0);
     ImGui::TextColored(colv(0xff7070), "damaged: %s", model_.damage().to_string().c_str());
     ImGui::PopTextWrapPos();
   }
-  for (const auto& [k, v] : m.labels) ImGui::BulletText("%s = %s", k.c_str(), v.c_str());
+  for (const auto& [k, v] : m.labels) {
+    ImGui::Bullet();
+    ImGui::PushTextWrapPos(0);
+    ImGui::Text("%s = %s", k.c_str(), v.c_str());
+    ImGui::PopTextWrapPos();
+  }
   ImGui::End();
 }
 
@@ -1102,11 +1132,22 @@ void App::draw_diff() {
   }
   uint64_t n = 0;
   for (const auto& r : pd->ranges) n += r.length;
+  ImGui::PushTextWrapPos(0);
   ImGui::Text("%s: %s -> v%llu, %llu byte(s) differ in %zu range(s)", model_.page_label(sel).c_str(),
               pd->created ? "not yet created" : fmt("v%llu", static_cast<ull>(pd->old_version)).c_str(),
               static_cast<ull>(pd->new_version), static_cast<ull>(n), pd->ranges.size());
-  ImGui::SameLine(0, 16);
-  ImGui::Checkbox("only rows that differ", &diff_only_rows_);
+  ImGui::PopTextWrapPos();
+  {
+    // Beside the summary where it fits, else on a line of its own.
+    const char* label = "only rows that differ";
+    const ImGuiStyle& st = ImGui::GetStyle();
+    const float box_w = ImGui::GetFrameHeight() + st.ItemInnerSpacing.x + ImGui::CalcTextSize(label).x;
+    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+    if (ImGui::GetItemRectMax().x + 16 + box_w <= right) ImGui::SameLine(0, 16);
+    ImGui::Checkbox(label, &diff_only_rows_);
+    layout_.buttons[label] = item_rect();
+    note_fit(std::string("diff:") + label, ImGui::GetItemRectMax().x, right);
+  }
   draw_diff_grid();
 }
 
@@ -1330,9 +1371,26 @@ void App::draw_deltas(float x, float y, float w, float h) {
   }
   auto epoch_of = [&](uint64_t i) { return page_only ? page_epochs[begin + i] : begin + i; };
 
-  if (ImGui::BeginTable("deltas", 5,
-                        ImGuiTableFlags_ScrollY | ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersV |
-                            ImGuiTableFlags_BordersOuter | ImGuiTableFlags_Resizable | ImGuiTableFlags_SizingFixedFit)) {
+  // Room for "written": the panel is narrow (a quarter of the window), so
+  // cells are padded less, and the page names are shortened (keeping their
+  // end) so that the widest "N ranges, M B" of the last frame fits. What is
+  // cut off shows in the tooltips.
+  const ImGuiStyle& st = ImGui::GetStyle();
+  const float pad = 2;
+  const std::string widest_epoch = std::to_string(ix.last_epoch());
+  auto text_w = [](const char* t) { return ImGui::CalcTextSize(t).x; };
+  const float num_w = text_w(widest_epoch.c_str());
+  const float fixed_w = std::max(text_w("epoch"), num_w) + std::max(text_w("ver"), num_w) +
+                        std::max(text_w("cause"), num_w) + 5 * (2 * pad + 1) + 2;
+  const float page_room = std::max(text_w("~000'"), ImGui::GetContentRegionAvail().x - st.ScrollbarSize - fixed_w -
+                                                        std::max(deltas_written_w_, text_w("written")));
+  deltas_written_w_ = 0;
+  ImGui::PushStyleVar(ImGuiStyleVar_CellPadding, ImVec2(pad, st.CellPadding.y));
+  const bool table = ImGui::BeginTable("deltas", 5,
+                                       ImGuiTableFlags_ScrollY | ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersV |
+                                           ImGuiTableFlags_BordersOuter | ImGuiTableFlags_SizingFixedFit);
+  ImGui::PopStyleVar();
+  if (table) {
     ImGui::TableSetupScrollFreeze(0, 1);
     ImGui::TableSetupColumn("epoch");
     ImGui::TableSetupColumn("page");
@@ -1366,10 +1424,23 @@ void App::draw_deltas(float x, float y, float w, float h) {
         layout_.delta_rows.push_back({e, item_rect()});
         ImGui::PopID();
         ImGui::TableSetColumnIndex(1);
-        ImGui::TextUnformatted(model_.page_label(d->page).c_str());
+        {
+          const std::string label = model_.page_label(d->page);
+          std::string shown = label;
+          for (size_t n = label.size(); n > 0 && text_w(shown.c_str()) > page_room; --n) shown = keep_end(label, n - 1);
+          ImGui::TextUnformatted(shown.c_str());
+          if (shown != label && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", label.c_str());
+        }
         ImGui::TableSetColumnIndex(2);
         ImGui::Text("%llu", static_cast<ull>(d->version));
         ImGui::TableSetColumnIndex(3);
+        {
+          const float cell_x = ImGui::GetCursorScreenPos().x;
+          const float cell_right = ImGui::GetWindowPos().x + ImGui::GetContentRegionMax().x;
+          const float core_w = text_w(summarize_ranges(d->ranges, d->changed_bytes(), 0).c_str());
+          deltas_written_w_ = std::max(deltas_written_w_, core_w);
+          note_fit("deltas:written", cell_x + core_w, cell_right);
+        }
         ImGui::TextUnformatted(summarize_ranges(d->ranges, d->changed_bytes()).c_str());
         if (ImGui::IsItemHovered()) {  // the whole list
           ImGui::BeginTooltip();
@@ -1540,6 +1611,14 @@ bool App::write_layout_json(const std::filesystem::path& path, std::string* erro
   cells("diff_rows", layout_.diff_rows);
   cells("delta_rows", layout_.delta_rows);
   cells("deps_nodes", layout_.deps_nodes);
+  out << "  \"fits\": {";
+  first = true;
+  for (const auto& [k, f] : layout_.fits) {
+    out << (first ? "" : ", ") << json_string(k) << ": [" << static_cast<int>(std::ceil(f.first)) << ", "
+        << static_cast<int>(std::floor(f.second)) << "]";
+    first = false;
+  }
+  out << "},\n";
   out << "  \"banner\": " << (layout_.banner ? "true" : "false") << ",\n";
   out << "  \"modal\": " << json_string(layout_.modal) << ",\n";
   out << "  \"modal_text\": " << json_string(layout_.modal_text) << ",\n";

@@ -43,6 +43,10 @@ struct FrameLayout {
   std::vector<std::pair<Epoch, Rect>> delta_rows, deps_nodes;
   std::map<std::string, Rect> tabs;     // "hex", "diff", "deps"
   std::map<std::string, Rect> buttons;  // by label (the part before "##")
+  // Texts that must not be clipped: how far each reaches (x) and the edge
+  // of the room it has ("recording:program", "diff:only rows that differ",
+  // "timeline:page", "deltas:written": the widest row's "N ranges, M B").
+  std::map<std::string, std::pair<float, float>> fits;
   bool banner = false;                  // the damaged-recording banner is shown
   std::string modal;                    // title of the open modal, "" if none
   std::string modal_text;
@@ -127,6 +131,8 @@ class App {
   void draw_cause_tree(const replay::CauseTree& t, uint64_t* budget);
   bool button(const char* label, float width = 0);
   bool small_button(const char* label);
+  void field(const char* key, const std::string& value);
+  void note_fit(const std::string& name, float right, float limit);
   void go_to(Epoch e, bool select_page = false);
   void rebuild_page_rows();
   void after_adopt();
@@ -197,6 +203,7 @@ class App {
 
   // Deltas list.
   bool deltas_page_only_ = false;
+  float deltas_written_w_ = 0;  // the widest "N ranges, M B" the last frame drew
   Epoch deltas_scrolled_ = ~Epoch{0};
 };
 

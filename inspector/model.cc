@@ -342,6 +342,12 @@ std::string summarize_ranges(std::span<const Range> ranges, uint64_t bytes, size
   return s;
 }
 
+std::string keep_end(std::string_view s, size_t n) {
+  if (s.size() <= n) return std::string(s);
+  if (n == 0) return std::string();
+  return "~" + std::string(s.substr(s.size() - (n - 1)));
+}
+
 // ---------------------------------------------------------------- the diff job
 
 // One thread that computes diffs for the UI thread, started on the first

@@ -378,5 +378,8 @@ std::string format_ranges(std::span<const Range> ranges, size_t max = 3);
 // count: "[0,24)" for one range, else "190 ranges, 952 B: [0,1) [4,5) ..."
 // (at most `max` ranges listed). `bytes`: the bytes the ranges hold.
 std::string summarize_ranges(std::span<const Range> ranges, uint64_t bytes, size_t max = 2);
+// `s` in at most `n` characters, keeping its end: "'heat/band-006'" in 10
+// is "~band-006'" (names tell pages apart at the end: a band's number).
+std::string keep_end(std::string_view s, size_t n);
 
 }  // namespace mmsb::inspector

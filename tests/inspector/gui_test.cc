@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -223,6 +224,34 @@ struct Shot {
   std::string json;
 };
 
+// The sidecar's "fits": {"name": [right, limit], ...}: texts that must not be
+// clipped, how far each reaches and the edge of its room.
+std::map<std::string, std::pair<long long, long long>> json_fits(const std::string& json) {
+  std::map<std::string, std::pair<long long, long long>> m;
+  const auto k = json.find("\"fits\": {");
+  if (k == std::string::npos) return m;
+  const auto end = json.find('}', k);
+  for (size_t i = json.find('"', k + 8); i < end; i = json.find('"', i)) {
+    const size_t q = json.find('"', i + 1);
+    const size_t b = json.find('[', q), c = json.find(',', b), e = json.find(']', c);
+    if (q >= end || b >= end || c >= end || e >= end) break;
+    m[json.substr(i + 1, q - i - 1)] = {std::stoll(json.substr(b + 1)), std::stoll(json.substr(c + 1))};
+    i = e;
+  }
+  return m;
+}
+
+// The texts `want` names are drawn and stay inside their room (review #9:
+// clipped labels); with `all`, every text the sidecar lists does.
+void expect_fits(const std::string& json, const std::vector<std::string>& want, const char* what, bool all) {
+  const auto fits = json_fits(json);
+  for (const auto& w : want) EXPECT(fits.count(w), "%s: no \"%s\" in the sidecar's fits", what, w.c_str());
+  for (const auto& [name, f] : fits)
+    if (all || std::find(want.begin(), want.end(), name) != want.end())
+      EXPECT(f.first <= f.second, "%s: \"%s\" is clipped: it reaches x=%lld, its room ends at x=%lld", what,
+             name.c_str(), f.first, f.second);
+}
+
 Shot load_shot(const fs::path& png, const fs::path& json) {
   Shot s;
   EXPECT(s.img.load(png), "cannot decode %s: %s", png.c_str(), stbi_failure_reason());
@@ -306,6 +335,22 @@ void case_diff(const std::string& inspector, const fs::path& work, const fs::pat
     for (const auto& a : json_arrays(s.json, "diff_rows"))
       if (a.size() == 5) rows.insert(a[0]);
     EXPECT(rows == (std::set<long long>{0, 1, 2, 3}), "%zu pages listed as differing", rows.size());
+    expect_fits(s.json, {"recording:program", "diff:only rows that differ", "timeline:page", "deltas:written"},
+                "1280x800", true);
+  }
+  // In a narrow window these are not cut either: the recording's values
+  // wrap, the checkbox goes below the summary. (The deltas' "N ranges, M B"
+  // needs more than its 240 px panel leaves there.)
+  {
+    const fs::path png = work / "narrow.png", json = work / "narrow.json";
+    const Run r = run_inspector(inspector, work,
+                                quote(rec.string()) + " --size 900x640 --screenshot " + quote(png.string()) +
+                                    " --epoch 9 --page alpha --view diff --diff-a 1 --diff-b 9 --layout-json " +
+                                    quote(json.string()));
+    EXPECT(r.code == 0, "exit code %d (900x640)", r.code);
+    const std::string j = read_file(json);
+    expect_fits(j, {"recording:program", "recording:index", "diff:only rows that differ", "timeline:page"},
+                "900x640", false);
   }
   // A script on the background path: the rows can be clicked once it is done.
   const fs::path script = work / "diff-background.txt";

@@ -641,6 +641,14 @@ TEST_CASE("inspector model: a delta's ranges are summarized count first", "[insp
   CHECK(summarize_ranges({}, 0) == "nothing");
 }
 
+TEST_CASE("inspector model: a name too long for its room keeps its end", "[inspector]") {
+  using mmsb::inspector::keep_end;
+  CHECK(keep_end("'heat/band-006'", 15) == "'heat/band-006'");
+  CHECK(keep_end("'heat/band-006'", 10) == "~band-006'");
+  CHECK(keep_end("'world'", 1) == "~");
+  CHECK(keep_end("'world'", 0).empty());
+}
+
 // Epoch 8 wrote beta [0,1) = 07 (was 00) and [10,12) = ee ee, which epoch 4
 // had already written there: written, but only byte 0 changed.
 TEST_CASE("inspector model: the highlight tells changed bytes from rewritten ones", "[inspector]") {
