@@ -31,13 +31,6 @@ std::optional<std::byte> written_byte(const replay::DeltaInfo& d, uint64_t offse
   return d.bytes[at];
 }
 
-// Whether a delta wrote the byte at `offset` (its ranges are sorted and disjoint).
-bool writes(const replay::DeltaInfo& d, uint64_t offset) {
-  auto it = std::upper_bound(d.ranges.begin(), d.ranges.end(), offset,
-                             [](uint64_t off, const Range& r) { return off < r.offset; });
-  return it != d.ranges.begin() && offset < std::prev(it)->end();
-}
-
 uint64_t count_nodes(const replay::CauseTree& t) {
   uint64_t n = 1;
   for (const auto& c : t.children) n += count_nodes(c);
@@ -679,26 +672,24 @@ void Model::set_fade(int k) {
 
 void Model::select_byte(std::optional<uint64_t> offset) { byte_ = offset; }
 
-// Index::last_writer walks all of a page's history; these walks stop after
-// `max_deltas` of the page's deltas.
+// The walks stop after `max_deltas` of the page's deltas (Index::find_*_writer).
 const ByteHistory& Model::byte_history(PageId page, uint64_t offset, Epoch epoch, size_t max, uint64_t max_deltas) {
   const HistoryKey key{page, offset, epoch, max, max_deltas};
   if (history_key_ == key) return history_;
   history_key_ = key;
   history_ = ByteHistory{};
   if (!index_) return history_;
-  const auto es = index_->page_epochs(page);
-  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.begin() && history_.writes.size() < max;) {
-    if (history_.looked == max_deltas) {
-      history_.stopped = true;
-      break;
-    }
-    --it;
-    ++history_.looked;
-    history_.looked_back_to = *it;
-    const auto d = index_->delta(*it);
-    if (!d || !writes(*d, offset)) continue;
-    history_.writes.push_back({d->epoch, d->version, written_byte(*d, offset).value_or(std::byte{0})});
+  // Each write found starts the next search just before it, with what is
+  // left of the bound.
+  for (Epoch at = epoch; history_.writes.size() < max;) {
+    const replay::WriterSearch s = index_->find_last_writer(page, offset, at, max_deltas - history_.looked);
+    history_.looked += s.looked;
+    if (s.looked > 0) history_.looked_back_to = s.last_looked;
+    history_.stopped = s.stopped;
+    if (!s.writer) break;
+    const replay::DeltaInfo& d = *s.writer;
+    history_.writes.push_back({d.epoch, d.version, written_byte(d, offset).value_or(std::byte{0})});
+    at = d.epoch - 1;  // delta epochs start at 1
   }
   history_.next = next_byte_write(page, offset, epoch, max_deltas);
   history_examined_ += history_.looked;
@@ -706,42 +697,15 @@ const ByteHistory& Model::byte_history(PageId page, uint64_t offset, Epoch epoch
 }
 
 WriteSearch Model::next_byte_write(PageId page, uint64_t offset, Epoch after, uint64_t max_deltas) const {
-  WriteSearch r;
-  if (!index_) return r;
-  const auto es = index_->page_epochs(page);
-  uint64_t looked = 0;
-  for (auto it = std::upper_bound(es.begin(), es.end(), after); it != es.end(); ++it, ++looked) {
-    if (looked == max_deltas) {
-      r.stopped = true;
-      break;
-    }
-    const auto d = index_->delta(*it);
-    if (d && writes(*d, offset)) {
-      r.epoch = *it;
-      break;
-    }
-  }
-  return r;
+  if (!index_) return {};
+  const replay::WriterSearch s = index_->find_next_writer(page, offset, after, max_deltas);
+  return {s.writer ? std::optional<Epoch>(s.writer->epoch) : std::nullopt, s.stopped};
 }
 
 WriteSearch Model::prev_byte_write(PageId page, uint64_t offset, Epoch before, uint64_t max_deltas) const {
-  WriteSearch r;
-  if (!index_ || before == 0) return r;
-  const auto es = index_->page_epochs(page);
-  uint64_t looked = 0;
-  for (auto it = std::lower_bound(es.begin(), es.end(), before); it != es.begin(); ++looked) {
-    if (looked == max_deltas) {
-      r.stopped = true;
-      break;
-    }
-    --it;
-    const auto d = index_->delta(*it);
-    if (d && writes(*d, offset)) {
-      r.epoch = *it;
-      break;
-    }
-  }
-  return r;
+  if (!index_ || before == 0) return {};
+  const replay::WriterSearch s = index_->find_last_writer(page, offset, before - 1, max_deltas);
+  return {s.writer ? std::optional<Epoch>(s.writer->epoch) : std::nullopt, s.stopped};
 }
 
 std::optional<Epoch> Model::next_page_change() const {

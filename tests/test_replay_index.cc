@@ -374,6 +374,38 @@ TEST_CASE("index: states, pages and diffs at random epochs match the model", "[r
     CHECK((got ? got->epoch : 0) == want);
     auto next = ix->next_writer(p, b, e);
     CHECK((next ? next->epoch : 0) == want_next);
+
+    // Bounded: the page's deltas the model's walks pass over, counted.
+    const uint64_t bound = 1 + rng.below(4);
+    uint64_t back = 0, ahead = 0;  // the page's deltas from e back to want (or all), after e to want_next (or all)
+    bool more_back = false, more_ahead = false;  // deltas left past the bound
+    for (auto it = f.log.upper_bound(e); it != f.log.begin();) {
+      --it;
+      if (it->second.page != p) continue;
+      if (back == bound) {
+        more_back = true;
+        break;
+      }
+      ++back;
+      if (it->first == want) break;
+    }
+    for (auto it = f.log.upper_bound(e); it != f.log.end(); ++it) {
+      if (it->second.page != p) continue;
+      if (ahead == bound) {
+        more_ahead = true;
+        break;
+      }
+      ++ahead;
+      if (it->first == want_next) break;
+    }
+    const mmsb::replay::WriterSearch sl = ix->find_last_writer(p, b, e, bound);
+    CHECK(sl.looked == back);
+    CHECK(sl.stopped == more_back);
+    CHECK((sl.writer ? sl.writer->epoch : 0) == (want != 0 && !more_back ? want : 0));
+    const mmsb::replay::WriterSearch sn = ix->find_next_writer(p, b, e, bound);
+    CHECK(sn.looked == ahead);
+    CHECK(sn.stopped == more_ahead);
+    CHECK((sn.writer ? sn.writer->epoch : 0) == (want_next != 0 && !more_ahead ? want_next : 0));
   }
 }
 

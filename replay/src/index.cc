@@ -216,20 +216,48 @@ bool Index::writes(uint64_t i, uint64_t offset) const noexcept {
 }
 
 std::optional<DeltaInfo> Index::last_writer(PageId page, uint64_t offset, Epoch epoch) const {
-  std::span<const Epoch> es = page_epochs(page);
-  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.begin();) {
-    --it;
-    if (writes(*it - first_epoch_, offset)) return info(*it - first_epoch_);
-  }
-  return std::nullopt;
+  return find_last_writer(page, offset, epoch, UINT64_MAX).writer;
 }
 
 std::optional<DeltaInfo> Index::next_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas) const {
+  return find_next_writer(page, offset, epoch, max_deltas).writer;
+}
+
+WriterSearch Index::find_last_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas) const {
+  WriterSearch r;
   std::span<const Epoch> es = page_epochs(page);
-  uint64_t looked = 0;
-  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.end() && looked < max_deltas; ++it, ++looked)
-    if (writes(*it - first_epoch_, offset)) return info(*it - first_epoch_);
-  return std::nullopt;
+  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.begin();) {
+    if (r.looked == max_deltas) {
+      r.stopped = true;
+      break;
+    }
+    --it;
+    ++r.looked;
+    r.last_looked = *it;
+    if (writes(*it - first_epoch_, offset)) {
+      r.writer = info(*it - first_epoch_);
+      break;
+    }
+  }
+  return r;
+}
+
+WriterSearch Index::find_next_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas) const {
+  WriterSearch r;
+  std::span<const Epoch> es = page_epochs(page);
+  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.end(); ++it) {
+    if (r.looked == max_deltas) {
+      r.stopped = true;
+      break;
+    }
+    ++r.looked;
+    r.last_looked = *it;
+    if (writes(*it - first_epoch_, offset)) {
+      r.writer = info(*it - first_epoch_);
+      break;
+    }
+  }
+  return r;
 }
 
 uint64_t Index::count_between(PageId page, Epoch from, Epoch to) const noexcept {

@@ -86,6 +86,15 @@ struct CauseTree {
   std::vector<CauseTree> children;  // in epoch order
 };
 
+// A search through a page's deltas for one that writes a given byte, looking
+// at no more than a given number of them.
+struct WriterSearch {
+  std::optional<DeltaInfo> writer;  // the delta found
+  uint64_t looked = 0;              // the page's deltas examined
+  Epoch last_looked = 0;            // the epoch of the last one examined (if looked > 0)
+  bool stopped = false;             // the bound was reached with deltas left to examine
+};
+
 class Index {
  public:
   // Decodes every delta frame of `rec` (which must outlive the Index).
@@ -124,6 +133,9 @@ class Index {
   // interactive use on hot pages); nullopt if none is found.
   std::optional<DeltaInfo> next_writer(PageId page, uint64_t offset, Epoch epoch,
                                        uint64_t max_deltas = UINT64_MAX) const;
+  // The same two searches, bounded, saying how far they looked.
+  WriterSearch find_last_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas) const;
+  WriterSearch find_next_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas) const;
   // Epochs of the deltas to `page` in from < epoch <= to: how many, and
   // where (for density strips and "next/previous change" buttons).
   uint64_t count_between(PageId page, Epoch from, Epoch to) const noexcept;
