@@ -125,12 +125,12 @@ int run_info(const InfoArgs& a) {
   std::string out;
   out += "recording   " + rec->dir().string() + "\n";
   out += fmt("format      %u.%u\n", m.format_major, m.format_minor);
-  out += "program     " + printable(m.program) + "\n";
-  out += "host        " + printable(m.host) + "\n";
+  out += "program     " + printable(m.program, '\0') + "\n";
+  out += "host        " + printable(m.host, '\0') + "\n";
   out += fmt("pid         %u\n", m.pid);
   out += "started     " + iso8601_utc(m.start_time_ns) + "\n";
   std::string labels;
-  for (const auto& [k, v] : m.labels) labels += (labels.empty() ? "" : " ") + printable(k) + "=" + printable(v);
+  for (const auto& [k, v] : m.labels) labels += (labels.empty() ? "" : " ") + printable(k, '\0') + "=" + printable(v, '\0');
   out += "labels      " + (labels.empty() ? std::string("-") : labels) + "\n";
   out += fmt("segments    %zu\n", rec->segments().size());
   for (size_t i = 0; i < rec->segments().size(); ++i) {
@@ -153,7 +153,7 @@ int run_info(const InfoArgs& a) {
   if (a.pages) {
     out += "  id      size  created  name\n";
     for (const replay::PageMeta& p : rec->pages())
-      out += fmt("  %-4u %8" PRIu64 "  %7" PRIu64 "  %s\n", p.id, p.size, p.created, printable(p.name).c_str());
+      out += fmt("  %-4u %8" PRIu64 "  %7" PRIu64 "  %s\n", p.id, p.size, p.created, printable(p.name, '\0').c_str());
   }
   out += fmt("snapshots   %zu\n", rec->snapshots().size());
   for (const replay::SnapshotInfo& s : rec->snapshots())

@@ -184,9 +184,9 @@ int run_compare(const CompareArgs& a) {
         uint64_t bytes = 0;
         for (const Range& g : r.ranges) bytes += g.length;
         // No differing bytes to list (page tables or start epochs differ): the
-        // summary says what does. Page names in it are raw bytes.
+        // summary says what does (its page names already printable).
         if (r.page == kNoPage || r.ranges.empty()) {
-          out = printable(r.summary, '\0') + "\n";
+          out = r.summary + "\n";
           break;
         }
         out = a.final_only && r.a_last != r.b_last

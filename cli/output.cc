@@ -69,21 +69,6 @@ std::string hex_dump(std::span<const std::byte> bytes, uint64_t base) {
   return out;
 }
 
-std::string printable(const std::string& s, char quote) {
-  std::string out;
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c >= 0x7F || ch == quote || ch == '\\') {
-      out += "\\x";
-      out += kHexDigits[c >> 4];
-      out += kHexDigits[c & 15];
-    } else {
-      out += ch;
-    }
-  }
-  return out;
-}
-
 std::string iso8601_utc(uint64_t ns) {
   const time_t secs = static_cast<time_t>(ns / 1000000000u);
   std::tm tm{};

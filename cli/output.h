@@ -7,6 +7,8 @@
 #include <span>
 #include <string>
 
+#include "mmsb/replay/text.h"
+
 namespace mmsb::cli {
 
 // printf into a std::string, of any length.
@@ -21,7 +23,7 @@ std::string hex(std::span<const std::byte> bytes, char sep = ' ');
 std::string hex_dump(std::span<const std::byte> bytes, uint64_t base = 0);
 
 // A byte string (e.g. a page name) with non-printable bytes and `quote` as \xNN.
-std::string printable(const std::string& s, char quote = '\'');
+using mmsb::replay::printable;
 
 // ISO 8601 UTC with milliseconds: "2024-05-01T12:00:00.123Z".
 std::string iso8601_utc(uint64_t ns_since_epoch);

@@ -1,4 +1,5 @@
 #include "mmsb/replay/tools.h"
+#include "mmsb/replay/text.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -160,7 +161,7 @@ void differing_runs(std::span<const std::byte> a, std::span<const std::byte> b, 
 }
 
 std::string page_label(const PageMeta& p) {
-  return p.name.empty() ? "page " + num(p.id) : "page " + num(p.id) + " '" + p.name + "'";
+  return p.name.empty() ? "page " + num(p.id) : "page " + num(p.id) + " '" + printable(p.name) + "'";
 }
 
 std::string hex(std::span<const std::byte> b, size_t max = 16) {
@@ -323,7 +324,7 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
     for (PageId p = 0; p < std::min(na, nb); ++p) {
       if (!same_page(pa[p], pb[p])) {
         diverged_at(&r, report_epoch, pa[p], "has size " + num(pa[p].size) + " in A and " + num(pb[p].size) +
-                                                 (pa[p].name != pb[p].name ? " (named '" + pb[p].name + "')" : "") +
+                                                 (pa[p].name != pb[p].name ? " (named '" + printable(pb[p].name) + "')" : "") +
                                                  " in B",
                     head);
         return true;

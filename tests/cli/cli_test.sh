@@ -594,7 +594,7 @@ case_compare-summary() {
   make_rec odd --odd-name 1  # page 5, created at epoch 12, only in this run
   run compare a odd
   rc_is 1
-  out_has "diverged at epoch 12: page 5 'q\"\x0a\xff' is created only in B"
+  out_has "diverged at epoch 12: page 5 'q\\x27\"\x0a\xff' is created only in B"
   out_lacks "0 range(s)"
   make_rec long --steps 20
   local last
@@ -821,14 +821,14 @@ case_json() {
   run info odd --json
   rc_is 0
   json_ok
-  out_has '{"id":5,"name":"q\"\n\u00ff","size":8,"created":12}'
+  out_has '{"id":5,"name":"q'"'"'\"\n\u00ff","size":8,"created":12}'
   run info odd --pages
   rc_is 0
-  out_has '  q"\x0a\xff'
+  out_has '  q'"'"'"\x0a\xff'
   run cat odd 5 --json
   rc_is 0
   json_ok
-  out_has '"name":"q\"\n\u00ff"'
+  out_has '"name":"q'"'"'\"\n\u00ff"'
 
   make_rec a
   make_rec b --flip-byte 4

@@ -155,7 +155,7 @@ void run_script(mmsb::Bus& bus, const Options& o, const std::function<void()>& s
   write(beta, 99, bytes({0x01}));
   write(alpha, 0, bytes({0x48, 0x45, 0x4c, 0x4c, 0x4f}));
   if (bus.epoch() != 12) die("the script ended at epoch " + std::to_string(bus.epoch()) + ", not 12");
-  if (o.odd_name) check(bus.create_page(8, "q\"\n\xff").status(), "create_page (odd name)");
+  if (o.odd_name) check(bus.create_page(8, "q'\"\n\xff").status(), "create_page (odd name)");
 
   model::Rng rng(o.seed);
   const mmsb::PageId targets[] = {alpha, beta, extra};

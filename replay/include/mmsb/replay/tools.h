@@ -55,7 +55,7 @@ struct CompareOptions {
 struct CompareReport {
   enum class Outcome { kIdentical, kDiverged, kPrefix };
   Outcome outcome = Outcome::kIdentical;
-  std::string summary;  // one line for people
+  std::string summary;  // one line for people; page names in it pass through printable() (text.h)
   // kDiverged: the first epoch after which the (unignored) states differ,
   // or where the page tables differ, and the differing bytes of one page.
   Epoch epoch = 0;
