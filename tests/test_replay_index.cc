@@ -895,6 +895,75 @@ TEST_CASE("verify names and recover cuts at a good frame holding a delta invalid
   CHECK(cut.bytes_cut > 0);
 }
 
+TEST_CASE("verify: a recording that began past epoch 0; a bad image in the snapshot it starts from is named",
+          "[replay]") {
+  // Such a recording's start state is its first complete snapshot. An image
+  // whose size disagrees with the page table (checksums pass) is damage in
+  // that snapshot part -- file, offset, epoch, page; recover cuts it -- even
+  // though no start state can be built from it either.
+  TempDir dir("replay-late-verify");
+  Bus bus;
+  Workload w(bus, 0x1a7f);
+  for (uint64_t s : {2, 64, 5000, 300}) w.create(s);
+  for (int i = 0; i < 200; ++i) w.step(/*may_create=*/true);
+  REQUIRE(w.errors.empty());
+  const Epoch e0 = w.m.epoch;
+  REQUIRE(e0 > 0);
+  auto started = Recorder::start(bus, dir.path, small_options());
+  REQUIRE(started.ok());
+  for (int i = 0; i < 600; ++i) w.step(/*may_create=*/true);
+  REQUIRE(w.errors.empty());
+  REQUIRE((*started)->stop().ok());
+
+  const mmsb::replay::VerifyReport ok = mmsb::replay::verify(dir.path);
+  INFO(ok.problem);
+  REQUIRE(ok.ok);
+  CHECK(ok.deltas == w.m.epoch - e0);  // every delta after the recorder attached
+  CHECK(ok.snapshots >= 1);
+
+  // Part 0 of the first snapshot in the files (the one taken at attach):
+  // its first image's size, one byte too many.
+  constexpr uint8_t kSnapshotKind = 4;
+  fs::path seg;
+  RawFrame target;
+  for (const fs::path& p : segment_files(dir.path)) {
+    for (const RawFrame& r : raw_frames(read_file(p)))
+      if (r.kind == kSnapshotKind) {
+        seg = p, target = r;
+        break;
+      }
+    if (!seg.empty()) break;
+  }
+  REQUIRE(!seg.empty());
+  std::vector<uint8_t> fbuf = frame_buffer(seg, target);
+  const mmsb::fb::Snapshot* sn = mmsb::fb::GetFrame(fbuf.data())->body_as_Snapshot();
+  REQUIRE(sn);
+  REQUIRE(sn->part() == 0);
+  REQUIRE(sn->ids()->size() > 0);
+  const uint32_t page = sn->ids()->Get(0);
+  const uint64_t size = sn->sizes()->Get(0) + 1;
+  const size_t sizes_at = static_cast<size_t>(reinterpret_cast<const uint8_t*>(sn->sizes()->data()) - fbuf.data());
+  std::memcpy(fbuf.data() + sizes_at, &size, sizeof size);
+  rewrite_frame(seg, target, fbuf);
+  INFO(seg.filename() << " offset " << target.offset << ": snapshot image of page " << page << " now " << size
+                      << " bytes");
+  auto rec = open_rec(dir.path);
+  REQUIRE(rec->damage().ok());  // open reads no snapshot image
+  REQUIRE(rec->start_epoch() > 0);
+
+  const mmsb::replay::VerifyReport bad = mmsb::replay::verify(dir.path);
+  INFO(bad.problem);
+  CHECK_FALSE(bad.ok);
+  CHECK(bad.opened);
+  CHECK(bad.recoverable);
+  CHECK(bad.file == seg.string());
+  CHECK(bad.offset == target.offset);
+  CHECK(bad.epoch == target.first);
+  CHECK(bad.page == page);
+  CHECK(bad.problem.find("image of page " + std::to_string(page) + " does not match the page table") !=
+        std::string::npos);
+}
+
 TEST_CASE("damage: random cuts, flips, overwrites, inserts and lost files never give wrong bytes", "[replay]") {
   // Several kinds of damage at once, anywhere in any file. Whatever opens
   // must show the model's state at every epoch it can seek (or say why it
