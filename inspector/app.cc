@@ -38,6 +38,12 @@ ImVec4 colv(uint32_t rgb, float a = 1.f) {
 }
 float snap(float v) { return std::floor(v + 0.5f); }
 
+// Widths of the grids in character cells: the hex view's offset, `per_row`
+// hex cells with a gap after the eighth, and the ASCII column; the diff's
+// offset and its two sides of kDiffPerRow bytes, hex and ASCII each.
+float hex_grid_chars(int per_row) { return 10 + 3.f * per_row + 1 + 1 + per_row + 1; }
+float diff_grid_chars() { return 8 + (3.f * kDiffPerRow + 1 + kDiffPerRow) * 2 + 3 + 1; }
+
 std::string fmt(const char* f, ...) {
   char buf[512];
   va_list ap;
@@ -317,8 +323,14 @@ void App::draw(float dt) {
 
   const float x = vp->WorkPos.x, w = vp->WorkSize.x;
   const float h = std::max(100.f, vp->WorkPos.y + vp->WorkSize.y - y);
-  const float left = std::floor(std::clamp(w * 0.26f, 240.f, 420.f));
-  const float right = std::floor(std::clamp(w * 0.26f, 240.f, 420.f));
+  // The side panels give way first, down to 200 px: the page view keeps
+  // room for a whole row of its grids (a vertical scrollbar included).
+  // Narrower than that, the hex view shows 8 bytes a row (draw_hex).
+  const ImGuiStyle& style = ImGui::GetStyle();
+  const float grid_w = std::max(hex_grid_chars(kHexPerRow), diff_grid_chars()) * ImGui::CalcTextSize("0").x +
+                       2 * style.WindowPadding.x + style.ScrollbarSize + 2;
+  const float side = std::floor(std::clamp(std::min(w * 0.26f, (w - grid_w) / 2), 200.f, 420.f));
+  const float left = side, right = side;
   const float center = std::max(200.f, w - left - right);
   const float pages_h = std::floor(h * 0.6f);
   draw_pages(x, y, left, pages_h);
@@ -363,22 +375,37 @@ float App::draw_banner(float y) {
   return h;
 }
 
+// The toolbar: groups of controls on one row, or on as many as a narrow
+// window needs (its height follows the rows the last frame drew).
 float App::draw_toolbar(float y) {
   const ImGuiViewport* vp = ImGui::GetMainViewport();
-  const float h = std::floor(ImGui::GetFrameHeight() + ImGui::GetStyle().WindowPadding.y * 2);
+  const ImGuiStyle& style = ImGui::GetStyle();
+  const float row_h = std::floor(ImGui::GetFrameHeight() + style.WindowPadding.y * 2);
+  const float h = std::max(row_h, toolbar_h_);
   ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x, y));
   ImGui::SetNextWindowSize(ImVec2(vp->WorkSize.x, h));
   ImGui::Begin("##toolbar", nullptr, kBar);
+  const float edge = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+  float reach = 0;  // the right end of the widest row
+  auto button_w = [&](const char* label) { return ImGui::CalcTextSize(label).x + 2 * style.FramePadding.x; };
+  // The next group of `w` pixels on this row if it fits, else on the next.
+  auto next_group = [&](float w, float gap) {
+    reach = std::max(reach, ImGui::GetItemRectMax().x);
+    ImGui::SameLine(0, gap);
+    if (ImGui::GetContentRegionAvail().x < w) ImGui::NewLine();
+  };
 
-  ImGui::SetNextItemWidth(250);
-  const bool enter = ImGui::InputTextWithHint("##path", "recording directory (or drop one here)", path_buf_,
-                                              sizeof path_buf_, ImGuiInputTextFlags_EnterReturnsTrue);
+  const char* hint = "recording directory (or drop one here)";
+  ImGui::SetNextItemWidth(std::floor(ImGui::CalcTextSize(hint).x + 2 * style.FramePadding.x + 4));
+  const bool enter = ImGui::InputTextWithHint("##path", hint, path_buf_, sizeof path_buf_,
+                                              ImGuiInputTextFlags_EnterReturnsTrue);
   layout_.buttons["field:path"] = item_rect();
   ImGui::SameLine();
   if ((button("Open") || enter) && path_buf_[0]) open_async(path_buf_);
 
   if (model_.loaded()) {
-    ImGui::SameLine(0, 16);
+    const float sp = style.ItemSpacing.x;
+    next_group(button_w("|<") + button_w("<") + button_w(">") + button_w(">|") + 100 + 48 + 5 * sp, 16);
     if (button("|<")) model_.seek(model_.first_epoch());
     ImGui::SameLine();
     if (button("<")) model_.step(-1);
@@ -396,16 +423,17 @@ float App::draw_toolbar(float y) {
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("Type an epoch and press Enter to jump there");
     ImGui::SameLine();
     if (button(model_.playing() ? "Pause" : "Play", 48)) model_.set_playing(!model_.playing());
-    ImGui::SameLine();
+    next_group(120 + sp + ImGui::CalcTextSize("epochs/s").x + style.ItemInnerSpacing.x + button_w("Fit"), sp);
     ImGui::SetNextItemWidth(120);
     float rate = static_cast<float>(model_.rate());
     if (ImGui::SliderFloat("epochs/s", &rate, 1.f, 1e6f, "%.0f", ImGuiSliderFlags_Logarithmic))
       model_.set_rate(rate);
     ImGui::SameLine();
     if (button("Fit")) model_.timeline().fit(model_.first_epoch(), model_.last_epoch());
-    ImGui::SameLine(0, 16);
-    ImGui::Text("epoch %llu  [%llu..%llu]", static_cast<ull>(model_.cursor()),
-                static_cast<ull>(model_.first_epoch()), static_cast<ull>(model_.last_epoch()));
+    const std::string where = fmt("epoch %llu  [%llu..%llu]", static_cast<ull>(model_.cursor()),
+                                  static_cast<ull>(model_.first_epoch()), static_cast<ull>(model_.last_epoch()));
+    next_group(ImGui::CalcTextSize(where.c_str()).x + sp + ImGui::CalcTextSize("(?)").x, 16);
+    ImGui::TextUnformatted(where.c_str());
     ImGui::SameLine();
     ImGui::TextDisabled("(?)");
     if (ImGui::IsItemHovered())
@@ -415,9 +443,14 @@ float App::draw_toolbar(float y) {
           "Home/End first/last epoch, Space play/pause.");
   }
   if (!notice_.empty()) {
-    ImGui::SameLine(0, 16);
+    next_group(ImGui::CalcTextSize(notice_.c_str()).x, 16);
+    ImGui::PushTextWrapPos(0);  // longer than a row: wrapped
     ImGui::TextColored(colv(0xffcc66), "%s", notice_.c_str());
+    ImGui::PopTextWrapPos();
   }
+  reach = std::max(reach, ImGui::GetItemRectMax().x);
+  note_fit("toolbar", reach, edge);
+  toolbar_h_ = std::floor(ImGui::GetItemRectMax().y - ImGui::GetWindowPos().y + style.WindowPadding.y);
   ImGui::End();
   return h;
 }
@@ -876,8 +909,16 @@ void App::draw_hex() {
   ImGui::BeginDisabled(!next);
   if (button("page change >")) go_to(*next);
   ImGui::EndDisabled();
+  // The byte's buttons (or the hint) on this line if they fit, else below.
+  const ImGuiStyle& style = ImGui::GetStyle();
+  auto button_w = [&](const char* label) { return ImGui::CalcTextSize(label).x + 2 * style.FramePadding.x; };
+  const auto sb = model_.selected_byte();
+  const float byte_w = sb ? button_w("< byte write") + button_w("byte write >") + ImGui::CalcTextSize("byte 0000000").x +
+                                2 * style.ItemSpacing.x
+                          : ImGui::CalcTextSize("click a byte to follow its writes").x;
   ImGui::SameLine(0, 16);
-  if (const auto sb = model_.selected_byte()) {
+  if (ImGui::GetContentRegionAvail().x < byte_w) ImGui::NewLine();
+  if (sb) {
     if (button("< byte write")) {
       const WriteSearch w = model_.prev_byte_write(page, *sb, at);
       if (w.epoch) go_to(*w.epoch);
@@ -900,6 +941,7 @@ void App::draw_hex() {
   } else {
     ImGui::TextDisabled("click a byte to follow its writes");
   }
+  note_fit("hex:byte", ImGui::GetItemRectMax().x, ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
   legend_box(Palette::kCurrent, "changed here");
   ImGui::SameLine(0, 12);
   legend_box(Palette::kCurrent, "rewritten, same value", /*outline=*/true);
@@ -909,9 +951,12 @@ void App::draw_hex() {
   if (ImGui::GetContentRegionAvail().x < fading_w) ImGui::NewLine();  // a narrow window: on a line of its own
   legend_box(Palette::recent(1, model_.fade()), fading);
   ImGui::SameLine();
+  if (ImGui::GetContentRegionAvail().x < 70 + style.ItemInnerSpacing.x + ImGui::CalcTextSize("writes").x)
+    ImGui::NewLine();  // narrower still: the slider below
   ImGui::SetNextItemWidth(70);
   int fade = model_.fade();
   if (ImGui::SliderInt("writes##fade", &fade, 1, Model::kMaxFade)) model_.set_fade(fade);
+  note_fit("hex:legend", ImGui::GetItemRectMax().x, ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
   ImGui::Separator();
   if (!model_.page_error().empty()) {
     ImGui::TextColored(colv(0xffcc66), "%s", model_.page_error().c_str());
@@ -920,11 +965,15 @@ void App::draw_hex() {
   // Only now: a button above may have moved the cursor, which drops the cached page.
   const auto bytes = model_.page_bytes();
   const auto ages = model_.highlight();
+  // 16 bytes a row where they fit beside a vertical scrollbar, else 8.
+  const float cw = ImGui::CalcTextSize("0").x;
+  const float room = ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ScrollbarSize;
+  hex_per_row_ = hex_grid_chars(kHexPerRow) * cw <= room ? kHexPerRow : kHexPerRow / 2;
   ImGui::BeginChild("hexgrid", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
   // Bring the cursor delta's first byte into view when the cursor moves onto it.
   if (d && d->page == page && !d->ranges.empty() && hex_scrolled_ != std::make_pair(page, at)) {
     const float row_h = std::floor(ImGui::GetTextLineHeight() + 4);
-    const float ry = static_cast<float>(d->ranges.front().offset / kHexPerRow) * row_h;
+    const float ry = static_cast<float>(d->ranges.front().offset / hex_per_row_) * row_h;
     const float view_h = ImGui::GetWindowHeight();
     if (ry < ImGui::GetScrollY() || ry + row_h > ImGui::GetScrollY() + view_h)
       ImGui::SetScrollY(std::max(0.f, ry - 2 * row_h));
@@ -940,11 +989,12 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
   ImGui::PushStyleVar(ImGuiStyleVar_ItemSpacing, ImVec2(ImGui::GetStyle().ItemSpacing.x, 0));
   const float cw = ImGui::CalcTextSize("0").x;
   const float row_h = std::floor(ImGui::GetTextLineHeight() + 4);
+  const int per_row = hex_per_row_;
   const float hex_x = 10 * cw, cell_w = 3 * cw, gap8 = cw;
-  const float ascii_x = hex_x + kHexPerRow * cell_w + gap8 + cw;
-  const float total_w = ascii_x + kHexPerRow * cw + cw;
+  const float ascii_x = hex_x + per_row * cell_w + gap8 + cw;
+  const float total_w = hex_grid_chars(per_row) * cw;
   const uint64_t n = bytes.size();
-  const uint64_t rows = (n + kHexPerRow - 1) / kHexPerRow;
+  const uint64_t rows = (n + per_row - 1) / per_row;
   const PageId page = model_.selected_page();
   const auto sel = model_.selected_byte();
   const int fade = model_.fade();
@@ -960,12 +1010,12 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
       ImVec2 p = ImGui::GetCursorScreenPos();
       p.x = snap(p.x);
       p.y = snap(p.y);
-      const uint64_t base = static_cast<uint64_t>(row) * kHexPerRow;
+      const uint64_t base = static_cast<uint64_t>(row) * per_row;
       dl->AddText(ImVec2(p.x, p.y + 2), dim, fmt("%08llx", static_cast<ull>(base)).c_str());
-      for (int i = 0; i < kHexPerRow; ++i) {
+      for (int i = 0; i < per_row; ++i) {
         const uint64_t off = base + i;
         if (off >= n) break;
-        const float hx = p.x + hex_x + i * cell_w + (i >= kHexPerRow / 2 ? gap8 : 0);
+        const float hx = p.x + hex_x + i * cell_w + (i >= per_row / 2 ? gap8 : 0);
         const Rect hr{snap(hx - cw / 2), p.y, snap(hx + 2.5f * cw), p.y + row_h};
         const Rect ar{snap(p.x + ascii_x + i * cw), p.y, snap(p.x + ascii_x + (i + 1) * cw), p.y + row_h};
         const int age = off < ages.size() ? ages[off] : kAgeNone;
@@ -1000,6 +1050,7 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
     }
   }
   ImGui::PopStyleVar();
+  note_fit("hex:grid", ImGui::GetItemRectMin().x + total_w, ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
 
   if (hovered) {
     const uint64_t off = *hovered;
@@ -1194,7 +1245,7 @@ void App::draw_diff_grid() {
   const float cell_w = 3 * cw;
   const float old_x = 8 * cw, old_ascii = old_x + kDiffPerRow * cell_w + cw;
   const float new_x = old_ascii + kDiffPerRow * cw + 3 * cw, new_ascii = new_x + kDiffPerRow * cell_w + cw;
-  const float total_w = new_ascii + kDiffPerRow * cw + cw;
+  const float total_w = diff_grid_chars() * cw;
   {
     const ImVec2 p = ImGui::GetCursorScreenPos();
     ImDrawList* dl = ImGui::GetWindowDrawList();
@@ -1250,6 +1301,7 @@ void App::draw_diff_grid() {
     }
   }
   ImGui::PopStyleVar();
+  note_fit("diff:grid", ImGui::GetItemRectMin().x + total_w, ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
   ImGui::EndChild();
 }
 

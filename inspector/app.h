@@ -200,6 +200,8 @@ class App {
     std::string error;
   } sides_;
   std::pair<PageId, Epoch> hex_scrolled_{kNoPage, ~Epoch{0}};
+  int hex_per_row_ = 16;  // bytes a row of the hex view: 16, or 8 in a narrow window
+  float toolbar_h_ = 0;   // the toolbar's height, from the rows the last frame drew
 
   // Deltas list.
   bool deltas_page_only_ = false;

@@ -305,6 +305,29 @@ void case_hex(const std::string& inspector, const fs::path& work, const fs::path
     for (long long y = tl[0][1]; y < tl[0][3]; ++y)
       for (long long x = tl[0][0]; x < tl[0][2]; ++x) cursor_px += s.img.at(x, y).near(cursor) ? 1 : 0;
   EXPECT(cursor_px > 20, "the epoch cursor is not drawn on the timeline (%d pixels)", cursor_px);
+
+  // Smaller windows: the side panels give way so that a row of 16 bytes
+  // still fits at 1024 px; at 800 px the hex view shows 8 a row and the
+  // toolbar takes two rows. Nothing in the toolbar or the hex view is cut.
+  for (const auto& [size, per_row] : {std::pair<std::string, long long>{"1024x700", 16}, {"800x600", 8}}) {
+    const fs::path small_json = work / ("hex-" + size + ".json");
+    const Run sr = run_inspector(inspector, work,
+                                 quote(rec.string()) + " --size " + size + " --screenshot " +
+                                     quote((work / ("hex-" + size + ".png")).string()) +
+                                     " --epoch 5 --page alpha --view hex --layout-json " + quote(small_json.string()));
+    EXPECT(sr.code == 0, "exit code %d (%s)", sr.code, size.c_str());
+    const std::string j = read_file(small_json);
+    expect_fits(j, {"toolbar", "hex:grid", "hex:legend", "hex:byte"}, size.c_str(), false);
+    const auto small_hex = cells(j, "hex_cells");
+    EXPECT(small_hex.size() == 64, "%s: %zu hex cells, want 64", size.c_str(), small_hex.size());
+    // Byte `per_row` starts the second row, under byte 0.
+    if (small_hex.count(0) && small_hex.count(per_row) && small_hex.count(per_row - 1)) {
+      const Cell &first = small_hex.at(0), &last = small_hex.at(per_row - 1), &next = small_hex.at(per_row);
+      EXPECT(last.y0 == first.y0 && next.y0 > first.y0 && next.x0 == first.x0,
+             "%s: byte %lld is not the first of the second row (%lld bytes a row expected)", size.c_str(), per_row,
+             per_row);
+    }
+  }
 }
 
 // Epochs 1 -> 9 of alpha differ at [2,3), [16,20), [40,42). Twice: the
@@ -349,7 +372,7 @@ void case_diff(const std::string& inspector, const fs::path& work, const fs::pat
                                     quote(json.string()));
     EXPECT(r.code == 0, "exit code %d (900x640)", r.code);
     const std::string j = read_file(json);
-    expect_fits(j, {"recording:program", "recording:index", "diff:only rows that differ", "timeline:page"},
+    expect_fits(j, {"recording:program", "recording:index", "diff:only rows that differ", "timeline:page", "toolbar"},
                 "900x640", false);
   }
   // A script on the background path: the rows can be clicked once it is done.
