@@ -1084,3 +1084,32 @@ TEST_CASE("export and restore give the model's state at an epoch", "[replay]") {
   }
   CHECK(mmsb::replay::restore(*ix, e, bus).code() == Code::kFailedPrecondition);
 }
+
+TEST_CASE("compare: page names in summaries are escaped, so a quote in a name cannot end it", "[replay]") {
+  // Two runs that create their second page after one delta, with other
+  // sizes and names holding a quote, a backslash and a newline.
+  auto run = [](const fs::path& dir, uint64_t size, const std::string& name) {
+    Bus bus;
+    const mmsb::PageId first = bus.create_page(8).value();
+    auto started = Recorder::start(bus, dir, small_options());
+    REQUIRE(started.ok());
+    const std::byte one[1] = {std::byte{1}}, two[1] = {std::byte{2}};
+    REQUIRE(bus.write(first, 0, one).ok());
+    REQUIRE(bus.create_page(size, name).ok());
+    REQUIRE(bus.write(first, 1, two).ok());
+    REQUIRE((*started)->stop().ok());
+  };
+  TempDir a("replay-names-a"), b("replay-names-b");
+  run(a.path, 8, "a'b");
+  run(b.path, 16, "c\\d'\n");
+  auto ra = open_rec(a.path), rb = open_rec(b.path);
+  auto ia = build(*ra), ib = build(*rb);
+  auto r = mmsb::replay::compare(*ia, *ib, {});
+  REQUIRE(r.ok());
+  INFO(r->summary);
+  CHECK(r->outcome == CompareReport::Outcome::kDiverged);
+  CHECK(r->page == 1);
+  CHECK(r->page_name == "a'b");  // the field holds the name as it is
+  CHECK(r->summary.find(": page 1 'a\\x27b' is created with size 8 in A and 16 in B (named 'c\\x5cd\\x27\\x0a')") !=
+        std::string::npos);
+}

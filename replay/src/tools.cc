@@ -390,7 +390,7 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
         diverged_at(&r, e, pa[pages_seen], "is created with size " + num(pa[pages_seen].size) + " in A and " +
                                                 num(pb[pages_seen].size) + " in B" +
                                                 (pa[pages_seen].name != pb[pages_seen].name
-                                                     ? " (named '" + pb[pages_seen].name + "')"
+                                                     ? " (named '" + printable(pb[pages_seen].name) + "')"
                                                      : ""));
         return r;
       }
