@@ -1078,3 +1078,43 @@ TEST_CASE("deferred propagation: derived deltas and their causes are recorded", 
   REQUIRE(st);
   CHECK(tlogr::compare_state(*st, m.pages, r.last_epoch, true) == "");
 }
+
+// snapshot_every_deltas counts the deltas the writer has taken from the ring,
+// not only those already in a frame: with a batch that is neither full nor
+// aged (an application writing less than batch_deltas between flushes), the
+// recording still gets a snapshot every N deltas.
+TEST_CASE("snapshot_every_deltas holds while the batch is not yet written", "[capture][snapshots]") {
+  TempDir dir("snap-every");
+  Bus bus;
+  const PageId p = bus.create_page(64, "p").value();
+  RecorderOptions opt;
+  opt.snapshot_every_deltas = 100;
+  opt.snapshot_log_ratio = 0;
+  opt.flush_interval = std::chrono::seconds(60);  // the batch never ages
+  opt.batch_deltas = 8192;                         // nor fills
+  auto started = Recorder::start(bus, dir.path, opt);
+  REQUIRE(started.ok());
+  std::unique_ptr<Recorder> rec = std::move(*started);
+  // 1000 deltas at a pace the writer keeps up with (it drains every ~1 ms).
+  for (int i = 0; i < 1000; ++i) {
+    const std::byte b{static_cast<unsigned char>(i)};
+    REQUIRE(bus.write(p, static_cast<uint64_t>(i % 64), std::span(&b, 1)).ok());
+    if (i % 10 == 9) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  REQUIRE(rec->stop().ok());
+
+  const tlogr::Recording r = tlogr::read_recording(dir.path);
+  INFO(r.summary());
+  REQUIRE(r.ok());
+  CHECK(r.problems.empty());
+  REQUIRE(r.last_epoch == 1000);
+  // Ideally one every 100 deltas (9 or 10); allow for a slow writer, but
+  // the first must come long before the 1000 deltas are over.
+  std::vector<uint64_t> epochs;
+  for (const tlogr::Snapshot& s : r.snapshots)
+    if (s.complete) epochs.push_back(s.min_epoch);
+  INFO("snapshots: " << epochs.size());
+  REQUIRE(epochs.size() >= 4);
+  CHECK(epochs.front() <= 400);
+  CHECK(rec->stats().snapshots == r.snapshots.size());
+}

@@ -288,7 +288,10 @@ Status Recorder::Writer::lock_bus_draining(std::unique_lock<std::mutex>* lk) {
 
 bool Recorder::Writer::snapshot_due() const {
   if (initial_snapshot_) return true;
-  if (opt_.snapshot_every_deltas && deltas_since_snapshot_ >= opt_.snapshot_every_deltas) return true;
+  // Deltas taken from the ring count, not only those in a frame: a batch
+  // that neither fills nor ages would otherwise hold snapshots back.
+  if (opt_.snapshot_every_deltas && deltas_since_snapshot_ + batch_.count() >= opt_.snapshot_every_deltas)
+    return true;
   return opt_.snapshot_log_ratio > 0 && state_bytes_ > 0 &&
          static_cast<double>(log_since_snapshot_) >= opt_.snapshot_log_ratio * static_cast<double>(state_bytes_);
 }

@@ -58,7 +58,11 @@ struct RecorderOptions {
   uint64_t segment_bytes = uint64_t{256} << 20;   // rotate past this size
   // A snapshot is taken once the log written since the last one reaches
   // snapshot_log_ratio x the state's size (0 = never), or after
-  // snapshot_every_deltas deltas (0 = never), whichever comes first. The
+  // snapshot_every_deltas deltas (0 = never), whichever comes first. Both
+  // are checked after each pass of the writer (about every millisecond), and
+  // a snapshot's parts are copied at the bus's current epoch: a writer that
+  // lags the application snapshots later than the delta that made one due.
+  // The
   // default 4 keeps snapshots at most about a quarter of the log on
   // incompressible data, while a seek replays at most ~4 states' worth of log.
   // Lower it for faster seeks, raise it for smaller recordings.
