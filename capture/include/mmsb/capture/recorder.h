@@ -62,10 +62,9 @@ struct RecorderOptions {
   // are checked after each pass of the writer (about every millisecond), and
   // a snapshot's parts are copied at the bus's current epoch: a writer that
   // lags the application snapshots later than the delta that made one due.
-  // The
-  // default 4 keeps snapshots at most about a quarter of the log on
-  // incompressible data, while a seek replays at most ~4 states' worth of log.
-  // Lower it for faster seeks, raise it for smaller recordings.
+  // The default ratio 4 keeps snapshots at most about a quarter of the log
+  // on incompressible data, while a seek replays at most ~4 states' worth of
+  // log. Lower it for faster seeks, raise it for smaller recordings.
   double snapshot_log_ratio = 4.0;
   uint64_t snapshot_every_deltas = 0;
   // A part's copy, compression and write keep the writer from draining the
