@@ -81,6 +81,11 @@ std::unique_ptr<Index> build_index(const Recording& rec, const Common& common) {
   ProgressBar bar("reading " + rec.dir().string(), stderr_is_terminal() && !common.json && !common.quiet);
   replay::IndexOptions options;
   options.progress = bar.callback();
+  // No checkpoints but the start state: every command reads pages at one
+  // or two epochs (Index::page_at and diff apply only those pages' deltas)
+  // or walks forward (compare's StateViews), so more would only cost
+  // memory -- up to 512 MiB -- and the time to copy them.
+  options.checkpoint_bytes = 0;
   auto index = Index::build(rec, options);
   bar.done();
   if (!index.ok()) {
