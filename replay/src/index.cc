@@ -8,6 +8,7 @@
 #include "mmsb/fb/mmsb_tlog_generated.h"
 #include "mmsb/hash.h"
 #include "mmsb/replay/state.h"
+#include "index_builder.h"
 
 namespace mmsb::replay {
 
@@ -22,138 +23,159 @@ std::string epoch_range(const Index& ix) {
 Index::~Index() = default;
 
 Result<std::unique_ptr<Index>> Index::build(const Recording& rec, IndexOptions options) {
-  std::unique_ptr<Index> ix(new Index(rec));
-  if (Status s = ix->decode(options); !s.ok()) return s;
-  return ix;
-}
-
-// One pass over the delta frames: decode every delta into the flat arrays and
-// apply it to a running image, copying the image out at each checkpoint.
-Status Index::decode(const IndexOptions& options) {
-  const auto& pages = rec_.pages();
-  start_epoch_ = rec_.start_epoch();
-  first_epoch_ = rec_.delta_count() ? rec_.first_delta_epoch() : start_epoch_ + 1;
-  page_offset_.resize(pages.size());
-  for (size_t p = 0; p < pages.size(); ++p) {
-    page_offset_[p] = state_bytes_;
-    state_bytes_ += pages[p].size;
-  }
-  const uint64_t total = rec_.delta_count();
-  deltas_.reserve(total);
-  // Upper bounds, so the arrays are filled without regrowing: every delta has
-  // a range, and its bytes are part of its frame's decompressed size.
-  uint64_t raw_bytes = 0;
-  for (size_t fi : rec_.delta_frames()) raw_bytes += rec_.frames()[fi].header.raw_bytes;
-  ranges_.reserve(total);
-  bytes_.reserve(raw_bytes);
-
-  // Checkpoints: at most checkpoint_bytes of images. One is taken after
-  // interval_ deltas, or earlier once the deltas since the last one carry
-  // interval_bytes (their share of the log's bytes, and at least a state's
-  // worth): large deltas (W3) make an interval costly long before it has
-  // many deltas. Never closer than min_checkpoint_interval deltas unless
-  // the bytes say so. Checkpoint 0 is the start state.
-  const uint64_t after_start = rec_.delta_count() ? rec_.last_epoch() - std::max(start_epoch_, first_epoch_ - 1) : 0;
-  const uint64_t slots = std::max<uint64_t>(1, options.checkpoint_bytes / std::max<uint64_t>(1, state_bytes_));
-  interval_ = std::max<uint64_t>({options.min_checkpoint_interval, 1, (after_start + slots - 1) / slots});
-  const uint64_t interval_bytes = std::max<uint64_t>(state_bytes_, (raw_bytes + slots - 1) / slots);
-  uint64_t bytes_since = 0;
-
-  // The running image starts as the start state.
-  Result<std::byte*> running = arena_.allocate(std::max<uint64_t>(1, state_bytes_));
-  if (!running.ok()) return running.status();
-  std::byte* image = *running;
-  std::memset(image, 0, state_bytes_);
-  base_version_.assign(pages.size(), 0);
-  if (Status s = load_start_state(image); !s.ok()) return s;
-  auto add_checkpoint = [&](Epoch e) -> Status {
-    Result<std::byte*> mem = arena_.allocate(std::max<uint64_t>(1, state_bytes_));
-    if (!mem.ok()) return mem.status();
-    std::memcpy(*mem, image, state_bytes_);
-    checkpoints_.push_back(Checkpoint{e, *mem});
-    return Status::OK();
-  };
-  if (Status s = add_checkpoint(start_epoch_); !s.ok()) return s;
-
+  IndexBuilder builder(rec, std::move(options));
+  if (Status s = builder.start(); !s.ok()) return s;
   std::vector<std::byte> raw;
   format::BatchReader batch;
-  std::vector<uint32_t> page_counts(pages.size(), 0);
-  const auto& dframes = rec_.delta_frames();
-  uint64_t since_checkpoint = 0;
-  for (size_t k = 0; k < dframes.size(); ++k) {
-    const FrameRef& f = rec_.frames()[dframes[k]];
+  Status damage;
+  for (size_t fi : rec.delta_frames()) {
     // A frame that fails its checks ends the history, as in Recording::open
     // (which trusts a closed segment's index and reads payloads lazily).
-    if (Status s = rec_.read_deltas(dframes[k], &raw, &batch); !s.ok()) {
-      damage_ = Status(s.code(), s.message() + "; the history ends at epoch " + std::to_string(f.header.first_epoch - 1));
+    if (Status s = rec.read_deltas(fi, &raw, &batch); !s.ok()) {
+      damage = Status(s.code(), s.message() + "; the history ends at epoch " +
+                                    std::to_string(rec.frames()[fi].header.first_epoch - 1));
       break;
     }
     // A good frame holding a delta that is invalid for its page: every delta
     // of the frame is checked before any is used.
-    if (Status s = rec_.check_deltas(dframes[k], batch); !s.ok()) return s;
-    for (uint32_t i = 0; i < batch.count(); ++i) {
-      const DeltaView d = batch.delta(i);
-      if (d.epoch > rec_.last_epoch()) break;
-      deltas_.push_back(Rec{d.page, static_cast<uint32_t>(d.ranges.size()), ranges_.size(), bytes_.size(), d.cause});
-      ranges_.insert(ranges_.end(), d.ranges.begin(), d.ranges.end());
-      bytes_.insert(bytes_.end(), d.bytes.begin(), d.bytes.end());
-      ++page_counts[d.page];
-      if (d.epoch <= start_epoch_) continue;  // already in the start state
-      apply_unchecked(image + page_offset_[d.page], d);
-      bytes_since += d.bytes.size();
-      if ((++since_checkpoint == interval_ || bytes_since >= interval_bytes) && checkpoints_.size() < slots &&
-          d.epoch < rec_.last_epoch()) {
-        since_checkpoint = 0;
-        bytes_since = 0;
-        if (Status s = add_checkpoint(d.epoch); !s.ok()) return s;
-      }
-    }
-    if (options.progress) options.progress(deltas_.size(), total);
-    if (options.cancel && options.cancel->load(std::memory_order_relaxed))
-      return Status(Code::kFailedPrecondition, "reading " + rec_.dir().string() + " was cancelled");
+    if (Status s = rec.check_deltas(fi, batch); !s.ok()) return s;
+    if (Status s = builder.add(batch); !s.ok()) return s;
   }
-  if (damage_.ok() && deltas_.size() != total)
-    return Status(Code::kCorruption, rec_.dir().string() + ": the delta frames hold " + std::to_string(deltas_.size()) +
-                                         " deltas, the index promised " + std::to_string(total));
-  ranges_.shrink_to_fit();
-  bytes_.shrink_to_fit();
+  return builder.finish(std::move(damage));
+}
 
-  // Per-page epoch lists (CSR), in epoch order.
-  page_begin_.assign(pages.size() + 1, 0);
-  for (size_t p = 0; p < pages.size(); ++p) page_begin_[p + 1] = page_begin_[p] + page_counts[p];
-  page_epochs_.resize(deltas_.size());
-  std::vector<uint64_t> fill(page_begin_.begin(), page_begin_.end() - 1);
-  for (uint64_t i = 0; i < deltas_.size(); ++i) page_epochs_[fill[deltas_[i].page]++] = first_epoch_ + i;
+// ---- IndexBuilder: one pass over the delta frames, each delta appended to
+// the flat arrays and applied to a running image, which is copied out at
+// each checkpoint. ----
 
-  // Children by cause epoch (CSR keyed by the sorted distinct causes).
-  std::vector<std::pair<Epoch, Epoch>> links;  // (cause, derived)
-  for (uint64_t i = 0; i < deltas_.size(); ++i)
-    if (deltas_[i].cause != kNoCause) links.emplace_back(deltas_[i].cause, first_epoch_ + i);
-  std::stable_sort(links.begin(), links.end(), [](auto& a, auto& b) { return a.first < b.first; });
-  for (size_t i = 0; i < links.size(); ++i) {
-    if (i == 0 || links[i].first != links[i - 1].first) {
-      child_causes_.push_back(links[i].first);
-      child_begin_.push_back(i);
-    }
-    child_epochs_.push_back(links[i].second);
+IndexBuilder::IndexBuilder(const Recording& rec, IndexOptions options)
+    : rec_(rec), options_(std::move(options)), ix_(new Index(rec)) {}
+
+IndexBuilder::~IndexBuilder() = default;
+
+Status IndexBuilder::start() {
+  Index& ix = *ix_;
+  const auto& pages = rec_.pages();
+  ix.start_epoch_ = rec_.start_epoch();
+  ix.first_epoch_ = rec_.delta_count() ? rec_.first_delta_epoch() : ix.start_epoch_ + 1;
+  ix.page_offset_.resize(pages.size());
+  for (size_t p = 0; p < pages.size(); ++p) {
+    ix.page_offset_[p] = ix.state_bytes_;
+    ix.state_bytes_ += pages[p].size;
   }
-  child_begin_.push_back(links.size());
-  return Status::OK();
+  page_counts_.assign(pages.size(), 0);
+  ix.deltas_.reserve(rec_.delta_count());
+  // Upper bounds, so the arrays are filled without regrowing: every delta has
+  // a range, and its bytes are part of its frame's decompressed size.
+  uint64_t raw_bytes = 0;
+  for (size_t fi : rec_.delta_frames()) raw_bytes += rec_.frames()[fi].header.raw_bytes;
+  ix.ranges_.reserve(rec_.delta_count());
+  ix.bytes_.reserve(raw_bytes);
+
+  // Checkpoints: at most checkpoint_bytes of images. One is taken after
+  // interval_ deltas, or earlier once the deltas since the last one carry
+  // interval_bytes_ (their share of the log's bytes, and at least a state's
+  // worth): large deltas (W3) make an interval costly long before it has
+  // many deltas. Never closer than min_checkpoint_interval deltas unless
+  // the bytes say so. Checkpoint 0 is the start state.
+  const uint64_t after_start =
+      rec_.delta_count() ? rec_.last_epoch() - std::max(ix.start_epoch_, ix.first_epoch_ - 1) : 0;
+  slots_ = std::max<uint64_t>(1, options_.checkpoint_bytes / std::max<uint64_t>(1, ix.state_bytes_));
+  ix.interval_ = std::max<uint64_t>({options_.min_checkpoint_interval, 1, (after_start + slots_ - 1) / slots_});
+  interval_bytes_ = std::max<uint64_t>(ix.state_bytes_, (raw_bytes + slots_ - 1) / slots_);
+
+  Result<std::byte*> running = ix.arena_.allocate(std::max<uint64_t>(1, ix.state_bytes_));
+  if (!running.ok()) return running.status();
+  image_ = *running;
+  std::memset(image_, 0, ix.state_bytes_);
+  ix.base_version_.assign(pages.size(), 0);
+  if (Status s = load_start_state(); !s.ok()) return s;
+  return add_checkpoint(ix.start_epoch_);
 }
 
 // The state at start_epoch(): zeros, or for a recording that began on a
 // running bus its first complete snapshot, fixed up by the streaming State.
-Status Index::load_start_state(std::byte* image) {
-  if (start_epoch_ == 0) return Status::OK();
+Status IndexBuilder::load_start_state() {
+  Index& ix = *ix_;
+  if (ix.start_epoch_ == 0) return Status::OK();
   State st(rec_);
-  if (Status s = st.seek(start_epoch_); !s.ok()) return s;
+  if (Status s = st.seek(ix.start_epoch_); !s.ok()) return s;
   for (PageId p = 0; p < st.page_count(); ++p) {
     std::span<const std::byte> b = st.page(p);
-    std::memcpy(image + page_offset_[p], b.data(), b.size());
+    std::memcpy(image_ + ix.page_offset_[p], b.data(), b.size());
     // Versions from start_epoch() on count the deltas after it.
-    base_version_[p] = st.version(p);
+    ix.base_version_[p] = st.version(p);
   }
   return Status::OK();
+}
+
+Status IndexBuilder::add_checkpoint(Epoch epoch) {
+  Index& ix = *ix_;
+  Result<std::byte*> mem = ix.arena_.allocate(std::max<uint64_t>(1, ix.state_bytes_));
+  if (!mem.ok()) return mem.status();
+  std::memcpy(*mem, image_, ix.state_bytes_);
+  ix.checkpoints_.push_back(Index::Checkpoint{epoch, *mem});
+  since_checkpoint_ = 0;
+  bytes_since_ = 0;
+  return Status::OK();
+}
+
+Status IndexBuilder::add(const format::BatchReader& batch) {
+  Index& ix = *ix_;
+  const Epoch last = rec_.last_epoch();
+  for (uint32_t i = 0; i < batch.count(); ++i) {
+    const DeltaView d = batch.delta(i);
+    if (d.epoch > last) break;
+    ix.deltas_.push_back(
+        Index::Rec{d.page, static_cast<uint32_t>(d.ranges.size()), ix.ranges_.size(), ix.bytes_.size(), d.cause});
+    ix.ranges_.insert(ix.ranges_.end(), d.ranges.begin(), d.ranges.end());
+    ix.bytes_.insert(ix.bytes_.end(), d.bytes.begin(), d.bytes.end());
+    ++page_counts_[d.page];
+    if (d.epoch <= ix.start_epoch_) continue;  // already in the start state
+    apply_unchecked(image_ + ix.page_offset_[d.page], d);
+    bytes_since_ += d.bytes.size();
+    if ((++since_checkpoint_ == ix.interval_ || bytes_since_ >= interval_bytes_) && ix.checkpoints_.size() < slots_ &&
+        d.epoch < last)
+      if (Status s = add_checkpoint(d.epoch); !s.ok()) return s;
+  }
+  if (options_.progress) options_.progress(ix.deltas_.size(), rec_.delta_count());
+  if (options_.cancel && options_.cancel->load(std::memory_order_relaxed))
+    return Status(Code::kFailedPrecondition, "reading " + rec_.dir().string() + " was cancelled");
+  return Status::OK();
+}
+
+Result<std::unique_ptr<Index>> IndexBuilder::finish(Status damage) {
+  Index& ix = *ix_;
+  const auto& pages = rec_.pages();
+  if (damage.ok() && ix.deltas_.size() != rec_.delta_count())
+    return Status(Code::kCorruption, rec_.dir().string() + ": the delta frames hold " +
+                                         std::to_string(ix.deltas_.size()) + " deltas, the index promised " +
+                                         std::to_string(rec_.delta_count()));
+  ix.damage_ = std::move(damage);
+  ix.ranges_.shrink_to_fit();
+  ix.bytes_.shrink_to_fit();
+
+  // Per-page epoch lists (CSR), in epoch order.
+  ix.page_begin_.assign(pages.size() + 1, 0);
+  for (size_t p = 0; p < pages.size(); ++p) ix.page_begin_[p + 1] = ix.page_begin_[p] + page_counts_[p];
+  ix.page_epochs_.resize(ix.deltas_.size());
+  std::vector<uint64_t> fill(ix.page_begin_.begin(), ix.page_begin_.end() - 1);
+  for (uint64_t i = 0; i < ix.deltas_.size(); ++i) ix.page_epochs_[fill[ix.deltas_[i].page]++] = ix.first_epoch_ + i;
+
+  // Children by cause epoch (CSR keyed by the sorted distinct causes).
+  std::vector<std::pair<Epoch, Epoch>> links;  // (cause, derived)
+  for (uint64_t i = 0; i < ix.deltas_.size(); ++i)
+    if (ix.deltas_[i].cause != kNoCause) links.emplace_back(ix.deltas_[i].cause, ix.first_epoch_ + i);
+  std::stable_sort(links.begin(), links.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < links.size(); ++i) {
+    if (i == 0 || links[i].first != links[i - 1].first) {
+      ix.child_causes_.push_back(links[i].first);
+      ix.child_begin_.push_back(i);
+    }
+    ix.child_epochs_.push_back(links[i].second);
+  }
+  ix.child_begin_.push_back(links.size());
+  return std::move(ix_);
 }
 
 uint64_t Index::memory_bytes() const noexcept {

@@ -173,6 +173,7 @@ class Index {
 
  private:
   friend class StateView;
+  friend class IndexBuilder;  // fills an Index (src/index_builder.h)
   struct Rec {  // one delta; 32 bytes
     PageId page;
     uint32_t range_count;
@@ -185,9 +186,6 @@ class Index {
     std::byte* image;  // every page that exists at `epoch`, at page_offset_
   };
   explicit Index(const Recording& rec) : rec_(rec), arena_(size_t{256} << 20, /*huge_pages=*/true) {}
-  Status decode(const IndexOptions& options);
-  Status load_start_state(std::byte* image);
-  Status make_checkpoints(const IndexOptions& options);
   DeltaInfo info(uint64_t i) const noexcept;
   DeltaView raw(uint64_t i) const noexcept;  // ranges and bytes only: for applying
   bool writes(uint64_t i, uint64_t offset) const noexcept;  // delta i covers byte offset
