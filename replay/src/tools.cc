@@ -16,6 +16,7 @@
 #include "mmsb/fb/mmsb_tlog_generated.h"
 #include "mmsb/hash.h"
 #include "mmsb/json.h"
+#include "index_builder.h"
 
 namespace mmsb::replay {
 
@@ -244,7 +245,13 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
     return r;
   }
   const Recording& rec = **opened;
-  // Every frame: checksum, zstd frame, FlatBuffer, and what it holds.
+  // Every frame: checksum, zstd frame, FlatBuffer, and what it holds. Each
+  // delta frame of the history, once checked, feeds the index (for the
+  // snapshot checks below): it is read and decoded once. The index's own
+  // errors come after any damage the walk finds: a start state that cannot
+  // be built from a damaged snapshot is that damage, which recover cuts.
+  IndexBuilder builder(rec, {});
+  Status build = builder.start();
   std::vector<std::byte> raw;
   format::BatchReader batch;
   uint64_t total = 0;
@@ -259,6 +266,7 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
     if (Status s = check_frame(rec, i, deltas, &raw, &batch, &at); !s.ok())
       fail(&r, s.message(), at.file, at.offset, at.epoch, at.page);
     if (!r.ok) return r;
+    if (deltas && build.ok()) build = builder.add(batch);
     ++r.frames;
     r.bytes += format::kFrameHeaderBytes + f.header.payload_bytes;
     if (progress && i % 64 == 0) progress(r.bytes, total);
@@ -269,18 +277,16 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
          d.epoch);
     return r;
   }
-  // Every delta valid for its page, epochs contiguous (Index::build checks both).
-  Result<std::unique_ptr<Index>> ix = Index::build(rec);
+  // The walk added every delta frame of the history, so the index has no
+  // damage of its own; finish() checks that their epochs cover the history.
+  Result<std::unique_ptr<Index>> ix = build;
+  if (build.ok()) ix = builder.finish(Status::OK());
   if (!ix.ok()) {  // every frame's content was checked above: this is not damage recover could cut
     fail(&r, ix.status().message(), dir, 0, 0);
     r.recoverable = false;
     return r;
   }
   r.deltas = (*ix)->delta_count();
-  if (!(*ix)->damage().ok()) {
-    fail(&r, (*ix)->damage().message(), dir, 0, (*ix)->last_epoch() + 1);
-    return r;
-  }
   check_snapshots(rec, **ix, &r);
   if (!r.ok) {
     r.recoverable = false;  // well-formed frames that disagree with the replay: nothing to cut
