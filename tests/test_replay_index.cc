@@ -73,9 +73,12 @@ bool covers(const std::vector<model::Run>& runs, uint64_t b) {
 }
 
 // Small segments: several of them even when batches compress well.
+// Small segments, so that every test that needs three or more gets them:
+// with 8 KiB a 600-step run made 4 or 5, but 2 once on a loaded machine
+// (the writer's timing decides how deltas batch into frames).
 RecorderOptions many_segments() {
   RecorderOptions opt = small_options();
-  opt.segment_bytes = 8 << 10;
+  opt.segment_bytes = 4 << 10;
   return opt;
 }
 
@@ -417,7 +420,9 @@ TEST_CASE("verify: an intact recording passes; a flipped byte is reported with f
   CHECK(ok.ok);
   CHECK(ok.opened);
   CHECK(ok.deltas == f.last);
-  CHECK(ok.snapshots >= 2);
+  // Snapshots are taken on the writer thread when it gets to them: on a
+  // loaded machine a 900-step run may end with only the first one done.
+  CHECK(ok.snapshots >= 1);
   CHECK(ok.snapshot_pages > 0);
 
   // Flip one byte in the payload of a delta frame in the middle segment.
