@@ -12,6 +12,9 @@ namespace mmsb::cli {
 
 namespace {
 
+// Lines of differing bytes (16 a line) and pages compare lists as text.
+constexpr size_t kCompareLines = 16;
+
 using replay::CompareReport;
 using replay::Index;
 using replay::Recording;
@@ -154,6 +157,9 @@ int run_compare(const CompareArgs& a) {
         at += g.length;
       }
       j.end_array();
+      j.key("also_differ").begin_array();
+      for (PageId p : r.also_differ) j.num(p);
+      j.end_array();
     }
     if (r.outcome == CompareReport::Outcome::kPrefix) j.field("shorter", r.shorter);
     j.key("damage_a");
@@ -194,15 +200,32 @@ int run_compare(const CompareArgs& a) {
                   : fmt("diverged at epoch %" PRIu64 ": ", r.epoch);
         out += "page " + page_label(named, r.page) +
                fmt(", %" PRIu64 " byte(s) in %zu range(s) differ\n", bytes, r.ranges.size());
-        uint64_t at = 0;
+        // 16 bytes a line, kCompareLines lines at most: a CI log gets the
+        // start of the difference, --json all of it.
+        uint64_t at = 0, lines = 0, shown = 0;
+        size_t ranges_shown = 0;
         for (const Range& g : r.ranges) {
-          for (uint64_t i = 0; i < g.length; i += 16) {  // 16 bytes a line
+          if (lines == kCompareLines) break;
+          for (uint64_t i = 0; i < g.length && lines < kCompareLines; i += 16, ++lines) {
             const uint64_t n = std::min<uint64_t>(16, g.length - i);
             out += fmt("  offset %" PRIu64 ": ", uint64_t{g.offset} + i) +
                    hex(std::span<const std::byte>(r.a_bytes).subspan(at + i, n)) + " -> " +
                    hex(std::span<const std::byte>(r.b_bytes).subspan(at + i, n)) + "\n";
+            shown += n;
           }
+          ++ranges_shown;
           at += g.length;
+        }
+        if (shown < bytes)
+          out += fmt("  ... %" PRIu64 " more byte(s) in %zu range(s) not shown (--json lists them all)\n",
+                     bytes - shown, r.ranges.size() - ranges_shown + (at > shown ? 1 : 0));
+        if (!r.also_differ.empty()) {
+          out += "also differ:";
+          for (size_t i = 0; i < r.also_differ.size() && i < kCompareLines; ++i)
+            out += (i ? ", page " : " page ") + page_label(named, r.also_differ[i]);
+          if (r.also_differ.size() > kCompareLines)
+            out += fmt(" and %zu more page(s)", r.also_differ.size() - kCompareLines);
+          out += "\n";
         }
         break;
       }

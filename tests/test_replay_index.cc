@@ -1184,3 +1184,85 @@ TEST_CASE("compare: deltas that differ but leave equal states are not a divergen
     CHECK(static_cast<uint8_t>(div->b_bytes[0]) == 0x42);
   }
 }
+
+TEST_CASE("compare: other pages that differ are listed; ignores naming nothing are errors", "[replay]") {
+  // At step 400 run A writes byte 1234 of page 3 and run B byte 7 of page
+  // 5: the first divergence may show on both pages at once.
+  Epoch at_a = 0, at_b = 0;
+  auto tamper = [](bool b_side, Epoch* at) {
+    return [b_side, at](int step, Workload& w) {
+      if (step != 400) return;
+      if (b_side) w.write(5, 7, {0x42});
+      else w.write(3, 1234, {0x41});
+      *at = w.m.epoch;
+    };
+  };
+  Full a, b;
+  record_full(a, 0x1d0e, 700, small_options(), tamper(false, &at_a));
+  record_full(b, 0x1d0e, 700, small_options(), tamper(true, &at_b));
+  REQUIRE(at_a == at_b);
+  // The model's answer: the pages whose bytes differ after an epoch.
+  auto differing = [](const Full& x, const Full& y, Epoch ex, Epoch ey) {
+    std::vector<mmsb::PageId> out;
+    const auto &px = x.saved.at(ex).pages, &py = y.saved.at(ey).pages;
+    for (size_t p = 0; p < std::min(px.size(), py.size()); ++p)
+      if (px[p].bytes != py[p].bytes) out.push_back(static_cast<mmsb::PageId>(p));
+    return out;
+  };
+  auto ra = open_rec(a.dir.path), rb = open_rec(b.dir.path);
+  auto ia = build(*ra), ib = build(*rb);
+
+  const std::vector<mmsb::PageId> want = differing(a, b, at_a, at_b);
+  REQUIRE(!want.empty());
+  auto div = mmsb::replay::compare(*ia, *ib, {});
+  REQUIRE(div.ok());
+  INFO(div->summary);
+  REQUIRE(div->outcome == CompareReport::Outcome::kDiverged);
+  CHECK(div->epoch == at_a);
+  CHECK(div->page == want.front());
+  CHECK(div->also_differ == std::vector<mmsb::PageId>(want.begin() + 1, want.end()));
+  if (want.size() > 1) CHECK(div->summary.find("page 5 differs too") != std::string::npos);
+
+  // Final states: every differing page, the first reported, the rest listed.
+  REQUIRE(a.saved.at(a.last).pages.size() == b.saved.at(b.last).pages.size());
+  const std::vector<mmsb::PageId> want_final = differing(a, b, a.last, b.last);
+  CompareOptions fin;
+  fin.final_only = true;
+  auto f = mmsb::replay::compare(*ia, *ib, fin);
+  REQUIRE(f.ok());
+  INFO(f->summary);
+  if (want_final.empty()) {
+    CHECK(f->outcome == CompareReport::Outcome::kIdentical);
+  } else {
+    CHECK(f->page == want_final.front());
+    CHECK(f->also_differ == std::vector<mmsb::PageId>(want_final.begin() + 1, want_final.end()));
+  }
+
+  // Ignores that name nothing: errors naming them, nothing compared.
+  auto fails_with = [&](const CompareOptions& o, const std::string& text) {
+    auto r = mmsb::replay::compare(*ia, *ib, o);
+    REQUIRE_FALSE(r.ok());
+    INFO(r.status().to_string());
+    CHECK(r.status().code() == mmsb::Code::kInvalidArgument);
+    CHECK(r.status().message().find(text) != std::string::npos);
+  };
+  CompareOptions o1;
+  o1.ignore_pages = {"nosuch"};
+  fails_with(o1, "'nosuch'");
+  CompareOptions o2;
+  o2.ignore_pages = {"99999999999999999999999"};  // digits, but no page id
+  fails_with(o2, "'99999999999999999999999'");
+  CompareOptions o3;
+  o3.ignore_ranges = {mmsb::replay::ByteRange{3, 5000, 1}};  // page 3 has 4095 bytes
+  fails_with(o3, "offset 5000 is past the end of page 3 (4095 bytes)");
+  CompareOptions o4;
+  o4.ignore_ranges = {mmsb::replay::ByteRange{1000000, 0, 1}};
+  fails_with(o4, "page 1000000");
+  // A name and a range that exist are fine.
+  CompareOptions ok;
+  ok.ignore_pages = {"hundred", "5"};
+  ok.ignore_ranges = {mmsb::replay::ByteRange{3, 1234, 1}};
+  auto hidden = mmsb::replay::compare(*ia, *ib, ok);
+  REQUIRE(hidden.ok());
+  CHECK((hidden->outcome != CompareReport::Outcome::kDiverged || hidden->epoch > at_a));
+}

@@ -110,21 +110,39 @@ struct Ignore {
   std::vector<Range> ranges;  // sorted
 };
 
-Result<std::vector<Ignore>> resolve_ignores(const Index& ix, const CompareOptions& o) {
-  const auto& pages = ix.recording().pages();
+// What to ignore, per page of A. A page (by name or id) must exist in A or
+// B, and a range on one page must start inside it: a typo is an error, not
+// an ignore that ignores nothing.
+Result<std::vector<Ignore>> resolve_ignores(const Index& a, const Index& b, const CompareOptions& o) {
+  const auto& pages = a.recording().pages();
+  const auto& b_pages = b.recording().pages();
   std::vector<Ignore> out(pages.size());
-  auto find = [&](const std::string& name) -> std::optional<PageId> {
-    for (const PageMeta& p : pages)
+  auto find = [](const std::vector<PageMeta>& in, const std::string& name) -> std::optional<PageId> {
+    for (const PageMeta& p : in)
       if (p.name == name) return p.id;
-    if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
+    if (!name.empty() && name.size() < 10 && name.find_first_not_of("0123456789") == std::string::npos) {
       const uint64_t id = std::stoull(name);
-      if (id < pages.size()) return static_cast<PageId>(id);
+      if (id < in.size()) return static_cast<PageId>(id);
     }
     return std::nullopt;
   };
-  for (const std::string& name : o.ignore_pages)
-    if (std::optional<PageId> id = find(name)) out[*id].whole = true;
+  for (const std::string& name : o.ignore_pages) {
+    std::optional<PageId> id = find(pages, name);
+    if (!id) id = find(b_pages, name);
+    if (!id)
+      return Status(Code::kInvalidArgument, "ignore_pages: neither recording has a page named (or numbered) '" +
+                                                printable(name) + "'");
+    if (*id < out.size()) out[*id].whole = true;  // a page only B has is compared by the page tables alone
+  }
   for (const ByteRange& br : o.ignore_ranges) {
+    if (br.page != kNoPage) {
+      const PageMeta* meta = br.page < pages.size() ? &pages[br.page] : br.page < b_pages.size() ? &b_pages[br.page] : nullptr;
+      if (!meta)
+        return Status(Code::kInvalidArgument, "ignore_ranges: neither recording has page " + num(br.page));
+      if (br.offset >= meta->size)
+        return Status(Code::kInvalidArgument, "ignore_ranges: offset " + num(br.offset) + " is past the end of page " +
+                                                  num(br.page) + " (" + num(meta->size) + " bytes)");
+    }
     if (br.length == 0) continue;
     for (PageId p = 0; p < pages.size(); ++p) {
       if (br.page != kNoPage && br.page != p) continue;
@@ -193,6 +211,15 @@ std::string first_range_text(const CompareReport& r) {
   std::string s = "differs at offset " + num(g.offset) + " (" + num(g.length) + " byte(s)): A " + hex(a) + ", B " + hex(b);
   if (r.ranges.size() > 1) s += " (and " + num(r.ranges.size() - 1) + " more range(s))";
   return s;
+}
+
+// "; page 7 'clock' differs too" for r.also_differ (at most three named).
+std::string also_text(const CompareReport& r, const std::vector<PageMeta>& pages) {
+  if (r.also_differ.empty()) return "";
+  std::string s = "; ";
+  for (size_t i = 0; i < r.also_differ.size() && i < 3; ++i) s += (i ? ", " : "") + page_label(pages[r.also_differ[i]]);
+  if (r.also_differ.size() > 3) s += " and " + num(r.also_differ.size() - 3) + " more page(s)";
+  return s + (r.also_differ.size() == 1 ? " differs too" : " differ too");
 }
 
 // Page tables: the i-th page must have the same size and name in both.
@@ -331,20 +358,23 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
   CompareReport r;
   r.a_last = a.last_epoch();
   r.b_last = b.last_epoch();
-  Result<std::vector<Ignore>> ig_a = resolve_ignores(a, options);
+  Result<std::vector<Ignore>> ig_a = resolve_ignores(a, b, options);
   if (!ig_a.ok()) return ig_a.status();
   const auto& pa = a.recording().pages();
   const auto& pb = b.recording().pages();
 
   StateView sa(a), sb(b);
+  CompareReport scratch;  // the differing runs of pages after the first
   // Compares whole states at (ea, eb); true if they differ (r filled, its
   // summary led by `head`, or "diverged at epoch E" when empty).
   auto whole_states_differ = [&](Epoch ea, Epoch eb, Epoch report_epoch, const std::string& head) -> Result<bool> {
     if (Status s = sa.seek(ea); !s.ok()) return s;
     if (Status s = sb.seek(eb); !s.ok()) return s;
     const uint32_t na = sa.page_count(), nb = sb.page_count();
+    PageId first = kNoPage;
     for (PageId p = 0; p < std::min(na, nb); ++p) {
       if (!same_page(pa[p], pb[p])) {
+        if (first != kNoPage) break;  // an earlier page differs: that one is reported
         diverged_at(&r, report_epoch, pa[p], "has size " + num(pa[p].size) + " in A and " + num(pb[p].size) +
                                                  (pa[p].name != pb[p].name ? " (named '" + printable(pb[p].name) + "')" : "") +
                                                  " in B",
@@ -354,9 +384,15 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
       if ((*ig_a)[p].whole) continue;
       std::span<const std::byte> x = sa.page(p), y = sb.page(p);
       if (std::memcmp(x.data(), y.data(), x.size()) == 0) continue;
-      differing_runs(x, y, (*ig_a)[p], 0, x.size(), &r);
-      if (r.ranges.empty()) continue;
-      diverged_at(&r, report_epoch, pa[p], first_range_text(r), head);
+      // The first differing page is reported; the others are listed.
+      CompareReport& into = first == kNoPage ? r : scratch;
+      differing_runs(x, y, (*ig_a)[p], 0, x.size(), &into);
+      if (into.ranges.empty()) continue;
+      if (first == kNoPage) first = p;
+      else r.also_differ.push_back(p);
+    }
+    if (first != kNoPage) {
+      diverged_at(&r, report_epoch, pa[first], first_range_text(r) + also_text(r, pa), head);
       return true;
     }
     if (na != nb) {
@@ -429,6 +465,8 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
     if (Status s = sb.seek(e); !s.ok()) return s;
     PageId touched[2] = {da ? da->page : kNoPage, db ? db->page : kNoPage};
     if (touched[0] > touched[1]) std::swap(touched[0], touched[1]);
+    if (touched[1] == touched[0]) touched[1] = kNoPage;
+    PageId first = kNoPage;  // reported; a second page that differs is listed
     for (PageId p : touched) {
       if (p == kNoPage || p >= na || (*ig_a)[p].whole) continue;
       std::span<const std::byte> x = sa.page(p), y = sb.page(p);
@@ -439,9 +477,14 @@ Result<CompareReport> compare(const Index& a, const Index& b, const CompareOptio
           hi = std::max<uint64_t>(hi, d->ranges.back().end());
         }
       if (lo >= hi || std::memcmp(x.data() + lo, y.data() + lo, hi - lo) == 0) continue;
-      differing_runs(x, y, (*ig_a)[p], lo, hi, &r);
-      if (r.ranges.empty()) continue;
-      diverged_at(&r, e, pa[p], first_range_text(r));
+      CompareReport& into = first == kNoPage ? r : scratch;
+      differing_runs(x, y, (*ig_a)[p], lo, hi, &into);
+      if (into.ranges.empty()) continue;
+      if (first == kNoPage) first = p;
+      else r.also_differ.push_back(p);
+    }
+    if (first != kNoPage) {
+      diverged_at(&r, e, pa[first], first_range_text(r) + also_text(r, pa));
       return r;
     }
   }

@@ -587,6 +587,38 @@ case_compare-damaged() {
   out_has '"damage_a":null,"damage_b":null'
 }
 
+# A wide difference: the text shows 16 lines of it and says how much is
+# left; --json has every byte. The differing bytes are counted here from
+# the fixture's live-bus pages.
+case_compare-wide() {
+  make_rec wa --wide 4096 --seed 1
+  make_rec wb --wide 4096 --seed 2
+  local ha hb n=0 i
+  ha=$(fixture page wide 13 --wide 4096 --seed 1)
+  hb=$(fixture page wide 13 --wide 4096 --seed 2)
+  for ((i = 0; i < 8192; i += 2)); do [ "${ha:i:2}" = "${hb:i:2}" ] || n=$((n + 1)); done
+  [ "$n" -gt 256 ] || fail "only $n bytes differ: the case needs more than 16 lines of them"
+  run compare wa wb
+  rc_is 1
+  out_has "diverged at epoch 13: page 5 'wide', $n byte(s) in"
+  [ "$(grep -c '^  offset ' out.txt)" -eq 16 ] || fail "$(grep -c '^  offset ' out.txt) lines of bytes, want 16"
+  out_has "  offset 0: ${ha:0:2} ${ha:2:2} "
+  # The bytes the 16 lines show (A's side of each), and the rest announced.
+  local shown
+  shown=$(awk '/^  offset / { sub(/ ->.*/, ""); sub(/^  offset [0-9]+: /, ""); n += split($0, b, " ") } END { print n }' out.txt)
+  out_has "... $((n - shown)) more byte(s)"
+  out_has "(--json lists them all)"
+  out_lacks "also differ"
+  run compare wa wb --json
+  rc_is 1
+  json_ok
+  out_has '"also_differ":[]'
+  # Every differing byte is listed: the ranges' lengths add up to n.
+  local total
+  total=$(grep -o '"length":[0-9]*' out.txt | awk -F: '{ n += $2 } END { print n }')
+  [ "$total" -eq "$n" ] || fail "--json lists $total differing bytes, want $n"
+}
+
 # What compare's text and summary say beyond the bytes: page tables that
 # differ, final states of runs of different lengths, separate ranges.
 case_compare-summary() {

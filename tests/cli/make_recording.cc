@@ -9,7 +9,9 @@
 //       starts the recorder once the bus is at epoch E (an application write
 //       must follow), so the recording starts from a snapshot. --odd-name 1
 //       adds page 5 (8 B, never written) named q"<LF><FF>: a quote, a
-//       newline and a byte that is not UTF-8.
+//       newline and a byte that is not UTF-8. --wide N then adds a page
+//       'wide' of N bytes and writes all of them at once (epoch 13), with
+//       bytes that depend on --seed.
 //   page NAME EPOCH [--steps N] [--seed S] [--flip-byte E]
 //       Runs the same script on a live bus (no recorder, no replay) and
 //       prints the page's bytes right after EPOCH in hex, without spaces.
@@ -87,6 +89,7 @@ struct Options {
   uint64_t snapshot_every = 0;
   uint64_t start_at = 0;
   bool odd_name = false;
+  uint64_t wide = 0;
 };
 
 // Parses --name value pairs from argv[first..].
@@ -104,6 +107,7 @@ Options parse_options(int argc, char** argv, int first) {
     else if (k == "--snapshot-every") o.snapshot_every = v;
     else if (k == "--start-at") o.start_at = v;
     else if (k == "--odd-name") o.odd_name = v != 0;
+    else if (k == "--wide") o.wide = v;
     else die("unknown option " + k);
   }
   return o;
@@ -156,6 +160,13 @@ void run_script(mmsb::Bus& bus, const Options& o, const std::function<void()>& s
   write(alpha, 0, bytes({0x48, 0x45, 0x4c, 0x4c, 0x4f}));
   if (bus.epoch() != 12) die("the script ended at epoch " + std::to_string(bus.epoch()) + ", not 12");
   if (o.odd_name) check(bus.create_page(8, "q'\"\n\xff").status(), "create_page (odd name)");
+  if (o.wide > 0) {
+    const mmsb::PageId wide = bus.create_page(o.wide, "wide").value();
+    model::Rng fill(o.seed ^ 0x77696465);
+    std::vector<std::byte> v(o.wide);
+    for (auto& b : v) b = std::byte(fill.byte());
+    write(wide, 0, v);
+  }
 
   model::Rng rng(o.seed);
   const mmsb::PageId targets[] = {alpha, beta, extra};
@@ -201,8 +212,10 @@ int cmd_page(int argc, char** argv) {
   const std::string name = argv[2];
   const uint64_t epoch = std::strtoull(argv[3], nullptr, 10);
   const Options o = parse_options(argc, argv, 4);
-  // Page ids are fixed by the script; the unnamed page is "4".
-  const std::map<std::string, mmsb::PageId> ids = {{"alpha", 0}, {"beta", 1}, {"sum", 2}, {"check", 3}, {"4", 4}};
+  // Page ids are fixed by the script; the unnamed page is "4"; 'wide'
+  // comes after the odd name's page when both are asked for.
+  const std::map<std::string, mmsb::PageId> ids = {
+      {"alpha", 0}, {"beta", 1}, {"sum", 2}, {"check", 3}, {"4", 4}, {"wide", o.odd_name ? 6u : 5u}};
   if (!ids.count(name)) die("unknown page " + name);
   const mmsb::PageId want = ids.at(name);
   mmsb::Bus bus;

@@ -48,7 +48,10 @@ struct ByteRange {
   uint64_t offset = 0, length = 0;
 };
 struct CompareOptions {
-  std::vector<std::string> ignore_pages;  // page names (or ids as decimal)
+  // Page names (or ids as decimal) in A or B; compare() fails with
+  // kInvalidArgument for one neither has, and for a range on one page that
+  // starts past its end.
+  std::vector<std::string> ignore_pages;
   std::vector<ByteRange> ignore_ranges;
   bool final_only = false;  // compare only the last states
 };
@@ -63,6 +66,10 @@ struct CompareReport {
   std::string page_name;
   std::vector<Range> ranges;
   std::vector<std::byte> a_bytes, b_bytes;  // the ranges' bytes in A and B
+  // Other pages whose (unignored) bytes differ at that epoch, ascending:
+  // the other run's delta page (epoch by epoch), or every other page
+  // (final_only, the start state).
+  std::vector<PageId> also_differ;
   // kPrefix: which run stops early ("a" or "b") and both last epochs.
   std::string shorter;
   Epoch a_last = 0, b_last = 0;
