@@ -456,12 +456,12 @@ void tree_json(const Index& index, const CauseTree& t, Json& j) {
 int run_deps(const DepsArgs& a) {
   auto rec = open_recording(a.dir, a.common);
   if (rec->delta_count() == 0) throw Error{kExitUsage, "the recording has no deltas", ""};
-  const Epoch epoch = parse_epoch(a.epoch, *rec, rec->start_epoch(), rec->last_epoch(), "epoch");
-  if (epoch < rec->first_delta_epoch())  // 'start', or a state before any delta
+  const Epoch epoch = parse_epoch(a.epoch, *rec, 0, UINT64_MAX, "epoch");
+  if (epoch < rec->first_delta_epoch() || epoch > rec->last_epoch())  // 'start', a state before any delta
     throw Error{kExitUsage,
-                fmt("deps needs a delta's epoch (first..last = %" PRIu64 "..%" PRIu64 "); epoch %" PRIu64
-                    " is the state before the first delta",
-                    rec->first_delta_epoch(), rec->last_epoch(), epoch),
+                fmt("deps needs a delta's epoch (first..last = %" PRIu64 "..%" PRIu64 "); epoch %" PRIu64 " %s",
+                    rec->first_delta_epoch(), rec->last_epoch(), epoch,
+                    epoch > rec->last_epoch() ? "is past the last delta" : "is the state before the first delta"),
                 ""};
   auto index = build_index(*rec, a.common);
   require_readable(*index, epoch, "epoch");

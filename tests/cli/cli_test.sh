@@ -107,6 +107,9 @@ case_usage() {
   run deps rec start
   rc_is 2
   err_has "deps needs a delta's epoch (first..last = 1..12); epoch 0 is the state before the first delta"
+  run deps rec 99999
+  rc_is 2
+  err_has "deps needs a delta's epoch (first..last = 1..12); epoch 99999 is past the last delta"
   # Numbers that are not counts, empty epochs and paths, flags that conflict:
   # usage errors that echo what was typed.
   run cat rec alpha --offset -1
