@@ -149,10 +149,8 @@ Epoch parse_epoch(const std::string& text, const Recording& rec, Epoch lo, Epoch
 
 PageId resolve_page(const Recording& rec, const std::string& text, PageBy by) {
   const auto& pages = rec.pages();
-  if (by != PageBy::kId) {
-    for (const replay::PageMeta& p : pages)
-      if (!p.name.empty() && p.name == text) return p.id;
-  }
+  if (by != PageBy::kId)
+    if (std::optional<PageId> id = rec.page_named(text)) return *id;
   const bool digits = !text.empty() && text.size() <= 10 && text.find_first_not_of("0123456789") == std::string::npos;
   if (by != PageBy::kName && digits) {
     const uint64_t id = std::stoull(text);

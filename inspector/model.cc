@@ -15,22 +15,6 @@ namespace mmsb::inspector {
 
 namespace {
 
-// The byte at `offset` in a delta, if the delta wrote it. Ranges are sorted
-// and disjoint: binary search, then the byte's place in `bytes`.
-std::optional<std::byte> written_byte(const replay::DeltaInfo& d, uint64_t offset) {
-  const auto& rs = d.ranges;
-  auto it = std::upper_bound(rs.begin(), rs.end(), offset,
-                             [](uint64_t off, const Range& r) { return off < r.offset; });
-  if (it == rs.begin()) return std::nullopt;
-  --it;
-  if (offset >= it->end()) return std::nullopt;
-  uint64_t before = 0;
-  for (auto r = rs.begin(); r != it; ++r) before += r->length;
-  const uint64_t at = before + (offset - it->offset);
-  if (at >= d.bytes.size()) return std::nullopt;  // a malformed delta: say "not written"
-  return d.bytes[at];
-}
-
 uint64_t count_nodes(const replay::CauseTree& t) {
   uint64_t n = 1;
   for (const auto& c : t.children) n += count_nodes(c);
@@ -558,8 +542,7 @@ std::string Model::page_label(PageId id) const {
 
 std::optional<PageId> Model::find_page(std::string_view s) const {
   if (!loaded_.rec || s.empty()) return std::nullopt;
-  for (const auto& p : loaded_.rec->pages())
-    if (p.name == s) return p.id;
+  if (std::optional<PageId> id = loaded_.rec->page_named(s)) return id;
   if (s.front() == '#') s.remove_prefix(1);
   if (s.empty() || s.size() > 10) return std::nullopt;
   uint64_t v = 0;
@@ -688,7 +671,7 @@ const ByteHistory& Model::byte_history(PageId page, uint64_t offset, Epoch epoch
     history_.stopped = s.stopped;
     if (!s.writer) break;
     const replay::DeltaInfo& d = *s.writer;
-    history_.writes.push_back({d.epoch, d.version, written_byte(d, offset).value_or(std::byte{0})});
+    history_.writes.push_back({d.epoch, d.version, d.byte_at(offset).value_or(std::byte{0})});
     at = d.epoch - 1;  // delta epochs start at 1
   }
   history_.next = next_byte_write(page, offset, epoch, max_deltas);

@@ -172,6 +172,17 @@ TEST_CASE("index: deltas, versions, page lists and causes match the model's log"
   REQUIRE(ix->last_epoch() == f.last);
   REQUIRE(ix->delta_count() == f.log.size());
 
+  // Pages by name and by id (record_full names page 0 "one" and 2 "hundred").
+  CHECK(rec->page_named("hundred") == std::optional<mmsb::PageId>(2));
+  CHECK(rec->page_named("one") == std::optional<mmsb::PageId>(0));
+  CHECK_FALSE(rec->page_named("nosuch").has_value());
+  CHECK_FALSE(rec->page_named("").has_value());  // unnamed pages are not "named ''"
+  CHECK(rec->find_page("hundred") == std::optional<mmsb::PageId>(2));
+  CHECK(rec->find_page("3") == std::optional<mmsb::PageId>(3));
+  CHECK_FALSE(rec->find_page(std::to_string(rec->pages().size())).has_value());
+  CHECK_FALSE(rec->find_page("99999999999999999999999").has_value());
+  CHECK_FALSE(rec->find_page("-1").has_value());
+
   std::map<uint32_t, std::vector<Epoch>> per_page;
   std::map<Epoch, std::vector<Epoch>> children;
   for (const auto& [e, wr] : f.log) {
@@ -377,6 +388,15 @@ TEST_CASE("index: states, pages and diffs at random epochs match the model", "[r
     CHECK((got ? got->epoch : 0) == want);
     auto next = ix->next_writer(p, b, e);
     CHECK((next ? next->epoch : 0) == want_next);
+    // The value the writer wrote there, and bytes it did not write.
+    if (got) {
+      REQUIRE(got->byte_at(b).has_value());
+      CHECK(static_cast<uint8_t>(*got->byte_at(b)) == f.saved.at(got->epoch).pages[p].bytes[b]);
+      const uint64_t other = rng.below(f.saved.at(e).pages[p].bytes.size());
+      const bool wrote = covers(f.log.at(got->epoch).runs, other);
+      CHECK(got->byte_at(other).has_value() == wrote);
+      if (wrote) CHECK(static_cast<uint8_t>(*got->byte_at(other)) == f.saved.at(got->epoch).pages[p].bytes[other]);
+    }
 
     // Bounded: the page's deltas the model's walks pass over, counted.
     const uint64_t bound = 1 + rng.below(4);

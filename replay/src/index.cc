@@ -20,6 +20,18 @@ std::string epoch_range(const Index& ix) {
 
 }  // namespace
 
+std::optional<std::byte> DeltaInfo::byte_at(uint64_t offset) const noexcept {
+  // Ranges are sorted and disjoint: the last one starting at or before offset.
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), offset,
+                             [](uint64_t off, const Range& r) { return off < r.offset; });
+  if (it == ranges.begin() || offset >= (it - 1)->end()) return std::nullopt;
+  --it;
+  uint64_t at = offset - it->offset;  // its bytes follow those of the ranges before it
+  for (auto r = ranges.begin(); r != it; ++r) at += r->length;
+  if (at >= bytes.size()) return std::nullopt;  // bytes shorter than the ranges: not an Index's delta
+  return bytes[at];
+}
+
 Index::~Index() = default;
 
 Result<std::unique_ptr<Index>> Index::build(const Recording& rec, IndexOptions options) {

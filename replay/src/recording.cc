@@ -97,6 +97,23 @@ std::string Recording::describe(const FrameRef& f) const {
   return segments_[f.segment].path.string() + " offset " + std::to_string(f.offset);
 }
 
+std::optional<PageId> Recording::page_named(std::string_view name) const noexcept {
+  if (name.empty()) return std::nullopt;  // unnamed pages have no name to match
+  for (const PageMeta& p : pages_)
+    if (p.name == name) return p.id;
+  return std::nullopt;
+}
+
+std::optional<PageId> Recording::find_page(std::string_view text) const noexcept {
+  if (std::optional<PageId> id = page_named(text)) return id;
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string_view::npos)
+    return std::nullopt;
+  uint64_t id = 0;
+  for (char c : text) id = id * 10 + static_cast<uint64_t>(c - '0');
+  if (id >= pages_.size()) return std::nullopt;
+  return static_cast<PageId>(id);
+}
+
 Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) return Status(Code::kNotFound, "no recording at " + dir.string() + " (no such directory)");

@@ -117,18 +117,9 @@ Result<std::vector<Ignore>> resolve_ignores(const Index& a, const Index& b, cons
   const auto& pages = a.recording().pages();
   const auto& b_pages = b.recording().pages();
   std::vector<Ignore> out(pages.size());
-  auto find = [](const std::vector<PageMeta>& in, const std::string& name) -> std::optional<PageId> {
-    for (const PageMeta& p : in)
-      if (p.name == name) return p.id;
-    if (!name.empty() && name.size() < 10 && name.find_first_not_of("0123456789") == std::string::npos) {
-      const uint64_t id = std::stoull(name);
-      if (id < in.size()) return static_cast<PageId>(id);
-    }
-    return std::nullopt;
-  };
   for (const std::string& name : o.ignore_pages) {
-    std::optional<PageId> id = find(pages, name);
-    if (!id) id = find(b_pages, name);
+    std::optional<PageId> id = a.recording().find_page(name);
+    if (!id) id = b.recording().find_page(name);
     if (!id)
       return Status(Code::kInvalidArgument, "ignore_pages: neither recording has a page named (or numbered) '" +
                                                 printable(name) + "'");

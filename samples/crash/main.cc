@@ -113,9 +113,7 @@ Pages resume_bank(mmsb::Bus& bus, const std::string& dir, const std::string& new
                 dir.c_str(), rec->damage().to_string().c_str(), dir.c_str());
   std::unique_ptr<mmsb::replay::Index> index = check(mmsb::replay::Index::build(*rec), "reading the recording");
 
-  mmsb::PageId journal = mmsb::kNoPage;
-  for (const mmsb::replay::PageMeta& m : rec->pages())
-    if (m.name == "journal") journal = m.id;
+  const mmsb::PageId journal = rec->page_named("journal").value_or(mmsb::kNoPage);
   if (journal == mmsb::kNoPage) fail(dir + " is not a recording of mmsb-sample-crash: it has no page 'journal'");
   // The journal is written last in every step: its last delta ends the last
   // complete step. Later deltas belong to a step the crash interrupted.

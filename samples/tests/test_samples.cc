@@ -119,8 +119,7 @@ struct Opened {
   std::unique_ptr<mmsb::replay::Recording> rec;
   std::unique_ptr<mmsb::replay::Index> index;
   PageId page(const std::string& name) const {
-    for (const mmsb::replay::PageMeta& m : rec->pages())
-      if (m.name == name) return m.id;
+    if (std::optional<PageId> id = rec->page_named(name)) return *id;
     FAIL("no page '" << name << "' in " << rec->dir());
     return mmsb::kNoPage;
   }

@@ -67,6 +67,9 @@ struct DeltaInfo {
   uint64_t changed_bytes() const noexcept { return bytes.size(); }
   // As a DeltaView (with base_version = version - 1) for the engine's apply.
   DeltaView view() const noexcept { return DeltaView{page, version - 1, epoch, cause, ranges, bytes}; }
+  // The value this delta wrote to byte `offset` of its page; nullopt if it
+  // did not write that byte.
+  std::optional<std::byte> byte_at(uint64_t offset) const noexcept;
 };
 
 // Bytes of one page that differ between two epochs.

@@ -19,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mmsb/format.h"
@@ -104,6 +105,10 @@ class Recording {
   const std::vector<SegmentInfo>& segments() const noexcept { return segments_; }
   const std::vector<FrameRef>& frames() const noexcept { return frames_; }
   const std::vector<PageMeta>& pages() const noexcept { return pages_; }
+  // The first page created with this name; nullopt if none has it.
+  std::optional<PageId> page_named(std::string_view name) const noexcept;
+  // A page by name, or else by its id in decimal; nullopt if neither.
+  std::optional<PageId> find_page(std::string_view text) const noexcept;
   const std::vector<SnapshotInfo>& snapshots() const noexcept { return snapshots_; }
   // The state is known from start_epoch() (0, or the first snapshot's last
   // epoch for a recording attached to a running bus) to last_epoch(), the
