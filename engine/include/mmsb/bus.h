@@ -100,6 +100,9 @@ class UpdateContext {
   PageId source() const noexcept { return source_; }
   Epoch cause() const noexcept { return cause_; }
   Bus& bus() const noexcept { return *bus_; }
+  // The dependent and the source page's memory, unlocked like page_bytes():
+  // stable only while no other thread writes those pages. Where other
+  // threads do, read the source with bus().copy_page(source(), &copy).
   std::span<const std::byte> bytes() const;         // the dependent page
   std::span<const std::byte> source_bytes() const;  // the source page
   // Writes `values` at `offset` of the dependent page.
