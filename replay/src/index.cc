@@ -102,6 +102,13 @@ Status IndexBuilder::start() {
   std::memset(image_, 0, ix.state_bytes_);
   ix.base_version_.assign(pages.size(), 0);
   if (Status s = load_start_state(); !s.ok()) return s;
+  if (slots_ == 1) {
+    // Room for no checkpoint but the start state's: the image becomes
+    // checkpoint 0 and nothing is applied while adding (image_ null).
+    ix.checkpoints_.push_back(Index::Checkpoint{ix.start_epoch_, image_});
+    image_ = nullptr;
+    return Status::OK();
+  }
   return add_checkpoint(ix.start_epoch_);
 }
 
@@ -143,7 +150,7 @@ Status IndexBuilder::add(const format::BatchReader& batch) {
     ix.ranges_.insert(ix.ranges_.end(), d.ranges.begin(), d.ranges.end());
     ix.bytes_.insert(ix.bytes_.end(), d.bytes.begin(), d.bytes.end());
     ++page_counts_[d.page];
-    if (d.epoch <= ix.start_epoch_) continue;  // already in the start state
+    if (d.epoch <= ix.start_epoch_ || !image_) continue;  // in the start state, or no checkpoints to take
     apply_unchecked(image_ + ix.page_offset_[d.page], d);
     bytes_since_ += d.bytes.size();
     if ((++since_checkpoint_ == ix.interval_ || bytes_since_ >= interval_bytes_) && ix.checkpoints_.size() < slots_ &&

@@ -44,7 +44,7 @@ class IndexBuilder {
   const Recording& rec_;
   const IndexOptions options_;
   std::unique_ptr<Index> ix_;
-  std::byte* image_ = nullptr;  // the running state: after the last delta added
+  std::byte* image_ = nullptr;  // the running state: after the last delta added (null: no checkpoints to take)
   // Checkpoints: at most slots_ of them (checkpoint 0 included); the next
   // comes after ix_->interval_ deltas or interval_bytes_ of delta bytes.
   uint64_t slots_ = 1;
