@@ -98,8 +98,7 @@ Status IndexBuilder::start() {
 
   Result<std::byte*> running = ix.arena_.allocate(std::max<uint64_t>(1, ix.state_bytes_));
   if (!running.ok()) return running.status();
-  image_ = *running;
-  std::memset(image_, 0, ix.state_bytes_);
+  image_ = *running;  // zero-filled (Arena), and left untouched where no page is written
   ix.base_version_.assign(pages.size(), 0);
   if (Status s = load_start_state(); !s.ok()) return s;
   if (slots_ == 1) {
@@ -450,7 +449,9 @@ Status StateView::seek(Epoch epoch) {
     Result<std::byte*> mem = arena_.allocate(std::max<uint64_t>(1, ix.state_bytes_));
     if (!mem.ok()) return mem.status();
     image_ = *mem;
-    std::memcpy(image_, ix.checkpoints_[0].image, ix.state_bytes_);
+    // The start state of a recording that began at epoch 0 is all zeros, as
+    // a fresh block is: pages no delta writes are never touched.
+    if (ix.start_epoch_ != 0) std::memcpy(image_, ix.checkpoints_[0].image, ix.state_bytes_);
     epoch_ = ix.start_epoch();
   }
   const Index::Checkpoint& c = ix.checkpoint_before(epoch);
