@@ -62,9 +62,12 @@ Status check_frame(const Recording& rec, size_t i, bool deltas, std::vector<std:
 }
 
 // Every image of every complete snapshot equals the replayed page at the
-// image's epoch, with the same version.
+// image's epoch, with the same version. Images come in epoch order (one
+// snapshot at a time, its parts in turn), so one StateView walks forward
+// through the history once; `ix` needs no checkpoints.
 void check_snapshots(const Recording& rec, const Index& ix, VerifyReport* r) {
-  std::vector<std::byte> raw, page;
+  std::vector<std::byte> raw;
+  StateView view(ix);
   for (const SnapshotInfo& s : rec.snapshots()) {
     if (!s.complete) continue;
     for (size_t fi : s.parts) {
@@ -80,8 +83,16 @@ void check_snapshots(const Recording& rec, const Index& ix, VerifyReport* r) {
             ++r->snapshot_pages;
             if (im.epoch < ix.start_epoch()) return Status::OK();  // the recording's own starting point
             const std::string what = rec.describe(f) + ": snapshot " + num(s.id) + " ";
-            if (Status e = ix.page_at(im.page, im.epoch, &page); !e.ok())
+            if (Status e = view.seek(im.epoch); !e.ok())
               return Status(Code::kCorruption, what + "page " + num(im.page) + ": " + e.message());
+            if (im.page >= view.page_count())
+              return Status(Code::kCorruption, what + "page " + num(im.page) + ": page " + num(im.page) +
+                                                   " does not exist at epoch " + num(im.epoch) + " (" +
+                                                   num(view.page_count()) + " pages then)");
+            const std::span<const std::byte> page = view.page(im.page);
+            if (page.size() != im.bytes.size())
+              return Status(Code::kCorruption, what + "image of page " + num(im.page) + " holds " +
+                                                   num(im.bytes.size()) + " bytes, the page has " + num(page.size()));
             if (std::memcmp(page.data(), im.bytes.data(), im.bytes.size()) != 0) {
               size_t b = 0;
               while (page[b] == im.bytes[b]) ++b;
@@ -284,7 +295,10 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
   // snapshot checks below): it is read and decoded once. The index's own
   // errors come after any damage the walk finds: a start state that cannot
   // be built from a damaged snapshot is that damage, which recover cuts.
-  IndexBuilder builder(rec, {});
+  // No checkpoints: the snapshot checks walk forward (check_snapshots).
+  IndexOptions index_options;
+  index_options.checkpoint_bytes = 0;
+  IndexBuilder builder(rec, index_options);
   Status build = builder.start();
   std::vector<std::byte> raw;
   format::BatchReader batch;
