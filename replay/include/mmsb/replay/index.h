@@ -163,9 +163,13 @@ class Index {
   // ---- propagation ----
   // The derived deltas whose cause is `epoch`, in epoch order.
   std::span<const Epoch> children(Epoch epoch) const noexcept;
-  // The whole tree of deltas caused by `epoch`, recursively.
+  // The whole tree of deltas caused by `epoch`, recursively. The root's
+  // page is kNoPage when no delta of this index has that epoch (a cause
+  // from before the recording began: its children are still found).
   CauseTree caused_tree(Epoch epoch) const;
   // `epoch`, its cause, the cause's cause, ... up to the root (not derived).
+  // Always starts with `epoch`, even one no delta here has (then alone); a
+  // root from before the recording began ends the chain.
   std::vector<Epoch> cause_chain(Epoch epoch) const;
 
   // ---- checkpoints ----
