@@ -343,6 +343,22 @@ void Index::apply_page(PageId page, Epoch from, Epoch to, std::byte* page_bytes)
     apply_unchecked(page_bytes, raw(*it - first_epoch_));
 }
 
+void Index::page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std::vector<std::byte>* out) const {
+  const Checkpoint& c = checkpoint_before(epoch);
+  const std::byte* base = c.image + page_offset_[page];
+  out->assign(base + w0, base + w1);
+  std::span<const Epoch> es = page_epochs(page);
+  for (auto it = std::upper_bound(es.begin(), es.end(), c.epoch); it != es.end() && *it <= epoch; ++it) {
+    const DeltaView v = raw(*it - first_epoch_);
+    uint64_t at = 0;  // where range r's bytes begin in v.bytes
+    for (const Range& r : v.ranges) {
+      const uint64_t s = std::max<uint64_t>(r.offset, w0), e = std::min<uint64_t>(r.end(), w1);
+      if (s < e) std::memcpy(out->data() + (s - w0), v.bytes.data() + at + (s - r.offset), e - s);
+      at += r.length;
+    }
+  }
+}
+
 Status Index::page_at(PageId page, Epoch epoch, std::vector<std::byte>* out) const {
   if (epoch < start_epoch_ || epoch > last_epoch())
     return Status(Code::kOutOfRange, "epoch " + std::to_string(epoch) + " is outside the recording (" +
@@ -377,6 +393,35 @@ Result<PageDiff> Index::diff_page(PageId page, Epoch a, Epoch b) const {
     *v = version_at(page, e);
     return page_at(page, e, out);
   };
+  const Epoch lo = std::min(a, b);
+  if (page < page_count_at(lo) && lo >= start_epoch_ && hi <= last_epoch()) {
+    // The page exists at both epochs: only bytes its deltas in (lo, hi]
+    // wrote can differ, so both sides are built over their extent alone
+    // (a few bytes of a 4 GiB page cost a few bytes).
+    d.old_version = version_at(page, a);
+    d.new_version = version_at(page, b);
+    uint64_t w0 = UINT64_MAX, w1 = 0;
+    std::span<const Epoch> es = page_epochs(page);
+    for (auto it = std::upper_bound(es.begin(), es.end(), lo); it != es.end() && *it <= hi; ++it) {
+      const DeltaView v = raw(*it - first_epoch_);
+      if (v.ranges.empty()) continue;
+      w0 = std::min<uint64_t>(w0, v.ranges.front().offset);
+      w1 = std::max<uint64_t>(w1, v.ranges.back().end());
+    }
+    if (w0 >= w1) return d;  // untouched in between: equal
+    page_window(page, a, w0, w1, &old_bytes);
+    page_window(page, b, w0, w1, &new_bytes);
+    Delta runs;
+    if (Status s = diff_into(old_bytes, new_bytes, runs); !s.ok()) return s;
+    d.ranges = std::move(runs.ranges);
+    d.new_bytes = std::move(runs.bytes);
+    d.old_bytes.reserve(d.new_bytes.size());
+    for (Range& r : d.ranges) {
+      d.old_bytes.insert(d.old_bytes.end(), old_bytes.begin() + r.offset, old_bytes.begin() + r.end());
+      r.offset += static_cast<uint32_t>(w0);  // window -> page offsets
+    }
+    return d;
+  }
   bool old_missing = false, new_missing = false;
   if (Status s = load(a, &old_bytes, &d.old_version, &old_missing); !s.ok()) return s;
   if (Status s = load(b, &new_bytes, &d.new_version, &new_missing); !s.ok()) return s;

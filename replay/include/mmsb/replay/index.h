@@ -200,6 +200,8 @@ class Index {
   const Checkpoint& checkpoint_before(Epoch epoch) const noexcept;  // last one at or before
   // Applies the page's deltas with from < epoch <= to onto `page_bytes`.
   void apply_page(PageId page, Epoch from, Epoch to, std::byte* page_bytes) const noexcept;
+  // Bytes [w0, w1) of `page` at `epoch` (which must exist then) into `out`.
+  void page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std::vector<std::byte>* out) const;
 
   const Recording& rec_;
   MmapArena arena_;
