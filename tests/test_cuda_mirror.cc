@@ -174,3 +174,21 @@ TEST_CASE("mirror: misuse is an error, not a crash", "[cuda][mirror]") {
   REQUIRE(mirror->sync().ok());
   REQUIRE(mirror->tracked(c));
 }
+
+// Creating a page does not advance the bus's epoch: a mirror at the bus's
+// epoch that lacks the new page is behind (sync), not corrupt.
+TEST_CASE("mirror: check_coherence behind a page creation asks for a sync", "[cuda][mirror]") {
+  mmsb::Bus bus;
+  model::Model m;
+  create(bus, m, 100);
+  auto mirror = open_mirror(bus, Backend::kCpu);
+  create(bus, m, 10);
+  REQUIRE(bus.epoch() == mirror->synced_epoch());
+  const mmsb::Status s = mirror->check_coherence();
+  INFO(s.to_string());
+  REQUIRE(s.code() == mmsb::Code::kFailedPrecondition);
+  REQUIRE(s.message().find("holds 1 pages but the bus has 2") != std::string::npos);
+  REQUIRE(s.message().find("sync()") != std::string::npos);
+  REQUIRE(mirror->sync().ok());
+  must(mirror->check_coherence());
+}
