@@ -192,3 +192,38 @@ TEST_CASE("mirror: check_coherence behind a page creation asks for a sync", "[cu
   REQUIRE(mirror->sync().ok());
   must(mirror->check_coherence());
 }
+
+// A kernel's change to an untracked page never reaches the bus; the
+// coherence errors say so instead of blaming the mirror.
+TEST_CASE("mirror: an incoherent page's error names the likely misuse", "[cuda][mirror]") {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 100);
+  const mmsb::PageId b = create(bus, m, 100);
+  auto mirror = open_mirror(bus, Backend::kCpu, MirrorOptions{.verify = true});
+  mirror->device_data(a)[3] = std::byte{1};  // a "kernel" on an untracked page
+  must(bus.write(a, 50, model::to_bytes({2})));
+  mmsb::Result<uint64_t> n = mirror->sync();  // verify compares every page
+  REQUIRE_FALSE(n.ok());
+  INFO(n.status().to_string());
+  REQUIRE(n.status().code() == mmsb::Code::kCorruption);
+  REQUIRE(n.status().message().find("page 0") != std::string::npos);
+  REQUIRE(n.status().message().find("untracked") != std::string::npos);
+  REQUIRE(n.status().message().find("track()") != std::string::npos);
+  REQUIRE(n.status().message().find("a bug") == std::string::npos);
+  const mmsb::Status c = mirror->check_coherence();
+  INFO(c.to_string());
+  REQUIRE(c.code() == mmsb::Code::kCorruption);
+  REQUIRE(c.message().find("untracked") != std::string::npos);
+  // Restore page 0; then track page 1 after a kernel changed it: the change
+  // becomes part of its synced image.
+  must(mirror->write_page(a, 3, model::to_bytes({0})));
+  must(mirror->check_coherence());
+  mirror->device_data(b)[7] = std::byte{9};
+  must(mirror->track(b));
+  const mmsb::Status t = mirror->check_coherence();
+  INFO(t.to_string());
+  REQUIRE(t.code() == mmsb::Code::kCorruption);
+  REQUIRE(t.message().find("page 1") != std::string::npos);
+  REQUIRE(t.message().find("track() was called after a kernel changed") != std::string::npos);
+}

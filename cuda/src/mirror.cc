@@ -24,6 +24,17 @@ double ms_since(Clock::time_point t0) {
 
 std::string page_name(PageId id) { return "page " + std::to_string(id); }
 
+// What a page that differs from the bus most likely means, and what to do.
+// An untracked page is hashed from the live image, which kernels and
+// write_page() change; a tracked one from its synced image, which only the
+// mirror writes (and track() copies from the live image).
+std::string incoherence_hint(bool tracked) {
+  return tracked ? " -- its synced image differs from the bus: track() was called after a kernel changed the "
+                   "page (the change became part of the synced image), or this is a bug (please report it)"
+                 : " -- its live image differs from the bus: did a kernel or write_page() change this untracked "
+                   "page? Only tracked pages are written back: track() it before kernels change it";
+}
+
 unsigned pack_threads(unsigned asked) {
   if (asked > 0) return asked;
   return std::min(usable_cpus(), 16u);
@@ -329,8 +340,8 @@ Status DeviceMirror::wait() {
         char buf[160];
         std::snprintf(buf, sizeof buf, ": hash %016" PRIx64 " after the sync to epoch %" PRIu64
                                         ", the bus's %016" PRIx64, mine, epoch_, expected_[id]);
-        return Status(Code::kCorruption, "device mirror " + page_name(id) + buf +
-                                             " -- the mirror is not coherent (a bug: please report it)");
+        return Status(Code::kCorruption,
+                      "device mirror " + page_name(id) + buf + incoherence_hint(pages_[id].tracked));
       }
     }
   }
@@ -564,7 +575,9 @@ Status DeviceMirror::check_coherence() {
                     ": hash %016" PRIx64 " version %" PRIu64 ", the bus's hash %016" PRIx64 " version %" PRIu64
                     " at epoch %" PRIu64,
                     mine, pages_[id].version, theirs, bus_.version_locked(id), epoch_);
-      return Status(Code::kCorruption, "device mirror " + page_name(id) + buf);
+      const std::string hint = mine != theirs ? incoherence_hint(pages_[id].tracked)
+                                              : " -- the bytes agree, the versions do not (a bug: please report it)";
+      return Status(Code::kCorruption, "device mirror " + page_name(id) + buf + hint);
     }
   }
   return Status::OK();
