@@ -227,3 +227,14 @@ TEST_CASE("mirror: an incoherent page's error names the likely misuse", "[cuda][
   REQUIRE(t.message().find("page 1") != std::string::npos);
   REQUIRE(t.message().find("track() was called after a kernel changed") != std::string::npos);
 }
+
+TEST_CASE("mirror: write_page past the end names the offset, even near 2^64", "[cuda][mirror]") {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 100);
+  auto mirror = open_mirror(bus, Backend::kCpu);
+  const mmsb::Status s = mirror->write_page(a, UINT64_MAX, model::to_bytes({1}));
+  INFO(s.to_string());
+  REQUIRE(s.code() == mmsb::Code::kOutOfRange);
+  REQUIRE(s.message() == "device mirror page 0: 1 byte(s) at offset 18446744073709551615 go past its 100 bytes");
+}

@@ -371,8 +371,8 @@ Status DeviceMirror::read_page(PageId id, std::vector<std::byte>* out) {
 Status DeviceMirror::write_page(PageId id, uint64_t offset, std::span<const std::byte> bytes) {
   if (id >= pages_.size()) return Status(Code::kNotFound, "device mirror has no " + page_name(id));
   if (offset > pages_[id].size || bytes.size() > pages_[id].size - offset)
-    return Status(Code::kOutOfRange, "device mirror " + page_name(id) + ": bytes [" + std::to_string(offset) +
-                                         ", " + std::to_string(offset + bytes.size()) + ") are past its " +
+    return Status(Code::kOutOfRange, "device mirror " + page_name(id) + ": " + std::to_string(bytes.size()) +
+                                         " byte(s) at offset " + std::to_string(offset) + " go past its " +
                                          std::to_string(pages_[id].size) + " bytes");
   if (Status s = wait(); !s.ok()) return s;
   return device_->upload(Image::kLive, pages_[id].offset + offset, bytes);
