@@ -238,3 +238,22 @@ TEST_CASE("mirror: write_page past the end names the offset, even near 2^64", "[
   REQUIRE(s.code() == mmsb::Code::kOutOfRange);
   REQUIRE(s.message() == "device mirror page 0: 1 byte(s) at offset 18446744073709551615 go past its 100 bytes");
 }
+
+// The bus's kConflict says "rebuild the delta"; for a writeback the mirror
+// does that itself after a sync, so the error says that instead.
+TEST_CASE("mirror: a writeback conflict says what the mirror user can do", "[cuda][mirror]") {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 64);
+  auto mirror = open_mirror(bus, Backend::kCpu, MirrorOptions{.track_all = true});
+  must(mirror->write_page(a, 2, model::to_bytes({9})));
+  must(bus.write(a, 0, model::to_bytes({5})));
+  must(bus.write(a, 1, model::to_bytes({5})));  // the bus is at version 2, the mirror at 0
+  const mmsb::Status s = mirror->writeback(a);
+  INFO(s.to_string());
+  REQUIRE(s.code() == mmsb::Code::kConflict);
+  REQUIRE(s.message().find("rebuild the delta") == std::string::npos);
+  REQUIRE(s.message().find("writeback of page 0") != std::string::npos);
+  REQUIRE(s.message().find("mirror holds version 0, the bus 2") != std::string::npos);
+  REQUIRE(s.message().find("sync()") != std::string::npos);
+}

@@ -473,9 +473,19 @@ Status DeviceMirror::writeback(std::span<const PageId> pages, WritebackStats* st
     Status s = bus_.apply(d, &epoch);
     if (epoch == 0) {  // refused: nothing applied, the device keeps its changes
       ++st.refused;
-      if (first_error.ok())
-        first_error = Status(s.code(), "device mirror writeback of " + page_name(d.page) + ": " + s.message() +
-                                           " -- its device changes are kept: sync() and write back again");
+      if (first_error.ok()) {
+        // The bus's own kConflict advice (rebuild the delta) does not apply
+        // here: the mirror rebuilds it, after a sync.
+        const std::string why =
+            s.code() == Code::kConflict
+                ? "the bus changed the page since the mirror's last sync (the mirror holds version " +
+                      std::to_string(d.base_version) + ", the bus " + std::to_string(bus_.info(d.page)->version) +
+                      "); nothing applied"
+                : s.message();
+        first_error = Status(s.code(), "device mirror writeback of " + page_name(d.page) + ": " + why +
+                                           " -- its device changes are kept: sync() (the bus wins on bytes both "
+                                           "changed) and write back again");
+      }
       continue;
     }
     // Applied (s may still carry an update function's error from the
