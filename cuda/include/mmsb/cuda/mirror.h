@@ -34,10 +34,16 @@
 // Rules: one thread uses a mirror. Call writeback() before sync() when
 // kernels changed tracked pages: sync() writes the bus's new bytes into both
 // images, so a device change to a byte the bus also changed is overwritten
-// (the bus wins). device_data() pointers stay valid until the next sync() or
-// sync_async() (which grow the images when pages were created); a mirror must
-// not outlive its bus and must not be used from an event callback or update
-// function.
+// (the bus wins); a resync (the mirror fell a ring behind) rewrites every
+// byte of every page, so it drops all device changes not written back. A
+// kernel's change to an untracked page never reaches the bus: that page
+// stays different until the bus rewrites those bytes, and check_coherence()
+// reports it. device_data() pointers stay valid until the next sync() or
+// sync_async() (which grow the images when pages were created). A mirror
+// must not be used once its bus is gone (destroying it afterwards is fine),
+// nor from an event callback (sync() and check_coherence() take the bus's
+// write lock, which the callback's thread holds: they would deadlock) or an
+// update function.
 #pragma once
 
 #include <cstdint>
@@ -116,7 +122,7 @@ struct SyncStats {
 };
 
 struct MirrorStats {
-  uint64_t syncs = 0;
+  uint64_t syncs = 0;  // successful sync()/sync_async() calls, and open()'s first full copy
   uint64_t deltas = 0;
   uint64_t bytes = 0;
   uint64_t echoes = 0;  // written-back deltas not applied again
@@ -193,12 +199,13 @@ class DeviceMirror {
   Status track(PageId id);
   Status track_all();  // every page, including pages created later
   bool tracked(PageId id) const noexcept;
-  // Diffs live against synced on the device; applies nothing.
+  // Diffs live against synced on the device; applies nothing. `pages` lists
+  // tracked pages, each once, in increasing id order (else kInvalidArgument).
   Status diff(std::span<const PageId> pages, DiffResult* out);
-  // Diffs the pages and applies each changed page's runs to the bus as one
-  // delta (synchronous: returns when the bus has them). Pages the bus refuses
-  // keep their device changes; the first refusal is returned after the others
-  // were written back.
+  // Diffs the pages (as diff()) and applies each changed page's runs to the
+  // bus as one delta (synchronous: returns when the bus has them). Pages the
+  // bus refuses keep their device changes; the first refusal is returned
+  // after the others were written back.
   Status writeback(std::span<const PageId> pages, WritebackStats* stats = nullptr);
   Status writeback(PageId id, WritebackStats* stats = nullptr);
   Status writeback_all(WritebackStats* stats = nullptr);  // every tracked page
