@@ -337,12 +337,6 @@ const Index::Checkpoint& Index::checkpoint_before(Epoch epoch) const noexcept {
   return *(it - 1);  // checkpoint 0 is at start_epoch_ <= epoch
 }
 
-void Index::apply_page(PageId page, Epoch from, Epoch to, std::byte* page_bytes) const noexcept {
-  std::span<const Epoch> es = page_epochs(page);
-  for (auto it = std::upper_bound(es.begin(), es.end(), from); it != es.end() && *it <= to; ++it)
-    apply_unchecked(page_bytes, raw(*it - first_epoch_));
-}
-
 void Index::page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std::vector<std::byte>* out) const {
   const Checkpoint& c = checkpoint_before(epoch);
   const std::byte* base = c.image + page_offset_[page];
@@ -359,7 +353,8 @@ void Index::page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std:
   }
 }
 
-Status Index::page_at(PageId page, Epoch epoch, std::vector<std::byte>* out) const {
+Status Index::page_range(PageId page, Epoch epoch, uint64_t offset, uint64_t length,
+                         std::vector<std::byte>* out) const {
   if (epoch < start_epoch_ || epoch > last_epoch())
     return Status(Code::kOutOfRange, "epoch " + std::to_string(epoch) + " is outside the recording (" +
                                          epoch_range(*this) + ")");
@@ -367,12 +362,18 @@ Status Index::page_at(PageId page, Epoch epoch, std::vector<std::byte>* out) con
     return Status(Code::kOutOfRange, "page " + std::to_string(page) + " does not exist at epoch " +
                                          std::to_string(epoch) + " (" + std::to_string(page_count_at(epoch)) +
                                          " pages then)");
-  const Checkpoint& c = checkpoint_before(epoch);
   const uint64_t size = rec_.pages()[page].size;
-  out->resize(size);
-  std::memcpy(out->data(), c.image + page_offset_[page], size);
-  apply_page(page, c.epoch, epoch, out->data());
+  if (offset > size || length > size - offset)
+    return Status(Code::kOutOfRange, "bytes " + std::to_string(offset) + "+" + std::to_string(length) +
+                                         " run past the end of page " + std::to_string(page) + " (" +
+                                         std::to_string(size) + " bytes)");
+  page_window(page, epoch, offset, offset + length, out);
   return Status::OK();
+}
+
+Status Index::page_at(PageId page, Epoch epoch, std::vector<std::byte>* out) const {
+  const uint64_t size = page < rec_.pages().size() ? rec_.pages()[page].size : 0;
+  return page_range(page, epoch, 0, size, out);
 }
 
 Result<PageDiff> Index::diff_page(PageId page, Epoch a, Epoch b) const {

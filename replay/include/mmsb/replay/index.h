@@ -153,6 +153,11 @@ class Index {
   // One page at `epoch`, without materializing the others. kOutOfRange for
   // an epoch outside the recording or a page that does not exist then.
   Status page_at(PageId page, Epoch epoch, std::vector<std::byte>* out) const;
+  // Bytes [offset, offset + length) of the page at `epoch`: what the
+  // checkpoint holds there plus the page's deltas since, clipped, so a
+  // window of a big page costs the window. kOutOfRange as page_at, and for
+  // bytes past the page's end.
+  Status page_range(PageId page, Epoch epoch, uint64_t offset, uint64_t length, std::vector<std::byte>* out) const;
 
   // ---- differences ----
   // Every page whose bytes differ between epochs a and b (a <= b or a > b),
@@ -198,8 +203,6 @@ class Index {
   bool writes(uint64_t i, uint64_t offset) const noexcept;  // delta i covers byte offset
   uint64_t apply_cost(Epoch from, Epoch to) const noexcept;  // of deltas from < e <= to, in bytes
   const Checkpoint& checkpoint_before(Epoch epoch) const noexcept;  // last one at or before
-  // Applies the page's deltas with from < epoch <= to onto `page_bytes`.
-  void apply_page(PageId page, Epoch from, Epoch to, std::byte* page_bytes) const noexcept;
   // Bytes [w0, w1) of `page` at `epoch` (which must exist then) into `out`.
   void page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std::vector<std::byte>* out) const;
 
