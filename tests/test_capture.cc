@@ -1118,3 +1118,31 @@ TEST_CASE("snapshot_every_deltas holds while the batch is not yet written", "[ca
   CHECK(epochs.front() <= 400);
   CHECK(rec->stats().snapshots == r.snapshots.size());
 }
+
+TEST_CASE("start, flush and stop from an event callback are refused, not a deadlock", "[capture][errors]") {
+  TempDir dir("callback");
+  Bus bus;
+  const mmsb::PageId p = bus.create_page(8).value();
+  auto started = Recorder::start(bus, dir.path / "rec");
+  REQUIRE(started.ok());
+  std::unique_ptr<Recorder> rec = std::move(*started);
+  mmsb::Status flush_there, stop_there, start_there;
+  REQUIRE(bus.subscribe(mmsb::mask_of(mmsb::EventKind::kDeltaApplied), [&](const mmsb::Event&) {
+               flush_there = rec->flush();
+               stop_there = rec->stop();
+               start_there = Recorder::start(bus, dir.path / "other").status();
+             }).ok());
+  const std::byte v[1] = {std::byte{5}};
+  REQUIRE(bus.write(p, 0, v).ok());
+  for (const mmsb::Status* s : {&flush_there, &stop_there, &start_there}) {
+    INFO(s->to_string());
+    CHECK(s->code() == mmsb::Code::kFailedPrecondition);
+    CHECK(s->message().find("called from an event callback") != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(dir.path / "other"));  // refused before making anything
+  // The recording goes on and ends normally, the write included.
+  REQUIRE(rec->stop().ok());
+  const tlogr::Recording r = tlogr::read_recording(dir.path / "rec");
+  CHECK(r.last_epoch == 1u);
+  CHECK(r.deltas.size() == 1u);
+}

@@ -257,3 +257,22 @@ TEST_CASE("mirror: a writeback conflict says what the mirror user can do", "[cud
   REQUIRE(s.message().find("mirror holds version 0, the bus 2") != std::string::npos);
   REQUIRE(s.message().find("sync()") != std::string::npos);
 }
+
+TEST_CASE("mirror: sync() and check_coherence() from an event callback are refused, not a deadlock",
+          "[cuda][mirror]") {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 40);
+  auto mirror = open_mirror(bus, Backend::kCpu);
+  mmsb::Status sync_there, check_there;
+  REQUIRE(bus.subscribe(mmsb::mask_of(mmsb::EventKind::kDeltaApplied), [&](const mmsb::Event&) {
+               sync_there = mirror->sync().status();
+               check_there = mirror->check_coherence();
+             }).ok());
+  REQUIRE(bus.write(a, 5, model::to_bytes({9, 9})).ok());
+  CHECK(sync_there.code() == mmsb::Code::kFailedPrecondition);
+  CHECK(sync_there.message().find("DeviceMirror::sync called from an event callback") != std::string::npos);
+  CHECK(check_there.code() == mmsb::Code::kFailedPrecondition);
+  REQUIRE(mirror->sync().ok());
+  CHECK(mirror->check_coherence().ok());
+}

@@ -198,3 +198,23 @@ TEST_CASE("mirror follows derived deltas of the dependency graph", "[mirror]") {
   CHECK(compare_mirror(mir, m).empty());
   CHECK(mir.synced_epoch() == bus.epoch());
 }
+
+TEST_CASE("mirror: sync() from an event callback is refused, not a deadlock", "[mirror]") {
+  Bus bus;
+  model::Model m;
+  REQUIRE(*bus.create_page(16) == m.create(16));
+  CpuMirror mir(bus);
+  mmsb::Status in_callback;
+  REQUIRE(bus.subscribe(mmsb::mask_of(mmsb::EventKind::kDeltaApplied), [&](const mmsb::Event&) {
+               in_callback = mir.sync().status();
+             }).ok());
+  REQUIRE(bus.write(0, 3, model::to_bytes({7})).ok());
+  m.write(0, 3, {7});
+  CHECK(in_callback.code() == mmsb::Code::kFailedPrecondition);
+  CHECK(in_callback.message().find("CpuMirror::sync called from an event callback") != std::string::npos);
+  // Outside the callback it catches up as usual.
+  auto r = mir.sync();
+  REQUIRE(r.ok());
+  CHECK(*r == 1u);
+  CHECK(compare_mirror(mir, m).empty());
+}

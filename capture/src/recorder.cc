@@ -425,6 +425,8 @@ Status Recorder::Writer::flush() {
 Recorder::Recorder(Bus& bus, fs::path dir) : bus_(bus), dir_(std::move(dir)) {}
 
 Result<std::unique_ptr<Recorder>> Recorder::start(Bus& bus, const fs::path& dir, RecorderOptions options) {
+  // It opens a cursor under the bus's write lock.
+  if (Status s = bus.check_not_in_callback("Recorder::start"); !s.ok()) return s;
   std::error_code ec;
   if (fs::exists(dir, ec)) {
     if (!fs::is_directory(dir, ec))
@@ -450,11 +452,21 @@ Result<std::unique_ptr<Recorder>> Recorder::start(Bus& bus, const fs::path& dir,
   return r;
 }
 
-Recorder::~Recorder() { (void)stop(); }
+Recorder::~Recorder() { (void)finish(); }
 
-Status Recorder::flush() { return stopped_ ? writer_->error() : writer_->flush(); }
+// flush() and stop() wait for the writer thread, which takes the bus's
+// write lock: from one of its event callbacks they would never return.
+Status Recorder::flush() {
+  if (Status s = bus_.check_not_in_callback("Recorder::flush"); !s.ok()) return s;
+  return stopped_ ? writer_->error() : writer_->flush();
+}
 
 Status Recorder::stop() {
+  if (Status s = bus_.check_not_in_callback("Recorder::stop"); !s.ok()) return s;
+  return finish();
+}
+
+Status Recorder::finish() {
   if (stopped_) return writer_->error();
   stopped_ = true;
   writer_->request_stop();

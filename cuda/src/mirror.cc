@@ -264,6 +264,7 @@ Result<uint64_t> DeviceMirror::sync() {
 }
 
 Result<uint64_t> DeviceMirror::sync_async() {
+  if (Status s = bus_.check_not_in_callback("DeviceMirror::sync"); !s.ok()) return s;
   if (in_flight_) {
     if (Status s = wait(); !s.ok()) return s;
   }
@@ -559,6 +560,7 @@ Result<uint64_t> DeviceMirror::state_hash() {
 }
 
 Status DeviceMirror::check_coherence() {
+  if (Status s = bus_.check_not_in_callback("DeviceMirror::check_coherence"); !s.ok()) return s;
   if (Status s = wait(); !s.ok()) return s;
   auto lock = bus_.lock_writes();
   if (epoch_ != bus_.epoch())

@@ -86,6 +86,14 @@ Status Bus::check_writable(const char* what) const {
                     "UpdateContext so the delta carries its cause");
 }
 
+Status Bus::check_not_in_callback(const char* what) const {
+  if (tl_callback_bus != this) [[likely]]
+    return Status::OK();
+  return Status(Code::kFailedPrecondition,
+                std::string(what) + " called from an event callback of its bus; callbacks run with the bus's write "
+                                    "lock held -- call it after the call that fired the callback");
+}
+
 std::unique_lock<std::mutex> Bus::lock_writes() const { return std::unique_lock<std::mutex>(mu_); }
 
 std::unique_lock<std::mutex> Bus::try_lock_writes() const {

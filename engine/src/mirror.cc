@@ -46,6 +46,7 @@ Status CpuMirror::resync_locked() {
 }
 
 Result<uint64_t> CpuMirror::sync() {
+  if (Status s = bus_.check_not_in_callback("CpuMirror::sync"); !s.ok()) return s;
   auto lock = bus_.lock_writes();
   TLog& log = bus_.tlog();
   uint64_t applied = 0;

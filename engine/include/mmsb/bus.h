@@ -185,6 +185,11 @@ class Bus {
 
   // ---- for TLog consumers (mirrors, the recorder) ----
   TLog& tlog() noexcept { return tlog_; }
+  // kFailedPrecondition (naming `what`) when this thread is running one of
+  // this bus's event callbacks, which hold the write lock: a consumer calls
+  // it before lock_writes() or before waiting on a thread that needs the
+  // lock, so a call from a callback fails instead of deadlocking.
+  Status check_not_in_callback(const char* what) const;
   // Holds the write lock: no delta is applied while the lock lives. Unpinned
   // TLog cursors read under it; a consumer also uses it to open a cursor and
   // copy the state at one exact epoch.

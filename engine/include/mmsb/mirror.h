@@ -25,6 +25,8 @@ class CpuMirror {
   CpuMirror& operator=(const CpuMirror&) = delete;
 
   // Catches up with the bus. Returns how many deltas were applied.
+  // kFailedPrecondition from one of the bus's event callbacks (which hold
+  // the write lock sync() takes).
   Result<uint64_t> sync();
   Epoch synced_epoch() const noexcept { return epoch_; }
   // Full copies taken because the mirror lagged behind the ring.

@@ -106,6 +106,9 @@ class Recorder {
 
   // Returns once every delta applied before the call is in a frame (synced
   // under kFsyncFlush), or with the error that stopped the recording.
+  // start(), flush() and stop() need the bus's write lock (or the writer
+  // thread, which does): from one of the bus's event callbacks they return
+  // kFailedPrecondition instead of deadlocking.
   Status flush();
   // Flushes, closes the last segment with its index and trailer, joins the
   // writer. Idempotent.
@@ -118,6 +121,7 @@ class Recorder {
  private:
   class Writer;
   Recorder(Bus& bus, std::filesystem::path dir);
+  Status finish();  // stop() without the callback check (the destructor's)
 
   Bus& bus_;
   std::filesystem::path dir_;

@@ -42,8 +42,8 @@
 // sync_async() (which grow the images when pages were created). A mirror
 // must not be used once its bus is gone (destroying it afterwards is fine),
 // nor from an event callback (sync() and check_coherence() take the bus's
-// write lock, which the callback's thread holds: they would deadlock) or an
-// update function.
+// write lock, which the callback's thread holds: they return
+// kFailedPrecondition there) or an update function.
 #pragma once
 
 #include <cstdint>
