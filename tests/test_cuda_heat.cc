@@ -8,6 +8,7 @@
 //   mmsb_heat_tests <mmsb-sample-heat> cpu   the CPU kernel (every machine)
 //   mmsb_heat_tests <mmsb-sample-heat> gpu   the CUDA kernel; without a usable
 //                                           device: "no CUDA device: ..." and exit 77
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -101,13 +102,23 @@ int main(int argc, char** argv) {
   std::string cmd = std::string("'") + argv[1] + "' " + (gpu ? "--gpu" : "--cpu") + " --quiet --steps " +
                     std::to_string(kSteps) + " --size " + std::to_string(kSize) + " --band-rows " +
                     std::to_string(kBandRows) + " --dump '" + dump.string() + "'";
+  const std::filesystem::path out = dir.path / "stdout.txt";
 #if defined(MMSB_HEAT_REPLAY)
   cmd += " --record '" + rec.string() + "'";
 #endif
+  cmd += " >'" + out.string() + "'";
   std::printf("running: %s\n", cmd.c_str());
   std::fflush(stdout);
   const int rc = std::system(cmd.c_str());
-  if (rc != 0) return fail("the sample exited with status " + std::to_string(rc));
+  {
+    std::ifstream o(out);
+    const std::string said((std::istreambuf_iterator<char>(o)), std::istreambuf_iterator<char>());
+    std::printf("%s", said.c_str());
+    if (rc != 0) return fail("the sample exited with status " + std::to_string(rc));
+    // --quiet: the summary line alone.
+    if (said.rfind("done: ", 0) != 0 || std::count(said.begin(), said.end(), '\n') != 1)
+      return fail("--quiet printed more than the summary line");
+  }
 
   int64_t heat = 0;
   const std::vector<int32_t> want = reference_grid(kSize, kSteps, &heat);

@@ -150,10 +150,12 @@ int main(int argc, char** argv) {
     }
   }
 #endif
-  std::printf("path: %s\n", mirror->on_gpu() ? ("GPU kernel on " + mirror->backend()).c_str()
-                                              : ("CPU kernel, mirror " + mirror->backend()).c_str());
-  std::printf("grid %d x %d in %d bands of %d rows (%d pages + 'heat/totals'), initial heat %" PRId64 "\n",
-              g.width, g.height, g.bands(), g.band_rows, g.bands(), initial_heat);
+  if (!quiet) {
+    std::printf("path: %s\n", mirror->on_gpu() ? ("GPU kernel on " + mirror->backend()).c_str()
+                                                : ("CPU kernel, mirror " + mirror->backend()).c_str());
+    std::printf("grid %d x %d in %d bands of %d rows (%d pages + 'heat/totals'), initial heat %" PRId64 "\n",
+                g.width, g.height, g.bands(), g.band_rows, g.bands(), initial_heat);
+  }
   if (total_heat(bus, totals, g.bands()) != initial_heat) {
     std::fprintf(stderr, "mmsb-sample-heat: the totals page does not match the initial grid\n");
     return 1;
@@ -215,7 +217,7 @@ int main(int argc, char** argv) {
 #if defined(MMSB_HEAT_RECORD)
   if (recorder) {
     check(recorder->stop(), "Recorder::stop");
-    std::printf("recorded %" PRIu64 " deltas into %s\n", recorder->stats().deltas, record.c_str());
+    if (!quiet) std::printf("recorded %" PRIu64 " deltas into %s\n", recorder->stats().deltas, record.c_str());
   }
 #endif
   std::printf("done: %d steps on the %s, %" PRIu64 " deltas (%" PRIu64 " bytes) written back, epoch %" PRIu64
