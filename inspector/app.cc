@@ -959,7 +959,9 @@ void App::draw_hex() {
   note_fit("hex:legend", ImGui::GetItemRectMax().x, ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
   ImGui::Separator();
   if (!model_.page_error().empty()) {
+    ImGui::PushTextWrapPos(0);
     ImGui::TextColored(colv(0xffcc66), "%s", model_.page_error().c_str());
+    ImGui::PopTextWrapPos();
     return;
   }
   // Only now: a button above may have moved the cursor, which drops the cached page.
@@ -1215,6 +1217,15 @@ void App::draw_diff_grid() {
     sides_.only_diff = diff_only_rows_;
     sides_.old_exists = model_.page_exists_at(page, a);
     sides_.new_exists = model_.page_exists_at(page, b);
+    // Both sides are built whole: a page past the hex view's limit is refused
+    // here too (the table above still lists its differing bytes).
+    if (const auto* meta = model_.page_meta(page); meta && meta->size > model_.view_limit()) {
+      sides_.error = "page " + model_.page_label(page) + " has " + std::to_string(meta->size) +
+                     " bytes, more than the side-by-side view shows (" + std::to_string(model_.view_limit()) +
+                     "); 'mmsb-replay diff " + model_.dir().string() + " " + std::to_string(a) + " " +
+                     std::to_string(b) + " --page " + std::to_string(page) + "' prints its differing bytes";
+      sides_.old_exists = sides_.new_exists = false;
+    }
     if (sides_.old_exists) {
       const Status s = ix->page_at(page, a, &sides_.old_bytes);
       if (!s.ok()) sides_.error = s.to_string();
@@ -1237,7 +1248,9 @@ void App::draw_diff_grid() {
     }
   }
   if (!sides_.error.empty()) {
+    ImGui::PushTextWrapPos(0);
     ImGui::TextColored(colv(0xffcc66), "%s", sides_.error.c_str());
+    ImGui::PopTextWrapPos();
     return;
   }
   const float cw = ImGui::CalcTextSize("0").x;

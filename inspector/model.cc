@@ -590,6 +590,11 @@ bool Model::take_spare(PageId page, Epoch e, std::vector<std::byte>* out) {
   return true;
 }
 
+void Model::set_view_limit(uint64_t bytes) noexcept {
+  view_limit_ = bytes;
+  page_valid_ = false;
+}
+
 std::span<const std::byte> Model::page_bytes() {
   if (page_valid_) return page_bytes_;
   page_valid_ = true;
@@ -604,6 +609,12 @@ std::span<const std::byte> Model::page_bytes() {
     const auto* m = page_meta(page_);
     page_error_ = "page " + page_label(page_) + " does not exist at epoch " + std::to_string(cursor_) +
                   (m ? " (it is created at epoch " + std::to_string(m->created) + ")" : std::string());
+  } else if (const auto* m = page_meta(page_); m && m->size > view_limit_) {
+    page_error_ = "page " + page_label(page_) + " has " + std::to_string(m->size) +
+                  " bytes, more than the hex view shows (" + std::to_string(view_limit_) +
+                  "); the Diff and Propagation views work on it, and 'mmsb-replay cat " + loaded_.dir.string() +
+                  " " + std::to_string(page_) + " --epoch " + std::to_string(cursor_) +
+                  " --offset O --length N' prints any part of it";
   } else {
     try {
       Status s = take_spare(page_, cursor_, &page_bytes_) ? Status::OK() : index_->page_at(page_, cursor_, &page_bytes_);

@@ -232,9 +232,16 @@ class Model {
   PageId selected_page() const noexcept { return page_; }
   void select_page(PageId id);  // kNoPage clears
 
-  // The selected page at the cursor. Empty if there is no selection or the
-  // page does not exist at the cursor; page_error() says why.
+  // The selected page at the cursor. Empty if there is no selection, the
+  // page does not exist at the cursor, or it is larger than the hex view
+  // shows (view_limit()); page_error() says why.
   std::span<const std::byte> page_bytes();
+  // Pages up to this many bytes are shown whole (their bytes and a 2-byte
+  // age each are built on every cursor move); larger ones are refused with
+  // a pointer to `mmsb-replay cat --offset --length`.
+  static constexpr uint64_t kViewLimit = uint64_t{256} << 20;
+  uint64_t view_limit() const noexcept { return view_limit_; }
+  void set_view_limit(uint64_t bytes) noexcept;
   const std::string& page_error();
   // Per-byte ages (kAgeCurrent, kAgeUnchanged, 1..fade, kAgeNone) for page_bytes().
   std::span<const int16_t> highlight();
@@ -359,6 +366,7 @@ class Model {
   bool diff_valid_ = false;
   bool diff_pending_ = false;     // the pair's job has been handed to the worker
   uint64_t diff_sync_limit_ = kDiffSyncBytes;
+  uint64_t view_limit_ = kViewLimit;
   std::vector<replay::PageDiff> diff_;
   uint64_t diff_bytes_ = 0;
   std::string diff_error_;

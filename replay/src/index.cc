@@ -105,6 +105,7 @@ Status IndexBuilder::start() {
     // Room for no checkpoint but the start state's: the image becomes
     // checkpoint 0 and nothing is applied while adding (image_ null).
     ix.checkpoints_.push_back(Index::Checkpoint{ix.start_epoch_, image_});
+    ix.running_image_ = false;
     image_ = nullptr;
     return Status::OK();
   }
@@ -198,7 +199,7 @@ Result<std::unique_ptr<Index>> IndexBuilder::finish(Status damage) {
 
 uint64_t Index::memory_bytes() const noexcept {
   return deltas_.capacity() * sizeof(Rec) + ranges_.capacity() * sizeof(Range) + bytes_.capacity() +
-         page_epochs_.capacity() * sizeof(Epoch) + (checkpoints_.size() + 1) * state_bytes_;
+         page_epochs_.capacity() * sizeof(Epoch) + (checkpoints_.size() + (running_image_ ? 1 : 0)) * state_bytes_;
 }
 
 DeltaView Index::raw(uint64_t i) const noexcept {

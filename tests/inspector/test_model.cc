@@ -103,6 +103,25 @@ TEST_CASE("inspector model: the cursor is clamped and steps saturate", "[inspect
   CHECK(m.cursor() == 0);
 }
 
+TEST_CASE("inspector model: a page larger than the hex view shows is refused with a way to read it", "[inspector]") {
+  Opened o;
+  Model& m = o.m;
+  CHECK(m.view_limit() == Model::kViewLimit);
+  m.select_page(fixture::kAlpha);  // 64 bytes
+  m.seek(5);
+  m.set_view_limit(63);
+  CHECK(m.page_bytes().empty());
+  CHECK(m.highlight().empty());
+  INFO(m.page_error());
+  CHECK(m.page_error().find("page 'alpha' has 64 bytes, more than the hex view shows (63)") != std::string::npos);
+  CHECK(m.page_error().find("mmsb-replay cat ") != std::string::npos);
+  CHECK(m.page_error().find(" 0 --epoch 5 --offset O --length N") != std::string::npos);
+  // At the limit it is shown again, as it is at that epoch.
+  m.set_view_limit(64);
+  CHECK(u8(m.page_bytes()) == fixture::alpha_at(5));
+  CHECK(m.page_error().empty());
+}
+
 TEST_CASE("inspector model: page bytes and versions at the cursor", "[inspector]") {
   Opened o;
   Model& m = o.m;

@@ -223,6 +223,7 @@ class Index {
   std::vector<Epoch> child_epochs_;
   std::vector<Checkpoint> checkpoints_;
   uint64_t interval_ = 0;
+  bool running_image_ = true;  // the build's running image outlives it (false: it became checkpoint 0)
   Status damage_;
 };
 
