@@ -226,6 +226,28 @@ TEST_CASE("mirror: an incoherent page's error names the likely misuse", "[cuda][
   REQUIRE(t.code() == mmsb::Code::kCorruption);
   REQUIRE(t.message().find("page 1") != std::string::npos);
   REQUIRE(t.message().find("track() was called after a kernel changed") != std::string::npos);
+  REQUIRE(t.message().find("request_resync()") != std::string::npos);
+  // The way back: a full copy of the bus, into both images.
+  const uint64_t resyncs = mirror->resyncs();
+  mirror->device_data(a)[9] = std::byte{4};  // and an untracked page changed again
+  mirror->request_resync();
+  REQUIRE(mirror->sync().ok());
+  CHECK(mirror->resyncs() == resyncs + 1);
+  must(mirror->check_coherence());
+  m.write(a, 50, {2});  // the bus write above, in the model
+  for (const mmsb::PageId p : {a, b}) {
+    INFO("page " << p);
+    const std::byte* d = mirror->device_data(p);
+    CHECK(std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(d), reinterpret_cast<const uint8_t*>(d) + 100) ==
+          m.pages[p].bytes);
+  }
+  // b is still tracked, and a kernel's change to it is written back as usual.
+  mirror->device_data(b)[1] = std::byte{6};
+  must(mirror->writeback(b));
+  m.write(b, 1, {6});
+  const auto now = bus.page_bytes(b);
+  CHECK(std::vector<uint8_t>(reinterpret_cast<const uint8_t*>(now.data()),
+                             reinterpret_cast<const uint8_t*>(now.data()) + now.size()) == m.pages[b].bytes);
 }
 
 TEST_CASE("mirror: write_page past the end names the offset, even near 2^64", "[cuda][mirror]") {

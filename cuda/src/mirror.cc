@@ -30,9 +30,11 @@ std::string page_name(PageId id) { return "page " + std::to_string(id); }
 // mirror writes (and track() copies from the live image).
 std::string incoherence_hint(bool tracked) {
   return tracked ? " -- its synced image differs from the bus: track() was called after a kernel changed the "
-                   "page (the change became part of the synced image), or this is a bug (please report it)"
+                   "page (the change became part of the synced image), or this is a bug (please report it); "
+                   "request_resync() then sync() copies the bus's state again"
                  : " -- its live image differs from the bus: did a kernel or write_page() change this untracked "
-                   "page? Only tracked pages are written back: track() it before kernels change it";
+                   "page? Only tracked pages are written back: track() it before kernels change it; "
+                   "request_resync() then sync() copies the bus's state again";
 }
 
 unsigned pack_threads(unsigned asked) {

@@ -180,6 +180,11 @@ class DeviceMirror {
   Status wait();
   Epoch synced_epoch() const noexcept { return epoch_; }
   uint64_t resyncs() const noexcept { return stats_.resyncs; }
+  // Makes the next sync() copy the bus's whole state into both images, as
+  // after a lag, dropping every device change not written back: the way
+  // back to coherence after a kernel changed a page the mirror does not
+  // track (or before track() copied a kernel's change as synced).
+  void request_resync() noexcept { need_resync_ = true; }
 
   // ---- the pages on the device ----
   uint32_t page_count() const noexcept { return static_cast<uint32_t>(pages_.size()); }
