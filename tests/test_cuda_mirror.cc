@@ -298,3 +298,27 @@ TEST_CASE("mirror: sync() and check_coherence() from an event callback are refus
   REQUIRE(mirror->sync().ok());
   CHECK(mirror->check_coherence().ok());
 }
+
+TEST_CASE("mirror: a writeback refused for another reason than a conflict keeps the bus's advice", "[cuda][mirror]") {
+  mmsb::Bus bus;
+  model::Model m;
+  const mmsb::PageId a = create(bus, m, 16);
+  const mmsb::PageId b = create(bus, m, 16);
+  auto mirror = open_mirror(bus, Backend::kCpu);
+  must(mirror->track(b));
+  mmsb::Status there;
+  REQUIRE(bus.subscribe(mmsb::mask_of(mmsb::EventKind::kDeltaApplied), [&](const mmsb::Event& e) {
+               if (e.page != a) return;
+               mirror->device_data(b)[2] = std::byte{7};  // a "kernel"
+               there = mirror->writeback(b);
+             }).ok());
+  must(bus.write(a, 0, model::to_bytes({1})));
+  INFO(there.to_string());
+  CHECK(there.code() == mmsb::Code::kFailedPrecondition);
+  CHECK(there.message().find("event callback") != std::string::npos);
+  CHECK(there.message().find("its device changes are kept") != std::string::npos);
+  CHECK(there.message().find("write back again") == std::string::npos);  // a sync would not help there
+  // Outside the callback the kept change goes through.
+  must(mirror->writeback(b));
+  CHECK(bus.page_bytes(b)[2] == std::byte{7});
+}

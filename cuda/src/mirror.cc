@@ -485,9 +485,13 @@ Status DeviceMirror::writeback(std::span<const PageId> pages, WritebackStats* st
                       std::to_string(d.base_version) + ", the bus " + std::to_string(bus_.info(d.page)->version) +
                       "); nothing applied"
                 : s.message();
+        // Only a conflict is cured by a sync; other refusals (a call from a
+        // callback or an update function) keep the bus's own advice.
         first_error = Status(s.code(), "device mirror writeback of " + page_name(d.page) + ": " + why +
-                                           " -- its device changes are kept: sync() (the bus wins on bytes both "
-                                           "changed) and write back again");
+                                           (s.code() == Code::kConflict
+                                                ? " -- its device changes are kept: sync() (the bus wins on bytes "
+                                                  "both changed) and write back again"
+                                                : " -- its device changes are kept"));
       }
       continue;
     }
