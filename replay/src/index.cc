@@ -265,36 +265,30 @@ std::optional<DeltaInfo> Index::next_writer(PageId page, uint64_t offset, Epoch 
 }
 
 WriterSearch Index::find_last_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas) const {
-  WriterSearch r;
-  std::span<const Epoch> es = page_epochs(page);
-  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.begin();) {
-    if (r.looked == max_deltas) {
-      r.stopped = true;
-      break;
-    }
-    --it;
-    ++r.looked;
-    r.last_looked = *it;
-    if (writes(*it - first_epoch_, offset)) {
-      r.writer = info(*it - first_epoch_);
-      break;
-    }
-  }
-  return r;
+  return find_writer(page, offset, epoch, max_deltas, /*forward=*/false);
 }
 
 WriterSearch Index::find_next_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas) const {
+  return find_writer(page, offset, epoch, max_deltas, /*forward=*/true);
+}
+
+// The page's deltas after `epoch` in epoch order (forward), or those at or
+// before it newest first, until one writes `offset` or max_deltas were seen.
+WriterSearch Index::find_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas, bool forward) const {
   WriterSearch r;
   std::span<const Epoch> es = page_epochs(page);
-  for (auto it = std::upper_bound(es.begin(), es.end(), epoch); it != es.end(); ++it) {
+  const size_t after = static_cast<size_t>(std::upper_bound(es.begin(), es.end(), epoch) - es.begin());
+  const size_t n = forward ? es.size() - after : after;  // deltas in the search's direction
+  for (size_t k = 0; k < n; ++k) {
     if (r.looked == max_deltas) {
       r.stopped = true;
       break;
     }
+    const Epoch e = es[forward ? after + k : after - 1 - k];
     ++r.looked;
-    r.last_looked = *it;
-    if (writes(*it - first_epoch_, offset)) {
-      r.writer = info(*it - first_epoch_);
+    r.last_looked = e;
+    if (writes(e - first_epoch_, offset)) {
+      r.writer = info(e - first_epoch_);
       break;
     }
   }
@@ -384,17 +378,9 @@ Result<PageDiff> Index::diff_page(PageId page, Epoch a, Epoch b) const {
   if (page >= page_count_at(hi) && page >= page_count_at(std::min(a, b)))
     return Status(Code::kOutOfRange, "page " + std::to_string(page) + " does not exist at epoch " + std::to_string(a) +
                                          " or " + std::to_string(b));
+  // Both sides over bytes [w0, w1) of the page, compared below.
   std::vector<std::byte> old_bytes, new_bytes;
-  auto load = [&](Epoch e, std::vector<std::byte>* out, Version* v, bool* missing) -> Status {
-    if (page >= page_count_at(e)) {
-      if (e < start_epoch_ || e > last_epoch()) return page_at(page, e, out);  // the range error
-      out->assign(rec_.pages()[page].size, std::byte{0});
-      *missing = true;
-      return Status::OK();
-    }
-    *v = version_at(page, e);
-    return page_at(page, e, out);
-  };
+  uint64_t w0 = 0;
   const Epoch lo = std::min(a, b);
   if (page < page_count_at(lo) && lo >= start_epoch_ && hi <= last_epoch()) {
     // The page exists at both epochs: only bytes its deltas in (lo, hi]
@@ -402,7 +388,8 @@ Result<PageDiff> Index::diff_page(PageId page, Epoch a, Epoch b) const {
     // (a few bytes of a 4 GiB page cost a few bytes).
     d.old_version = version_at(page, a);
     d.new_version = version_at(page, b);
-    uint64_t w0 = UINT64_MAX, w1 = 0;
+    uint64_t w1 = 0;
+    w0 = UINT64_MAX;
     std::span<const Epoch> es = page_epochs(page);
     for (auto it = std::upper_bound(es.begin(), es.end(), lo); it != es.end() && *it <= hi; ++it) {
       const DeltaView v = raw(*it - first_epoch_);
@@ -413,28 +400,33 @@ Result<PageDiff> Index::diff_page(PageId page, Epoch a, Epoch b) const {
     if (w0 >= w1) return d;  // untouched in between: equal
     page_window(page, a, w0, w1, &old_bytes);
     page_window(page, b, w0, w1, &new_bytes);
-    Delta runs;
-    if (Status s = diff_into(old_bytes, new_bytes, runs); !s.ok()) return s;
-    d.ranges = std::move(runs.ranges);
-    d.new_bytes = std::move(runs.bytes);
-    d.old_bytes.reserve(d.new_bytes.size());
-    for (Range& r : d.ranges) {
-      d.old_bytes.insert(d.old_bytes.end(), old_bytes.begin() + r.offset, old_bytes.begin() + r.end());
-      r.offset += static_cast<uint32_t>(w0);  // window -> page offsets
-    }
-    return d;
+  } else {
+    // The page is missing at one epoch (compared with zeros), or an epoch is
+    // out of range (page_at's error): whole pages.
+    auto load = [&](Epoch e, std::vector<std::byte>* out, Version* v, bool* missing) -> Status {
+      if (page >= page_count_at(e)) {
+        if (e < start_epoch_ || e > last_epoch()) return page_at(page, e, out);  // the range error
+        out->assign(rec_.pages()[page].size, std::byte{0});
+        *missing = true;
+        return Status::OK();
+      }
+      *v = version_at(page, e);
+      return page_at(page, e, out);
+    };
+    bool old_missing = false, new_missing = false;
+    if (Status s = load(a, &old_bytes, &d.old_version, &old_missing); !s.ok()) return s;
+    if (Status s = load(b, &new_bytes, &d.new_version, &new_missing); !s.ok()) return s;
+    d.created = old_missing && !new_missing;
   }
-  bool old_missing = false, new_missing = false;
-  if (Status s = load(a, &old_bytes, &d.old_version, &old_missing); !s.ok()) return s;
-  if (Status s = load(b, &new_bytes, &d.new_version, &new_missing); !s.ok()) return s;
-  d.created = old_missing && !new_missing;
   Delta runs;
   if (Status s = diff_into(old_bytes, new_bytes, runs); !s.ok()) return s;
   d.ranges = std::move(runs.ranges);
   d.new_bytes = std::move(runs.bytes);
   d.old_bytes.reserve(d.new_bytes.size());
-  for (const Range& r : d.ranges)
+  for (Range& r : d.ranges) {
     d.old_bytes.insert(d.old_bytes.end(), old_bytes.begin() + r.offset, old_bytes.begin() + r.end());
+    r.offset += static_cast<uint32_t>(w0);  // window -> page offsets
+  }
   return d;
 }
 

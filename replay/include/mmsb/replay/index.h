@@ -201,6 +201,7 @@ class Index {
   DeltaInfo info(uint64_t i) const noexcept;
   DeltaView raw(uint64_t i) const noexcept;  // ranges and bytes only: for applying
   bool writes(uint64_t i, uint64_t offset) const noexcept;  // delta i covers byte offset
+  WriterSearch find_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas, bool forward) const;
   uint64_t apply_cost(Epoch from, Epoch to) const noexcept;  // of deltas from < e <= to, in bytes
   const Checkpoint& checkpoint_before(Epoch epoch) const noexcept;  // last one at or before
   // Bytes [w0, w1) of `page` at `epoch` (which must exist then) into `out`.
