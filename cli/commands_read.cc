@@ -130,7 +130,8 @@ int run_info(const InfoArgs& a) {
   out += fmt("pid         %u\n", m.pid);
   out += "started     " + iso8601_utc(m.start_time_ns) + "\n";
   std::string labels;
-  for (const auto& [k, v] : m.labels) labels += (labels.empty() ? "" : " ") + printable(k, '\0') + "=" + printable(v, '\0');
+  for (const auto& [k, v] : m.labels)
+    labels += (labels.empty() ? "" : " ") + printable(k, '\0') + "=" + printable(v, '\0');
   out += "labels      " + (labels.empty() ? std::string("-") : labels) + "\n";
   out += fmt("segments    %zu\n", rec->segments().size());
   for (size_t i = 0; i < rec->segments().size(); ++i) {

@@ -37,6 +37,12 @@ ImVec4 colv(uint32_t rgb, float a = 1.f) {
   return ImVec4(((rgb >> 16) & 255) / 255.f, ((rgb >> 8) & 255) / 255.f, (rgb & 255) / 255.f, a);
 }
 float snap(float v) { return std::floor(v + 0.5f); }
+// The right edge of the current window's content region, in screen pixels.
+float content_right() { return ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x; }
+// The width of a button (or small button) labelled `label`.
+float button_width(const char* label) {
+  return ImGui::CalcTextSize(label).x + 2 * ImGui::GetStyle().FramePadding.x;
+}
 
 // Widths of the grids in character cells: the hex view's offset, `per_row`
 // hex cells with a gap after the eighth, and the ASCII column; the diff's
@@ -289,8 +295,7 @@ void App::field(const char* key, const std::string& value) {
   ImGui::PushTextWrapPos(0);
   ImGui::TextUnformatted(value.c_str());
   ImGui::PopTextWrapPos();
-  note_fit(std::string("recording:") + key, ImGui::GetItemRectMax().x,
-           ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
+  note_fit(std::string("recording:") + key, ImGui::GetItemRectMax().x, content_right());
 }
 
 void App::note_fit(const std::string& name, float right, float limit) {
@@ -385,9 +390,8 @@ float App::draw_toolbar(float y) {
   ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x, y));
   ImGui::SetNextWindowSize(ImVec2(vp->WorkSize.x, h));
   ImGui::Begin("##toolbar", nullptr, kBar);
-  const float edge = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+  const float edge = content_right();
   float reach = 0;  // the right end of the widest row
-  auto button_w = [&](const char* label) { return ImGui::CalcTextSize(label).x + 2 * style.FramePadding.x; };
   // The next group of `w` pixels on this row if it fits, else on the next.
   auto next_group = [&](float w, float gap) {
     reach = std::max(reach, ImGui::GetItemRectMax().x);
@@ -405,7 +409,8 @@ float App::draw_toolbar(float y) {
 
   if (model_.loaded()) {
     const float sp = style.ItemSpacing.x;
-    next_group(button_w("|<") + button_w("<") + button_w(">") + button_w(">|") + 100 + 48 + 5 * sp, 16);
+    next_group(button_width("|<") + button_width("<") + button_width(">") + button_width(">|") + 100 + 48 + 5 * sp,
+               16);
     if (button("|<")) model_.seek(model_.first_epoch());
     ImGui::SameLine();
     if (button("<")) model_.step(-1);
@@ -423,7 +428,7 @@ float App::draw_toolbar(float y) {
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("Type an epoch and press Enter to jump there");
     ImGui::SameLine();
     if (button(model_.playing() ? "Pause" : "Play", 48)) model_.set_playing(!model_.playing());
-    next_group(120 + sp + ImGui::CalcTextSize("epochs/s").x + style.ItemInnerSpacing.x + button_w("Fit"), sp);
+    next_group(120 + sp + ImGui::CalcTextSize("epochs/s").x + style.ItemInnerSpacing.x + button_width("Fit"), sp);
     ImGui::SetNextItemWidth(120);
     float rate = static_cast<float>(model_.rate());
     if (ImGui::SliderFloat("epochs/s", &rate, 1.f, 1e6f, "%.0f", ImGuiSliderFlags_Logarithmic))
@@ -911,10 +916,9 @@ void App::draw_hex() {
   ImGui::EndDisabled();
   // The byte's buttons (or the hint) on this line if they fit, else below.
   const ImGuiStyle& style = ImGui::GetStyle();
-  auto button_w = [&](const char* label) { return ImGui::CalcTextSize(label).x + 2 * style.FramePadding.x; };
   const auto sb = model_.selected_byte();
-  const float byte_w = sb ? button_w("< byte write") + button_w("byte write >") + ImGui::CalcTextSize("byte 0000000").x +
-                                2 * style.ItemSpacing.x
+  const float byte_w = sb ? button_width("< byte write") + button_width("byte write >") +
+                                ImGui::CalcTextSize("byte 0000000").x + 2 * style.ItemSpacing.x
                           : ImGui::CalcTextSize("click a byte to follow its writes").x;
   ImGui::SameLine(0, 16);
   if (ImGui::GetContentRegionAvail().x < byte_w) ImGui::NewLine();
@@ -941,7 +945,7 @@ void App::draw_hex() {
   } else {
     ImGui::TextDisabled("click a byte to follow its writes");
   }
-  note_fit("hex:byte", ImGui::GetItemRectMax().x, ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
+  note_fit("hex:byte", ImGui::GetItemRectMax().x, content_right());
   legend_box(Palette::kCurrent, "changed here");
   ImGui::SameLine(0, 12);
   legend_box(Palette::kCurrent, "rewritten, same value", /*outline=*/true);
@@ -956,7 +960,7 @@ void App::draw_hex() {
   ImGui::SetNextItemWidth(70);
   int fade = model_.fade();
   if (ImGui::SliderInt("writes##fade", &fade, 1, Model::kMaxFade)) model_.set_fade(fade);
-  note_fit("hex:legend", ImGui::GetItemRectMax().x, ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
+  note_fit("hex:legend", ImGui::GetItemRectMax().x, content_right());
   ImGui::Separator();
   if (!model_.page_error().empty()) {
     ImGui::PushTextWrapPos(0);
@@ -1052,7 +1056,7 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
     }
   }
   ImGui::PopStyleVar();
-  note_fit("hex:grid", ImGui::GetItemRectMin().x + total_w, ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
+  note_fit("hex:grid", ImGui::GetItemRectMin().x + total_w, content_right());
 
   if (hovered) {
     const uint64_t off = *hovered;
@@ -1195,7 +1199,7 @@ void App::draw_diff() {
     const char* label = "only rows that differ";
     const ImGuiStyle& st = ImGui::GetStyle();
     const float box_w = ImGui::GetFrameHeight() + st.ItemInnerSpacing.x + ImGui::CalcTextSize(label).x;
-    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+    const float right = content_right();
     if (ImGui::GetItemRectMax().x + 16 + box_w <= right) ImGui::SameLine(0, 16);
     ImGui::Checkbox(label, &diff_only_rows_);
     layout_.buttons[label] = item_rect();
@@ -1314,7 +1318,7 @@ void App::draw_diff_grid() {
     }
   }
   ImGui::PopStyleVar();
-  note_fit("diff:grid", ImGui::GetItemRectMin().x + total_w, ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x);
+  note_fit("diff:grid", ImGui::GetItemRectMin().x + total_w, content_right());
   ImGui::EndChild();
 }
 
@@ -1343,7 +1347,7 @@ void App::draw_deps() {
     const auto cd = ix->delta(e);
     const std::string label =
         fmt("epoch %llu %s##chain%zu", static_cast<ull>(e), cd ? model_.page_label(cd->page).c_str() : "?", i);
-    const float bw = ImGui::CalcTextSize(visible_label(label.c_str()).c_str()).x + 2 * ImGui::GetStyle().FramePadding.x;
+    const float bw = button_width(visible_label(label.c_str()).c_str());
     if (i > 0) {
       ImGui::SameLine();
       if (ImGui::GetContentRegionAvail().x < bw + 30) ImGui::NewLine();
