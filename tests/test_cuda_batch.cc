@@ -44,6 +44,18 @@ std::vector<CopyOp> read_ops(const HostStaging& st, const BatchLayout& L) {
   return ops;
 }
 
+// Runs the CPU scatter of the finished batch over both images; they must
+// then equal the model's.
+void scatter_and_compare(HostStaging& staging, const BatchLayout& L, const Layout& l, std::vector<std::byte>& live,
+                         std::vector<std::byte>& synced, const std::vector<uint8_t>& want_live,
+                         const std::vector<uint8_t>& want_synced) {
+  const mmsb::Status s = scatter_reference(staging.data(), L, live.data(), synced.data(), l.image);
+  INFO(s.to_string());
+  REQUIRE(s.ok());
+  REQUIRE(model::same(live, want_live));
+  REQUIRE(model::same(synced, want_synced));
+}
+
 }  // namespace
 
 TEST_CASE("packer + scatter reference equal a byte loop, later adds winning", "[cuda][batch]") {
@@ -92,12 +104,92 @@ TEST_CASE("packer + scatter reference equal a byte loop, later adds winning", "[
       REQUIRE(op.src % 16 == op.dst % 16);
       REQUIRE((op.dst >> kRegionShift) == ((op.dst + op.length - 1) >> kRegionShift));
     }
-    const mmsb::Status s = scatter_reference(staging.data(), *L, live.data(), synced.data(), l.image);
-    INFO(s.to_string());
-    REQUIRE(s.ok());
     INFO("batch " << batch);
-    REQUIRE(model::same(live, want_live));
-    REQUIRE(model::same(synced, want_synced));
+    scatter_and_compare(staging, *L, l, live, synced, want_live, want_synced);
+  }
+}
+
+TEST_CASE("merging ops keep a kernel's change where the new value leaves the byte alone", "[cuda][batch]") {
+  // Bytes from a 3-letter alphabet, so that live == synced and new == synced
+  // both happen often. The model, per byte in add order: live takes the new
+  // value unless a kernel changed it (live != synced) and the new value
+  // equals the synced one; synced takes the new value.
+  Rng rng(GENERATE(11, 12, 13));
+  const Layout l = lay_out({rng.between(1, 9000), 4096, 15, rng.between(1, 20000)});
+  auto letters = [&](uint64_t n) {
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = static_cast<uint8_t>(rng.below(3));
+    return v;
+  };
+  std::vector<uint8_t> want_live = letters(l.image), want_synced = letters(l.image);
+  std::vector<std::byte> live = model::to_bytes(want_live), synced = model::to_bytes(want_synced);
+  HostStaging staging;
+  const unsigned threads = GENERATE(1u, 3u);
+  BatchPacker packer(staging, threads, threads == 1 ? BatchPacker::kDefaultMinChunkWeight : 500);
+  std::vector<std::vector<std::byte>> held;
+  uint64_t kept = 0, taken = 0;
+  for (int batch = 0; batch < 6; ++batch) {
+    packer.reset();
+    held.clear();
+    const int adds = static_cast<int>(rng.between(1, 200));
+    for (int i = 0; i < adds; ++i) {
+      const size_t p = rng.below(l.size.size());
+      const uint64_t len = rng.between(1, std::min<uint64_t>(rng.chance(50) ? 40 : 5000, l.size[p]));
+      const uint64_t off = rng.below(l.size[p] - len + 1);
+      const std::vector<uint8_t> v = letters(len);
+      // Mostly merging ops, some plain ones between them (both kinds touch
+      // the same regions, in add order).
+      const uint32_t flags = rng.chance(75) ? (kToLive | kToSynced | kMerge) : static_cast<uint32_t>(rng.between(1, 3));
+      const uint64_t dst = l.offset[p] + off;
+      held.push_back(model::to_bytes(v));
+      packer.add(dst, held.back().data(), len, flags);
+      for (uint64_t k = 0; k < len; ++k) {
+        uint8_t& lv = want_live[dst + k];
+        uint8_t& sy = want_synced[dst + k];
+        if (flags & kMerge) {
+          if (lv != sy && v[k] == sy) {
+            ++kept;
+          } else {
+            lv = v[k];
+            ++taken;
+          }
+          sy = v[k];
+          continue;
+        }
+        if (flags & kToLive) lv = v[k];
+        if (flags & kToSynced) sy = v[k];
+      }
+    }
+    auto L = packer.finish(l.image);
+    REQUIRE(L.ok());
+    INFO("batch " << batch);
+    scatter_and_compare(staging, *L, l, live, synced, want_live, want_synced);
+    // Kernels change some live bytes between batches.
+    for (int k = 0; k < 200; ++k) want_live[rng.below(l.image)] = static_cast<uint8_t>(rng.below(3));
+    live = model::to_bytes(want_live);
+  }
+  REQUIRE(kept > 100);  // both outcomes were exercised
+  REQUIRE(taken > 100);
+}
+
+TEST_CASE("merge4 and ne_bytes4 equal a byte loop", "[cuda][batch]") {
+  Rng rng(17);
+  for (int i = 0; i < 20000; ++i) {
+    uint32_t v = 0, live = 0, synced = 0;
+    for (int b = 0; b < 4; ++b) {  // small letters: equal bytes are common
+      v |= static_cast<uint32_t>(rng.below(i % 2 ? 3 : 256)) << (8 * b);
+      live |= static_cast<uint32_t>(rng.below(i % 2 ? 3 : 256)) << (8 * b);
+      synced |= static_cast<uint32_t>(rng.below(i % 2 ? 3 : 256)) << (8 * b);
+    }
+    uint32_t want_ne = 0, want_merge = 0;
+    for (int b = 0; b < 4; ++b) {
+      const uint32_t vb = (v >> (8 * b)) & 0xFF, lb = (live >> (8 * b)) & 0xFF, sb = (synced >> (8 * b)) & 0xFF;
+      if (lb != sb) want_ne |= 0xFFu << (8 * b);
+      want_merge |= (lb != sb && vb == sb ? lb : vb) << (8 * b);
+    }
+    INFO(std::hex << v << " " << live << " " << synced);
+    REQUIRE(ne_bytes4(live, synced) == want_ne);
+    REQUIRE(merge4(v, live, synced) == want_merge);
   }
 }
 
@@ -171,6 +263,13 @@ TEST_CASE("scatter reference refuses layouts that would make the kernel wrong", 
     INFO(s.to_string());
     REQUIRE(s.code() == mmsb::Code::kCorruption);
     REQUIRE(s.message().find("share an image region") != std::string::npos);
+  }
+  SECTION("a merging op that does not write both images") {
+    BatchLayout L = build();
+    op_at(L, 1)->flags = kToLive | kMerge;
+    const mmsb::Status s = scatter_reference(staging.data(), L, live.data(), synced.data(), l.image);
+    REQUIRE(s.code() == mmsb::Code::kCorruption);
+    REQUIRE(s.message().find("bad flags") != std::string::npos);
   }
   SECTION("the synced image is written but absent") {
     BatchLayout L = build();

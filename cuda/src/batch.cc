@@ -523,7 +523,8 @@ Status scatter_reference(const std::byte* staging, const BatchLayout& L, std::by
       if (op.src % 16 != op.dst % 16) return bad(op_name(i, op) + ": src and dst disagree modulo 16");
       if (op.src + op.length > L.blob_bytes) return bad(op_name(i, op) + ": past the blob");
       if (op.dst + op.length > image_bytes) return bad(op_name(i, op) + ": past the image");
-      if (op.flags == 0 || (op.flags & ~(kToLive | kToSynced)) != 0)
+      if (op.flags == 0 || (op.flags & ~(kToLive | kToSynced | kMerge)) != 0 ||
+          ((op.flags & kMerge) && op.flags != (kToLive | kToSynced | kMerge)))
         return bad(op_name(i, op) + ": bad flags");
       if ((op.flags & kToSynced) && synced == nullptr)
         return bad(op_name(i, op) + ": writes the synced image, which does not exist");

@@ -15,7 +15,13 @@
 //   [0, blob_bytes)                        the blob: new bytes of every range
 //   [segments_offset, + 8 * segment_count) Segment[]
 //   [ops_offset, + 24 * op_count)          CopyOp[]
-// A CopyOp copies `length` bytes from blob[src] to image[dst]. Its invariants:
+// A CopyOp copies `length` bytes from blob[src] to image[dst] (the live
+// image, the synced one, or both). A *merging* op (kMerge, with kToLive |
+// kToSynced) writes the synced image as a plain one does but keeps each live
+// byte a kernel changed (live != synced) where the new value equals the old
+// synced one: the device's change survives unless the bus changed that byte
+// too. The mirror uses it to ship a tracked page whole (mirror.h). Its
+// invariants:
 //   - 1 <= length and the op stays inside one kRegionBytes-aligned region of
 //     the image (the packer splits ranges at region boundaries);
 //   - src % 16 == dst % 16, so both sides of every full 16-byte chunk are
@@ -52,12 +58,13 @@ inline constexpr uint64_t kRegionBytes = uint64_t{1} << kRegionShift;  // 4 KiB
 // ---- batched apply ----
 inline constexpr uint32_t kToLive = 1;    // CopyOp::flags: write the live image
 inline constexpr uint32_t kToSynced = 2;  // ... and/or the synced image
+inline constexpr uint32_t kMerge = 4;     // ... keeping device changes (needs both)
 
 struct CopyOp {
   uint64_t dst;     // image offset of the first byte
   uint64_t src;     // blob offset of the first byte; src % 16 == dst % 16
   uint32_t length;  // 1 .. kRegionBytes, inside one region
-  uint32_t flags;   // kToLive | kToSynced
+  uint32_t flags;   // kToLive | kToSynced, or kToLive | kToSynced | kMerge
 };
 static_assert(sizeof(CopyOp) == 24, "CopyOp is part of the device layout");
 
@@ -149,6 +156,26 @@ MMSB_HD uint32_t ne_mask4(uint32_t a, uint32_t b) {
 #endif
 }
 
+// 0xFF in each byte where a and b differ, 0x00 where they agree.
+MMSB_HD uint32_t ne_bytes4(uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+  return __vcmpne4(a, b);
+#else
+  const uint32_t x = a ^ b;
+  // Bit 7 of each byte: set when any of its bits is (the add cannot carry
+  // out of a byte: 0x7F + 0x7F < 0x100).
+  const uint32_t high = (((x & 0x7F7F7F7Fu) + 0x7F7F7F7Fu) | x) & 0x80808080u;
+  return (high >> 7) * 0xFFu;
+#endif
+}
+
+// A merging op's new live word: the live byte where a kernel changed it
+// (live != synced) and the new value leaves it (v == synced), else v.
+MMSB_HD uint32_t merge4(uint32_t v, uint32_t live, uint32_t synced) {
+  const uint32_t keep = ne_bytes4(live, synced) & ~ne_bytes4(v, synced);
+  return (live & keep) | (v & ~keep);
+}
+
 // Number of 16-byte chunks (counted from dst rounded down to 16) an op touches.
 MMSB_HD uint64_t op_chunks(const CopyOp& op) {
   return ((op.dst + op.length + 15) >> 4) - (op.dst >> 4);
@@ -158,13 +185,18 @@ MMSB_HD uint64_t op_chunks(const CopyOp& op) {
 // The op's image bytes are cut into 16-byte-aligned chunks counted from
 // dst & ~15. A partial first chunk goes one byte per lane on lanes 0-15, a
 // partial last chunk one byte per lane on lanes 16-31; the full chunks in
-// between are one 16-byte load and store each (per image), chunk
-// first_full + lane + 32k on lane `lane`, four per step with the loads
-// issued first. Lanes touch disjoint bytes, so the lanes of one op may run in
+// between are one 16-byte load and store each (per image; a merging op also
+// loads both images' chunks), chunk first_full + lane + 32k on lane `lane`,
+// four per step with the blob loads issued first. Lanes touch disjoint bytes, so the lanes of one op may run in
 // any order; ops of one segment must run one after the other.
 MMSB_HD void copy_byte(const CopyOp& op, uint64_t x, const uint8_t* __restrict__ blob, uint8_t* __restrict__ live,
                        uint8_t* __restrict__ synced) {
   const uint8_t v = blob[op.src + (x - op.dst)];  // image byte x takes blob byte src + (x - dst)
+  if (op.flags & kMerge) {
+    if (live[x] == synced[x] || v != synced[x]) live[x] = v;
+    synced[x] = v;
+    return;
+  }
   if (op.flags & kToLive) live[x] = v;
   if (op.flags & kToSynced) synced[x] = v;
 }
@@ -196,10 +228,19 @@ MMSB_HD void apply_op_lane(const CopyOp& op, uint32_t lane, const uint8_t* __res
     }
     for (uint32_t u = 0; u < 4; ++u) {
       const uint64_t cc = c + 32 * u;
-      if (cc < full_end) {
-        if (op.flags & kToLive) store16(live + image0 + 16 * cc, v[u]);
-        if (op.flags & kToSynced) store16(synced + image0 + 16 * cc, v[u]);
+      if (cc >= full_end) continue;
+      uint8_t* const l = live + image0 + 16 * cc;
+      uint8_t* const s = synced + image0 + 16 * cc;
+      if (op.flags & kMerge) {
+        const Bytes16 was = load16(l), old = load16(s);
+        Bytes16 out;
+        for (uint32_t w = 0; w < 4; ++w) out.w[w] = merge4(v[u].w[w], was.w[w], old.w[w]);
+        store16(l, out);
+        store16(s, v[u]);
+        continue;
       }
+      if (op.flags & kToLive) store16(l, v[u]);
+      if (op.flags & kToSynced) store16(s, v[u]);
     }
   }
 }
