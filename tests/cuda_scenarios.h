@@ -21,6 +21,12 @@ namespace cuda_test {
 using mmsb::cuda::Backend;
 using mmsb::cuda::DeviceMirror;
 using mmsb::cuda::MirrorOptions;
+using mmsb::cuda::SyncPath;
+
+inline MirrorOptions with_path(SyncPath path, MirrorOptions o = {}) {
+  o.sync_path = path;
+  return o;
+}
 
 inline std::unique_ptr<DeviceMirror> open_mirror(mmsb::Bus& bus, Backend backend, MirrorOptions o = {}) {
   o.backend = backend;
@@ -113,9 +119,13 @@ inline void scenario_sync_random(Backend backend, uint64_t seed, uint32_t pages,
   for (int b = 0; b < batches; ++b) {
     if (rng.chance(30)) create(bus, m, rng.between(1, max_size));  // pages appear mid-stream
     for (int i = 0; i < deltas_per_batch; ++i) random_delta(bus, m, rng, max_run);
+    const uint64_t deltas = m.epoch - mirror->synced_epoch();
     auto n = mirror->sync();
     INFO("batch " << b << ": " << n.status().to_string());
     REQUIRE(n.ok());
+    REQUIRE(*n == deltas);
+    if (deltas > 0 && options.sync_path != SyncPath::kAuto)
+      REQUIRE(mirror->stats().last_sync.by_pages == (options.sync_path == SyncPath::kPages));
     if (options.pack_threads > 1 && deltas_per_batch >= 8000) {  // long enough to read on several threads
       REQUIRE(mirror->stats().last_sync.pack_threads > 1);
       REQUIRE(mirror->stats().last_sync.pack_threads <= options.pack_threads);
@@ -125,27 +135,40 @@ inline void scenario_sync_random(Backend backend, uint64_t seed, uint32_t pages,
   REQUIRE(mirror->resyncs() == 0);
 }
 
-// A ring too small for what happens between syncs: the mirror lags, copies
-// the whole state again and still equals the model.
-inline void scenario_lag_resync(Backend backend) {
+// A ring too small for what happens between syncs: the mirror lags and
+// still equals the model. Asked for deltas, it copies the whole state again;
+// else it ships the pages whose version moved (the records are gone, the
+// versions are not), leaving an unchanged page alone.
+inline void scenario_lag_resync(Backend backend, SyncPath path) {
   mmsb::Bus bus(ring(64 << 10));
   model::Model m;
   model::Rng rng(7);
   for (int p = 0; p < 5; ++p) create(bus, m, 3000 + 17 * p);
-  auto mirror = open_mirror(bus, backend);
+  auto mirror = open_mirror(bus, backend, with_path(path));
   for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 400; ++i) random_delta(bus, m, rng, 700);  // ~150 KB of records > the ring
-    create(bus, m, 1000 + round);
-    REQUIRE(mirror->sync().ok());
+    const mmsb::PageId fresh = create(bus, m, 1000 + round);
+    const uint64_t deltas = m.epoch - mirror->synced_epoch();
+    auto n = mirror->sync();
+    REQUIRE(n.ok());
+    REQUIRE(*n == (path == SyncPath::kDeltas ? 0 : deltas));  // a resync applies no deltas
     require_matches(*mirror, m, bus);
+    const mmsb::cuda::SyncStats& st = mirror->stats().last_sync;
+    REQUIRE(st.resynced == (path == SyncPath::kDeltas));
+    REQUIRE(st.by_pages == (path != SyncPath::kDeltas));
+    if (path != SyncPath::kDeltas) {
+      REQUIRE(st.pages == fresh);  // every older page changed; the new one has no delta yet
+      uint64_t bytes = 0;
+      for (mmsb::PageId id = 0; id < fresh; ++id) bytes += m.pages[id].bytes.size();
+      REQUIRE(st.bytes == bytes);
+    }
   }
-  REQUIRE(mirror->resyncs() == 3);
-  REQUIRE(mirror->stats().last_sync.resynced);
+  REQUIRE(mirror->resyncs() == (path == SyncPath::kDeltas ? 3 : 0));
   // And a normal sync afterwards.
   random_delta(bus, m, rng, 10);
   REQUIRE(mirror->sync().ok());
   require_matches(*mirror, m, bus);
-  REQUIRE(mirror->resyncs() == 3);
+  REQUIRE(mirror->resyncs() == (path == SyncPath::kDeltas ? 3 : 0));
 }
 
 // Changes a device page the way a kernel would (write_page) at random runs
@@ -163,6 +186,100 @@ inline std::vector<model::Run> device_edit(DeviceMirror& mirror, mmsb::PageId id
     edits.push_back(model::Run{off, len});
   }
   return edits;
+}
+
+// Kernels change tracked and untracked pages, the bus writes some of the
+// same pages (bytes from {0, 1, 2}, so rewriting a byte with the value it
+// had is common), then a sync. What the live image holds after it, per byte
+// of a page with a kernel change d, old synced value o, bus value b:
+//   deltas: b where a delta wrote the byte (even with the value it had), else d;
+//   pages:  a tracked page merges: d where d != o and b == o, else b; an
+//           untracked page the bus changed takes b everywhere; one it left
+//           alone keeps d.
+// Then writeback() brings the tracked pages' surviving changes to the bus.
+inline void scenario_device_changes_across_sync(Backend backend, SyncPath path, uint64_t seed) {
+  mmsb::Bus bus;
+  model::Model m;
+  model::Rng rng(seed);
+  constexpr mmsb::PageId kTracked = 6, kPages = 12;  // pages [0, 6) tracked
+  for (mmsb::PageId p = 0; p < kPages; ++p) create(bus, m, rng.between(1, 9000));
+  auto mirror = open_mirror(bus, backend, with_path(path));
+  for (mmsb::PageId id = 0; id < kTracked; ++id) must(mirror->track(id));
+  auto letters = [&](uint64_t n) {
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = static_cast<uint8_t>(rng.below(3));
+    return v;
+  };
+  uint64_t kept_by_merge = 0;
+  for (int round = 0; round < 6; ++round) {
+    std::vector<std::vector<uint8_t>> old(kPages), device(kPages), written(kPages);
+    for (mmsb::PageId id = 0; id < kPages; ++id) {
+      old[id] = device[id] = m.pages[id].bytes;
+      written[id].assign(old[id].size(), 0);
+    }
+    for (mmsb::PageId id = 0; id < kPages; ++id) {  // kernels
+      if (!rng.chance(70)) continue;
+      for (int r = 0; r < 4; ++r) {
+        const uint64_t len = rng.between(1, std::min<uint64_t>(300, device[id].size()));
+        const uint64_t off = rng.below(device[id].size() - len + 1);
+        const std::vector<uint8_t> v = letters(len);
+        std::copy(v.begin(), v.end(), device[id].begin() + static_cast<std::ptrdiff_t>(off));
+        must(mirror->write_page(id, off, model::to_bytes(v)));
+      }
+    }
+    std::vector<bool> bus_changed(kPages, false);
+    for (int i = 0; i < 60; ++i) {  // the bus
+      const auto id = static_cast<mmsb::PageId>(rng.below(kPages));
+      const uint64_t len = rng.between(1, std::min<uint64_t>(400, m.pages[id].bytes.size()));
+      const uint64_t off = rng.below(m.pages[id].bytes.size() - len + 1);
+      const std::vector<uint8_t> v = letters(len);
+      must(bus.write(id, off, model::to_bytes(v)));
+      m.write(id, off, v);
+      for (uint64_t k = 0; k < len; ++k) written[id][off + k] = 1;
+      bus_changed[id] = true;
+    }
+    const uint64_t deltas = m.epoch - mirror->synced_epoch();
+    auto n = mirror->sync();
+    INFO("round " << round << ": " << n.status().to_string());
+    REQUIRE(n.ok());
+    REQUIRE(*n == deltas);
+    REQUIRE(mirror->stats().last_sync.by_pages == (path == SyncPath::kPages));
+    std::vector<std::byte> got;
+    for (mmsb::PageId id = 0; id < kPages; ++id) {
+      const std::vector<uint8_t>& b = m.pages[id].bytes;
+      std::vector<uint8_t> want(b.size());
+      for (size_t k = 0; k < b.size(); ++k) {
+        const uint8_t d = device[id][k], o = old[id][k];
+        if (path == SyncPath::kDeltas) {
+          want[k] = written[id][k] ? b[k] : d;
+        } else if (id < kTracked) {
+          want[k] = d != o && b[k] == o ? d : b[k];
+          if (d != o && b[k] == o && written[id][k]) ++kept_by_merge;
+        } else {
+          want[k] = bus_changed[id] ? b[k] : d;
+        }
+      }
+      must(mirror->read_page(id, &got));
+      INFO("page " << id << (id < kTracked ? " (tracked)" : "") << ": " << model::describe_mismatch(got, want));
+      REQUIRE(model::same(got, want));
+      device[id] = want;
+    }
+    // The tracked pages' changes go to the bus; the untracked ones are put
+    // back as the bus has them (else check_coherence() reports them).
+    must(mirror->writeback_all());
+    for (mmsb::PageId id = 0; id < kPages; ++id) {
+      if (id < kTracked) {
+        m.assign(id, device[id]);
+      } else {
+        must(mirror->write_page(id, 0, model::to_bytes(m.pages[id].bytes)));
+      }
+    }
+    REQUIRE(mirror->sync().ok());
+    require_matches(*mirror, m, bus);
+  }
+  // The case the two paths differ on happened: a byte the bus rewrote with
+  // the value it had kept the kernel's change.
+  if (path == SyncPath::kPages) REQUIRE(kept_by_merge > 0);
 }
 
 // Records every delta the bus applies (page, ranges, bytes, cause).
@@ -188,14 +305,14 @@ struct DeltaLog {
 
 // Kernels change tracked pages; writeback() turns exactly the changed bytes
 // into one delta per page (the model's maximal runs), on the right version.
-inline void scenario_writeback(Backend backend, uint64_t seed) {
+inline void scenario_writeback(Backend backend, uint64_t seed, SyncPath path = SyncPath::kAuto) {
   mmsb::Bus bus;
   model::Model m;
   model::Rng rng(seed);
   const uint64_t sizes[] = {1, 15, 16, 17, 255, 4095, 4097, 16384, 16385, 40000, 70001};
   for (uint64_t s : sizes) create(bus, m, s);
   for (int i = 0; i < 200; ++i) random_delta(bus, m, rng, 300);
-  auto mirror = open_mirror(bus, backend);
+  auto mirror = open_mirror(bus, backend, with_path(path));
   must(mirror->track_all());
   DeltaLog log(bus);
   for (int round = 0; round < 6; ++round) {
@@ -273,11 +390,11 @@ inline void scenario_writeback(Backend backend, uint64_t seed) {
 
 // A device change made after a writeback survives the next sync: the sync
 // does not apply the written-back delta (its echo) over it again.
-inline void scenario_echo(Backend backend) {
+inline void scenario_echo(Backend backend, SyncPath path = SyncPath::kAuto) {
   mmsb::Bus bus;
   model::Model m;
   const mmsb::PageId a = create(bus, m, 100);
-  auto mirror = open_mirror(bus, backend);
+  auto mirror = open_mirror(bus, backend, with_path(path));
   must(mirror->track(a));
   must(mirror->write_page(a, 10, model::to_bytes({1, 2, 3})));
   must(mirror->writeback(a));
@@ -298,13 +415,13 @@ inline void scenario_echo(Backend backend) {
 // several threads: each thread's lane skips the echoes among its records
 // (a device edit made after the writebacks survives the sync), applies the
 // rest, and the pages end at the bus's versions.
-inline void scenario_echoes_across_lanes(Backend backend) {
+inline void scenario_echoes_across_lanes(Backend backend, SyncPath path) {
   mmsb::Bus bus(ring(size_t{16} << 20));
   model::Model m;
   model::Rng rng(31);
   constexpr mmsb::PageId kDevicePages = 12, kPages = 60;  // pages [0, 12) change on the device only
   for (mmsb::PageId p = 0; p < kPages; ++p) create(bus, m, rng.between(100, 5000));
-  auto mirror = open_mirror(bus, backend, MirrorOptions{.track_all = true, .pack_threads = 4});
+  auto mirror = open_mirror(bus, backend, MirrorOptions{.track_all = true, .pack_threads = 4, .sync_path = path});
   uint64_t bus_deltas = 0, written_back = 0;
   for (int cycle = 0; cycle < 8; ++cycle) {
     for (int i = 0; i < 700; ++i) {  // ordinary deltas, on the other pages
@@ -339,7 +456,8 @@ inline void scenario_echoes_across_lanes(Backend backend) {
   REQUIRE(n.ok());
   REQUIRE(*n == bus_deltas);
   REQUIRE(mirror->stats().echoes == echoes + written_back);
-  REQUIRE(mirror->stats().last_sync.pack_threads > 1);
+  REQUIRE(mirror->stats().last_sync.by_pages == (path == SyncPath::kPages));
+  if (path == SyncPath::kDeltas) REQUIRE(mirror->stats().last_sync.pack_threads > 1);
   std::vector<std::byte> got;
   for (mmsb::PageId id = 0; id < kPages; ++id) {
     must(mirror->read_page(id, &got));
@@ -358,12 +476,12 @@ inline void scenario_echoes_across_lanes(Backend backend) {
 // older version and refused (nothing applied, device changes kept); after a
 // sync the writeback goes through, and where both changed a byte the bus's
 // value stays (sync overwrote it on the device).
-inline void scenario_conflict(Backend backend) {
+inline void scenario_conflict(Backend backend, SyncPath path = SyncPath::kAuto) {
   mmsb::Bus bus;
   model::Model m;
   const mmsb::PageId a = create(bus, m, 64);
   const mmsb::PageId b = create(bus, m, 64);
-  auto mirror = open_mirror(bus, backend, MirrorOptions{.track_all = true});
+  auto mirror = open_mirror(bus, backend, MirrorOptions{.track_all = true, .sync_path = path});
   must(bus.write(a, 0, model::to_bytes({5, 5, 5, 5})));  // CPU side, after the sync
   m.write(a, 0, {5, 5, 5, 5});
   must(mirror->write_page(a, 2, model::to_bytes({9, 9, 9, 9})));  // device side: bytes 2..5

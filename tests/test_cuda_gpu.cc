@@ -21,23 +21,41 @@ TEST_CASE("GPU: dense rewrites (W3-like) in batches", "[gpu]") {
 }
 
 TEST_CASE("GPU: large batches packed on several threads", "[gpu]") {
-  scenario_sync_random(Backend::kCuda, 5, 24, 5000, 64, 6, 8000, size_t{32} << 20, MirrorOptions{.pack_threads = 4});
+  scenario_sync_random(Backend::kCuda, 5, 24, 5000, 64, 6, 8000, size_t{32} << 20,
+                       MirrorOptions{.pack_threads = 4, .sync_path = SyncPath::kDeltas});
+}
+
+TEST_CASE("GPU: changed pages shipped whole", "[gpu]") {
+  const MirrorOptions pages = with_path(SyncPath::kPages);
+  scenario_sync_random(Backend::kCuda, 6, 24, 5000, 64, 12, 800, size_t{16} << 20, pages);
+  scenario_sync_random(Backend::kCuda, 7, 6, 70000, 70000, 6, 40, size_t{16} << 20, pages);
+  scenario_sync_random(Backend::kCuda, 8, 10, 3, 2, 5, 100, size_t{16} << 20, pages);
+}
+
+TEST_CASE("GPU: device changes across a sync, deltas or pages (the merge kernel)", "[gpu]") {
+  scenario_device_changes_across_sync(Backend::kCuda, GENERATE(SyncPath::kDeltas, SyncPath::kPages), GENERATE(41, 42));
 }
 
 TEST_CASE("GPU: one-byte pages and runs", "[gpu]") { scenario_sync_random(Backend::kCuda, 4, 10, 3, 2, 5, 100); }
 
-TEST_CASE("GPU: a lagging mirror resyncs from a full copy", "[gpu]") { scenario_lag_resync(Backend::kCuda); }
+TEST_CASE("GPU: a lagging mirror ships its changed pages, or resyncs when asked for deltas", "[gpu]") {
+  scenario_lag_resync(Backend::kCuda, GENERATE(SyncPath::kAuto, SyncPath::kDeltas));
+}
 
 TEST_CASE("GPU: writeback turns device changes into deltas", "[gpu]") {
-  scenario_writeback(Backend::kCuda, GENERATE(21, 22));
+  scenario_writeback(Backend::kCuda, GENERATE(21, 22), GENERATE(SyncPath::kDeltas, SyncPath::kPages));
 }
 
-TEST_CASE("GPU: a written-back delta is not applied again", "[gpu]") { scenario_echo(Backend::kCuda); }
+TEST_CASE("GPU: a written-back delta is not applied again", "[gpu]") {
+  scenario_echo(Backend::kCuda, GENERATE(SyncPath::kDeltas, SyncPath::kPages));
+}
 TEST_CASE("GPU: echoes among many deltas, read on several threads", "[gpu]") {
-  scenario_echoes_across_lanes(Backend::kCuda);
+  scenario_echoes_across_lanes(Backend::kCuda, GENERATE(SyncPath::kDeltas, SyncPath::kPages));
 }
 
-TEST_CASE("GPU: writeback of a page the bus changed is a conflict", "[gpu]") { scenario_conflict(Backend::kCuda); }
+TEST_CASE("GPU: writeback of a page the bus changed is a conflict", "[gpu]") {
+  scenario_conflict(Backend::kCuda, GENERATE(SyncPath::kDeltas, SyncPath::kPages));
+}
 
 TEST_CASE("GPU: a dependent of a device-written page propagates back", "[gpu]") {
   scenario_cross_device_dependency(Backend::kCuda);
@@ -48,13 +66,14 @@ TEST_CASE("GPU: sync_async packs one epoch, verify checks every page", "[gpu]") 
 namespace {
 
 // One batch of `deltas` workload-shaped deltas (WORKLOADS.md's generator
-// shape: page, length, offset, bytes) applied to a GPU mirror and a CPU-path
-// mirror of one bus; both must equal the model byte for byte.
-void big_batch(uint32_t pages, uint32_t page_size, uint32_t max_run, int deltas, size_t ring_bytes) {
+// shape: page, length, offset, bytes) applied to a GPU mirror (shipping the
+// deltas, or what kAuto picks) and a CPU-path mirror of one bus; both must
+// equal the model byte for byte.
+void big_batch(uint32_t pages, uint32_t page_size, uint32_t max_run, int deltas, size_t ring_bytes, SyncPath path) {
   mmsb::Bus bus(ring(ring_bytes));
   model::Model m;
   for (uint32_t p = 0; p < pages; ++p) create(bus, m, page_size);
-  auto gpu = open_mirror(bus, Backend::kCuda);
+  auto gpu = open_mirror(bus, Backend::kCuda, with_path(path));
   auto cpu = open_mirror(bus, Backend::kCpu);
   model::Rng rng(42);
   for (int i = 0; i < deltas; ++i) {
@@ -73,9 +92,10 @@ void big_batch(uint32_t pages, uint32_t page_size, uint32_t max_run, int deltas,
   REQUIRE(gpu->resyncs() == 0);
   REQUIRE(cpu->sync().ok());
   const mmsb::cuda::SyncStats& st = gpu->stats().last_sync;
-  std::printf("  GPU batch of %d deltas over %u x %u B: pack %.3f ms (read %.3f ms, %u threads), copy %.3f ms, "
-              "kernel %.3f ms (%llu ops, %.1f MB)\n",
-              deltas, pages, page_size, st.pack_ms, st.read_ms, st.pack_threads, st.device.copy_ms, st.device.kernel_ms,
+  std::printf("  GPU batch of %d deltas over %u x %u B, shipped as %s: pack %.3f ms (read %.3f ms, %u threads), "
+              "copy %.3f ms, kernel %.3f ms (%llu ops, %.1f MB)\n",
+              deltas, pages, page_size, st.by_pages ? "pages" : "deltas", st.pack_ms, st.read_ms, st.pack_threads,
+              st.device.copy_ms, st.device.kernel_ms,
               static_cast<unsigned long long>(st.ops), static_cast<double>(st.batch_bytes) / 1e6);
   require_matches(*gpu, m, bus);
   require_matches(*cpu, m, bus);
@@ -83,10 +103,12 @@ void big_batch(uint32_t pages, uint32_t page_size, uint32_t max_run, int deltas,
 
 }  // namespace
 
-TEST_CASE("GPU: W1-shaped batch of 100,000 deltas", "[gpu]") { big_batch(1024, 4096, 64, 100000, size_t{32} << 20); }
+TEST_CASE("GPU: W1-shaped batch of 100,000 deltas", "[gpu]") {
+  big_batch(1024, 4096, 64, 100000, size_t{32} << 20, GENERATE(SyncPath::kDeltas, SyncPath::kAuto));
+}
 
 TEST_CASE("GPU: W3-shaped batch (dense, overlapping rewrites)", "[gpu]") {
-  big_batch(256, 65536, 65536, 1500, size_t{128} << 20);
+  big_batch(256, 65536, 65536, 1500, size_t{128} << 20, GENERATE(SyncPath::kDeltas, SyncPath::kAuto));
 }
 
 TEST_CASE("GPU: the on-device diff equals the CPU path's and the model's runs", "[gpu]") {

@@ -24,7 +24,57 @@ TEST_CASE("CPU path: dense rewrites (W3-like) in batches", "[cuda][mirror]") {
 
 TEST_CASE("CPU path: large batches packed on several threads", "[cuda][mirror][threads]") {
   scenario_sync_random(Backend::kCpu, 5, /*pages=*/24, /*max_size=*/5000, /*max_run=*/64, /*batches=*/6,
-                       /*deltas_per_batch=*/8000, size_t{32} << 20, MirrorOptions{.pack_threads = 4});
+                       /*deltas_per_batch=*/8000, size_t{32} << 20,
+                       MirrorOptions{.pack_threads = 4, .sync_path = SyncPath::kDeltas});
+}
+
+TEST_CASE("CPU path: changed pages shipped whole", "[cuda][mirror]") {
+  const MirrorOptions pages = with_path(SyncPath::kPages);
+  SECTION("small random deltas") { scenario_sync_random(Backend::kCpu, 6, 24, 5000, 64, 12, 800, size_t{16} << 20, pages); }
+  SECTION("dense rewrites") { scenario_sync_random(Backend::kCpu, 7, 6, 70000, 70000, 6, 40, size_t{16} << 20, pages); }
+  SECTION("one-byte pages") { scenario_sync_random(Backend::kCpu, 8, 10, 3, 2, 5, 100, size_t{16} << 20, pages); }
+}
+
+TEST_CASE("CPU path: changed pages shipped whole, packed on several threads", "[cuda][mirror][threads]") {
+  scenario_sync_random(Backend::kCpu, 9, 200, 70000, 64, 3, 8000, size_t{32} << 20,
+                       MirrorOptions{.pack_threads = 4, .sync_path = SyncPath::kPages});
+}
+
+TEST_CASE("CPU path: kAuto ships pages when they weigh less than the deltas' records", "[cuda][mirror]") {
+  // Pages of 4 KiB; the records of a write of <= 64 B take ~100 B of ring.
+  auto run = [](uint32_t pages, int deltas) {
+    mmsb::Bus bus(ring(size_t{32} << 20));
+    model::Model m;
+    model::Rng rng(static_cast<uint64_t>(pages) * 7 + static_cast<uint64_t>(deltas));
+    for (uint32_t p = 0; p < pages; ++p) create(bus, m, 4096);
+    auto mirror = open_mirror(bus, Backend::kCpu);
+    for (int i = 0; i < deltas; ++i) random_delta(bus, m, rng, 64);
+    const uint64_t want = m.epoch - mirror->synced_epoch();
+    auto n = mirror->sync();
+    REQUIRE(n.ok());
+    REQUIRE(*n == want);
+    require_matches(*mirror, m, bus);
+    return mirror->stats().last_sync;
+  };
+  SECTION("20,000 deltas on 64 pages: 256 KiB of pages against ~2 MB of records") {
+    const mmsb::cuda::SyncStats st = run(64, 20000);
+    REQUIRE(st.by_pages);
+    REQUIRE(st.pages == 64);
+    REQUIRE(st.bytes == 64 * 4096);
+  }
+  SECTION("4,000 deltas on 2,000 pages: most pages changed, ~7 MB of them against ~0.4 MB of records") {
+    const mmsb::cuda::SyncStats st = run(2000, 4000);
+    REQUIRE_FALSE(st.by_pages);
+    REQUIRE(st.pages == 0);
+  }
+  SECTION("a short batch is read as deltas, however few its pages") {
+    const mmsb::cuda::SyncStats st = run(1, 100);
+    REQUIRE_FALSE(st.by_pages);
+  }
+}
+
+TEST_CASE("CPU path: device changes across a sync, deltas or pages", "[cuda][mirror]") {
+  scenario_device_changes_across_sync(Backend::kCpu, GENERATE(SyncPath::kDeltas, SyncPath::kPages), GENERATE(41, 42));
 }
 
 TEST_CASE("CPU path: by default a mirror packs on the CPUs its thread may run on", "[cuda][mirror][threads]") {
@@ -50,7 +100,7 @@ TEST_CASE("CPU path: by default a mirror packs on the CPUs its thread may run on
     CPU_SET(first, &one);
     pinned_ok = sched_setaffinity(0, sizeof one, &one);
     usable_pinned = mmsb::cuda::usable_cpus();
-    pinned = DeviceMirror::open(bus, MirrorOptions{.backend = Backend::kCpu});
+    pinned = DeviceMirror::open(bus, MirrorOptions{.backend = Backend::kCpu, .sync_path = SyncPath::kDeltas});
   }).join();
   if (pinned_ok != 0) {  // a sandbox that forbids it: nothing to check here
     WARN("sched_setaffinity refused to pin a thread to CPU " << first << "; not checked");
@@ -59,7 +109,8 @@ TEST_CASE("CPU path: by default a mirror packs on the CPUs its thread may run on
   REQUIRE(usable_pinned == 1);
   INFO(pinned.status().to_string());
   REQUIRE(pinned.ok());
-  auto unpinned = open_mirror(bus, Backend::kCpu);
+  // Deltas: the page path would pack these few pages on one thread.
+  auto unpinned = open_mirror(bus, Backend::kCpu, with_path(SyncPath::kDeltas));
   REQUIRE(mmsb::cuda::usable_cpus() == cpus);
 
   for (int i = 0; i < 8000; ++i) random_delta(bus, m, rng, 64);  // long enough for several threads
@@ -79,24 +130,24 @@ TEST_CASE("CPU path: one-byte pages and runs", "[cuda][mirror]") {
                        /*deltas_per_batch=*/100);
 }
 
-TEST_CASE("CPU path: a lagging mirror resyncs from a full copy", "[cuda][mirror]") {
-  scenario_lag_resync(Backend::kCpu);
+TEST_CASE("CPU path: a lagging mirror ships its changed pages, or resyncs when asked for deltas", "[cuda][mirror]") {
+  scenario_lag_resync(Backend::kCpu, GENERATE(SyncPath::kAuto, SyncPath::kDeltas));
 }
 
 TEST_CASE("CPU path: writeback turns device changes into deltas", "[cuda][mirror]") {
-  scenario_writeback(Backend::kCpu, GENERATE(21, 22));
+  scenario_writeback(Backend::kCpu, GENERATE(21, 22), GENERATE(SyncPath::kDeltas, SyncPath::kPages));
 }
 
 TEST_CASE("CPU path: a written-back delta is not applied again", "[cuda][mirror]") {
-  scenario_echo(Backend::kCpu);
+  scenario_echo(Backend::kCpu, GENERATE(SyncPath::kDeltas, SyncPath::kPages));
 }
 
 TEST_CASE("CPU path: echoes among many deltas, read on several threads", "[cuda][mirror][threads]") {
-  scenario_echoes_across_lanes(Backend::kCpu);
+  scenario_echoes_across_lanes(Backend::kCpu, GENERATE(SyncPath::kDeltas, SyncPath::kPages));
 }
 
 TEST_CASE("CPU path: writeback of a page the bus changed is a conflict", "[cuda][mirror]") {
-  scenario_conflict(Backend::kCpu);
+  scenario_conflict(Backend::kCpu, GENERATE(SyncPath::kDeltas, SyncPath::kPages));
 }
 
 TEST_CASE("CPU path: a dependent of a device-written page propagates back", "[cuda][mirror]") {

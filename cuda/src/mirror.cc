@@ -152,7 +152,7 @@ Status DeviceMirror::add_new_pages_locked() {
 
 // Lays the whole state out as one batch (every page, every byte) and restarts
 // the cursor at the head; the caller holds the bus lock, so it is one epoch.
-Status DeviceMirror::resync_locked() {
+Status DeviceMirror::resync_locked(SyncStats* st) {
   need_resync_ = true;  // until the copy is packed
   cursor_ = *bus_.tlog().open(/*pinned=*/false);  // unpinned cursors cannot fail to open
   echoes_.clear();
@@ -163,24 +163,37 @@ Status DeviceMirror::resync_locked() {
     packer_->add(p.offset, bus_.page_bytes(id).data(), p.size, flags_of(p));
     p.version = bus_.version_locked(id);
   }
+  *st = SyncStats{};
+  st->resynced = true;
+  st->pages = pages_.size();
+  for (const Page& p : pages_) st->bytes += p.size;
   epoch_ = bus_.epoch();
   ++stats_.resyncs;
   need_resync_ = false;
   return Status::OK();
 }
 
-// Reads the TLog from the cursor to the head into the packer. Page
-// creations first (add_new_pages_locked), then the deltas, on several
-// threads when there are many: TLog::first_record_from() cuts the span at
-// record starts, and each lane fills its own lane of the packer. kLagged
-// when the ring no longer holds the cursor's records.
+// Brings the batch up to the head of the TLog: page creations first
+// (add_new_pages_locked), then the changed pages whole (the page path) or
+// the deltas. The deltas are read on several threads when there are many:
+// TLog::first_record_from() cuts the span at record starts, and each lane
+// fills its own lane of the packer. kLagged when the ring no longer holds
+// the cursor's records and the deltas were asked for.
 Status DeviceMirror::read_log_locked(SyncStats* st) {
   TLog& log = bus_.tlog();
   TLogRecord rec;
   bool got = false;
-  if (Status s = log.read(cursor_, &rec, &got); !s.ok() || !got) return s;  // checks the lag
+  const Status first = log.read(cursor_, &rec, &got);  // checks the lag
+  const bool lagged = first.code() == Code::kLagged;
+  if (!lagged && (!first.ok() || !got)) return first;
+  if (lagged && options_.sync_path == SyncPath::kDeltas) return first;
   if (Status s = add_new_pages_locked(); !s.ok()) return s;
   const uint64_t begin = cursor_.position(), head = log.head(), span = head - begin;
+  if (lagged) find_changed_pages(UINT64_MAX);  // the deltas are gone, the versions are not
+  if (lagged || ship_pages_cheaper(span)) {
+    ship_pages_locked(st);
+    return Status::OK();
+  }
   size_t n = 1;
   if (span >= 2 * kLaneBytes) n = static_cast<size_t>(std::min<uint64_t>(packer_->width(), span / kLaneBytes));
   if (lanes_.size() < n) lanes_.resize(n);
@@ -211,6 +224,61 @@ Status DeviceMirror::read_log_locked(SyncStats* st) {
   rec.next = head;  // the cursor moves past the last record
   log.advance(cursor_, rec);
   return Status::OK();
+}
+
+// The page path pays off when the pages the deltas changed weigh no more
+// than the records that hold the deltas: packing a page is one copy, reading
+// a record costs more than copying its bytes. Looking at every page's
+// version is only worth it when the span is large against the page count.
+// Leaves the changed pages in changed_ when it says yes.
+bool DeviceMirror::ship_pages_cheaper(uint64_t span) {
+  switch (options_.sync_path) {
+    case SyncPath::kDeltas:
+      return false;
+    case SyncPath::kPages:
+      find_changed_pages(UINT64_MAX);
+      return true;
+    case SyncPath::kAuto:
+      break;
+  }
+  if (span < kLaneBytes || span / 32 < pages_.size()) return false;
+  find_changed_pages(span);
+  return changed_bytes_ <= span;
+}
+
+// The pages whose version moved since the mirror's copy, into changed_ and
+// changed_bytes_, stopping once they weigh more than `budget` bytes.
+void DeviceMirror::find_changed_pages(uint64_t budget) {
+  changed_.clear();
+  changed_bytes_ = 0;
+  for (PageId id = 0; id < pages_.size() && changed_bytes_ <= budget; ++id) {
+    if (pages_[id].version == bus_.version_locked(id)) continue;
+    changed_.push_back(id);
+    changed_bytes_ += pages_[id].size;
+  }
+}
+
+// Packs the pages in changed_ whole, the bus's bytes now: a tracked page
+// with a merging op (its device changes survive where the bus left the
+// byte's value alone), an untracked one plainly. The deltas since the last
+// sync are the versions' moves: every delta adds one to its page's version,
+// and writeback() set the version past the mirror's own (the echoes), which
+// both images hold already. The cursor restarts at the head.
+void DeviceMirror::ship_pages_locked(SyncStats* st) {
+  for (PageId id : changed_) {
+    Page& p = pages_[id];
+    const Version now = bus_.version_locked(id);
+    if (p.size > 0)
+      packer_->add(p.offset, bus_.page_bytes(id).data(), p.size, p.tracked ? kToLive | kToSynced | kMerge : kToLive);
+    st->deltas += now - p.version;
+    st->bytes += p.size;
+    p.version = now;
+  }
+  st->pages = changed_.size();
+  st->by_pages = true;
+  stats_.echoes += echoes_.size();
+  echoes_.clear();
+  cursor_ = *bus_.tlog().open(/*pinned=*/false);  // unpinned cursors cannot fail to open
 }
 
 // Lane w's records into `lane`. Runs beside other lanes: reads pages_ and
@@ -277,17 +345,15 @@ Result<uint64_t> DeviceMirror::sync_async() {
     auto lock = bus_.lock_writes();
     packer_->reset();
     if (need_resync_) {
-      if (Status s = resync_locked(); !s.ok()) return s;
-      st.resynced = true;
+      if (Status s = resync_locked(&st); !s.ok()) return s;
     } else {
       const auto r0 = Clock::now();
       Status r = read_log_locked(&st);
       st.read_ms = ms_since(r0);
       if (r.code() == Code::kLagged) {
-        // The ring overwrote records we needed: copy everything instead.
-        st = SyncStats{};
-        if (Status c = resync_locked(); !c.ok()) return c;
-        st.resynced = true;
+        // The ring overwrote records we needed (SyncPath::kDeltas): copy
+        // everything instead.
+        if (Status c = resync_locked(&st); !c.ok()) return c;
       } else if (!r.ok()) {
         need_resync_ = true;
         return r;

@@ -9,8 +9,12 @@
 //                   buffer, copied to the device in one host-to-device copy
 //                   and scattered by one kernel (batch.h, layout.h). It runs
 //                   on the mirror's stream: sync_async() queues, wait()
-//                   waits. A mirror that fell a whole TLog ring behind
-//                   copies the whole state again (resyncs()).
+//                   waits. When many deltas fall on few bytes (W1: 100,000
+//                   deltas on 1,024 pages of 4 KiB), shipping each changed
+//                   page whole moves fewer bytes than its deltas and skips
+//                   reading the TLog: sync() then packs the pages whose
+//                   version moved instead (SyncPath). So does a mirror that
+//                   fell a whole TLog ring behind (its records are gone).
 //   device -> bus   Pages that kernels may change are *tracked*: the mirror
 //                   also keeps their *synced image* (the page as of the last
 //                   sync) on the device. writeback() diffs live against
@@ -34,12 +38,16 @@
 // Rules: one thread uses a mirror. Call writeback() before sync() when
 // kernels changed tracked pages: sync() writes the bus's new bytes into both
 // images, so a device change to a byte the bus also changed is overwritten
-// (the bus wins); a resync (the mirror fell a ring behind) rewrites every
-// byte of every page, so it drops all device changes not written back. A
-// kernel's change to an untracked page never reaches the bus: that page
-// stays different until the bus rewrites those bytes, and check_coherence()
-// reports it. device_data() pointers stay valid until the next sync() or
-// sync_async() (which grow the images when pages were created). A mirror
+// (the bus wins). A tracked page shipped whole keeps every other device
+// change: the kernel merges it, byte by byte, with what the synced image
+// held (so there a byte the bus rewrote with the value it had keeps the
+// device's change). A resync (request_resync(), a failed sync, a lag with
+// SyncPath::kDeltas) rewrites every byte of every page, so it drops all
+// device changes not written back. A kernel's change to an untracked page
+// never reaches the bus: that page stays different until the bus rewrites
+// those bytes (every byte of it when a sync ships the page whole), and
+// check_coherence() reports it. device_data() pointers stay valid until the
+// next sync() or sync_async() (which grow the images when pages were created). A mirror
 // must not be used once its bus is gone (destroying it afterwards is fine),
 // nor from an event callback (sync() and check_coherence() take the bus's
 // write lock, which the callback's thread holds: they return
@@ -82,6 +90,17 @@ struct DeviceInfo {
 // build without CUDA).
 Result<DeviceInfo> probe_device(int ordinal = 0);
 
+// What sync() ships for a page the bus changed.
+enum class SyncPath : uint8_t {
+  // The pages whole when they weigh no more than the TLog records since the
+  // last sync (and those records are many: at least 256 KiB, and 32 bytes
+  // per page of the bus), else the deltas. Decided per sync, for the batch
+  // as a whole.
+  kAuto,
+  kDeltas,  // the deltas' ranges (a lagging mirror resyncs: the records are gone)
+  kPages,   // every page whose version moved, whole
+};
+
 enum class Backend : uint8_t {
   kAuto,  // the CUDA device when one is usable, else the CPU path
   kCuda,  // the CUDA device or an error
@@ -99,6 +118,7 @@ struct MirrorOptions {
   // Threads that pack a large batch (the caller's included; see batch.h);
   // 0: the CPUs the creating thread may run on (usable_cpus()), at most 16.
   unsigned pack_threads = 0;
+  SyncPath sync_path = SyncPath::kAuto;
 };
 
 // Milliseconds of one step on the device: CUDA events on the GPU, the host
@@ -111,12 +131,15 @@ struct StepTiming {
 
 struct SyncStats {
   uint64_t deltas = 0;       // deltas applied (echoes of writebacks excluded)
-  uint64_t bytes = 0;        // their changed bytes
+  uint64_t bytes = 0;        // bytes the batch writes into the live image
+  uint64_t pages = 0;        // pages shipped whole (by_pages, or a resync)
   uint64_t ops = 0;          // copy ops (ranges split at 4 KiB regions)
   uint64_t batch_bytes = 0;  // bytes of the host-to-device copy
   bool resynced = false;     // a full copy
+  bool by_pages = false;     // changed pages shipped whole (SyncPath), not deltas
   double pack_ms = 0;        // host: reading the TLog and packing (bus lock held)
   double read_ms = 0;        // ... of which reading the TLog into the packer's lanes
+                             // (by_pages: finding the changed pages)
   uint32_t pack_threads = 0;  // threads that packed it (MirrorOptions::pack_threads)
   StepTiming device;         // host-to-device copy and scatter kernel
 };
@@ -124,7 +147,7 @@ struct SyncStats {
 struct MirrorStats {
   uint64_t syncs = 0;  // successful sync()/sync_async() calls, and open()'s first full copy
   uint64_t deltas = 0;
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;   // written into the live image by syncs
   uint64_t echoes = 0;  // written-back deltas not applied again
   uint64_t resyncs = 0;
   uint64_t writebacks = 0;       // deltas written back
@@ -239,9 +262,12 @@ class DeviceMirror {
   // per kLaneBytes at most.
   static constexpr uint64_t kLaneBytes = uint64_t{256} << 10;
   Status read_log_locked(SyncStats* st);
+  bool ship_pages_cheaper(uint64_t span);
+  void find_changed_pages(uint64_t budget);
+  void ship_pages_locked(SyncStats* st);
   void walk(WalkLane& w, BatchPacker::Lane& lane);
   Status add_new_pages_locked();
-  Status resync_locked();
+  Status resync_locked(SyncStats* st);
   Status ensure_synced_image();
   Status run_diff(std::span<const PageId> pages, DiffResult* out);
   Status download_state();  // the images [0, used_) into host_live_ / host_synced_
@@ -262,6 +288,8 @@ class DeviceMirror {
   bool track_all_ = false;
   std::vector<Epoch> echoes_;  // epochs of our own written-back deltas, ascending
   std::vector<WalkLane> lanes_;  // the last sync's walk
+  std::vector<PageId> changed_;  // the page path: pages whose version moved
+  uint64_t changed_bytes_ = 0;   // ... their bytes
   std::vector<uint64_t> expected_;  // verify: page hashes at the synced epoch
   bool verify_pending_ = false;
   std::vector<std::byte> host_live_, host_synced_;  // copies for hashing
