@@ -9,16 +9,22 @@
 // gpu_apply: a bus with the workload's pages and a mirror on the GPU; per
 // run, a batch of the workload's deltas (W1, W2: 100,000; W3: 5,000) is
 // applied to the bus outside the clock, then one DeviceMirror::sync() brings
-// the mirror up to date: the TLog is read and packed into pinned staging
-// under the bus lock, copied to the device in one copy and scattered by one
-// kernel.
+// the mirror up to date: packed into pinned staging under the bus lock,
+// copied to the device in one copy and scattered by one kernel. Two lines
+// per workload, one mirror each: "path":"deltas" (SyncPath::kDeltas: the
+// TLog is read and every delta's ranges shipped) and "path":"auto" (the
+// default, kAuto: the changed pages whole when they weigh less than the
+// records); "shipped" says which it did.
 //   sync_ms          wall clock around sync() (pack + copy + kernel + wait)
 //   pack_ms, h2d_ms, kernel_ms   its parts (host clock; CUDA events)
-//   read_ms          the part of pack_ms that reads the TLog into lanes; the
-//                    rest copies the bytes and lays out the ops
+//   read_ms          the part of pack_ms that reads the TLog into lanes (or
+//                    finds the changed pages); the rest copies the bytes and
+//                    lays out the ops
 //   pack_threads     threads that packed the batch (--pack-threads)
 //   deltas_per_s, mb_per_s       batch deltas / changed bytes per sync second
-//   kernel_gb_per_s  changed bytes / kernel time
+//   written_mb, pages  bytes the kernel wrote into the live image (the
+//                    deltas' or the pages'), pages shipped whole
+//   kernel_gb_per_s  written bytes / kernel time
 //   ratio_d2d        kernel_gb_per_s / d2d_gb_per_s (the apply kernel against a
 //                    plain device copy of the same number of bytes)
 // gpu_diff: every page tracked, the state after a batch of deltas (as
@@ -199,52 +205,52 @@ size_t ring_for(const Workload& w, uint64_t batch, int runs) {
 // The workload's pages on `bus` (ids in *ids) and a mirror of them on the
 // reference's backend, with room for every page from the start.
 Result<std::unique_ptr<cuda::DeviceMirror>> workload_mirror(Bus& bus, const Context& ctx, const GpuReference& ref,
-                                                           bool track_all, std::vector<PageId>* ids) {
+                                                           bool track_all, cuda::SyncPath path,
+                                                           std::vector<PageId>* ids) {
   const Workload& w = ctx.workload;
   if (Status s = create_workload_pages(bus, w, ids); !s.ok()) return s;
   cuda::MirrorOptions mo;
   mo.pack_threads = ctx.options.pack_threads;
   mo.backend = ref.backend;
   mo.track_all = track_all;
+  mo.sync_path = path;
   mo.reserve_bytes = w.state_bytes() + uint64_t{w.spec.pages} * cuda::kPageAlign;
   return cuda::DeviceMirror::open(bus, mo);
 }
 
-}  // namespace
-
-Outcome run_gpu_apply(Context& ctx) {
+// gpu_apply's runs on one mirror that ships `path`: false when the bench failed.
+bool gpu_apply_path(Context& ctx, const GpuReference& ref, cuda::SyncPath path) {
   const Workload& w = ctx.workload;
   const std::string wl(w.spec.name);
-  const GpuReference& ref = reference(ctx.repeat());
-  if (skipped("gpu_apply", w, ref)) return Outcome::kOk;
-
+  const char* path_name = path == cuda::SyncPath::kDeltas ? "deltas" : "auto";
   const uint64_t batch = std::min<uint64_t>(batch_deltas(w.spec), w.count());
   const int runs = ctx.repeat() + 1;  // the first is a warm-up
   BusOptions bo;
   bo.tlog_capacity = ring_for(w, batch, runs);
   Bus bus(std::move(bo));
   std::vector<PageId> ids;
-  auto mirror = workload_mirror(bus, ctx, ref, /*track_all=*/false, &ids);
+  auto mirror = workload_mirror(bus, ctx, ref, /*track_all=*/false, path, &ids);
   if (!mirror.ok()) {
-    note("gpu_apply %s: FAILED: %s", wl.c_str(), mirror.status().to_string().c_str());
-    return Outcome::kFailed;
+    note("gpu_apply %s (%s): FAILED: %s", wl.c_str(), path_name, mirror.status().to_string().c_str());
+    return false;
   }
   std::vector<Version> versions(w.spec.pages, 0);
   std::vector<double> sync_s, pack_ms, read_ms, h2d_ms, kernel_ms;
-  uint64_t bytes = 0, ops = 0, batch_bytes = 0, pack_threads = 0;
+  uint64_t bytes = 0, ops = 0, batch_bytes = 0, pack_threads = 0, written = 0, pages = 0;
+  bool by_pages = false;
   for (int r = 0; r < runs; ++r) {
     if (Status s = apply_range(bus, w, ids, versions, r * batch, batch, &bytes); !s.ok()) {
       note("gpu_apply %s: FAILED: applying the batch: %s", wl.c_str(), s.to_string().c_str());
-      return Outcome::kFailed;
+      return false;
     }
     const auto t0 = Clock::now();
     Result<uint64_t> n = (*mirror)->sync();
     const double s = seconds_since(t0);
     if (!n.ok() || *n != batch) {
-      note("gpu_apply %s: FAILED: sync: %s", wl.c_str(),
+      note("gpu_apply %s (%s): FAILED: sync: %s", wl.c_str(), path_name,
            n.ok() ? ("applied " + std::to_string(*n) + " of " + std::to_string(batch)).c_str()
                   : n.status().to_string().c_str());
-      return Outcome::kFailed;
+      return false;
     }
     const cuda::SyncStats& st = (*mirror)->stats().last_sync;
     if (r == 0) continue;
@@ -256,14 +262,20 @@ Outcome run_gpu_apply(Context& ctx) {
     ops = st.ops;
     batch_bytes = st.batch_bytes;
     pack_threads = st.pack_threads;
+    written = st.bytes;
+    pages = st.pages;
+    by_pages = st.by_pages;
   }
   if (Status c = (*mirror)->check_coherence(); !c.ok()) {
-    note("gpu_apply %s: FAILED: the mirror differs from the bus: %s", wl.c_str(), c.to_string().c_str());
-    return Outcome::kFailed;
+    note("gpu_apply %s (%s): FAILED: the mirror differs from the bus: %s", wl.c_str(), path_name,
+         c.to_string().c_str());
+    return false;
   }
   const double s = median(sync_s), k = median(kernel_ms) / 1e3;
-  const double kernel_gbps = static_cast<double>(bytes) / k / 1e9;
+  const double kernel_gbps = static_cast<double>(written) / k / 1e9;
   JsonLine("gpu_apply", w.spec.name)
+      .str("path", path_name)
+      .str("shipped", by_pages ? "pages" : "deltas")
       .num("sync_ms", s * 1e3)
       .num("deltas_per_s", static_cast<double>(batch) / s)
       .num("mb_per_s", static_cast<double>(bytes) / s / kMB)
@@ -279,9 +291,21 @@ Outcome run_gpu_apply(Context& ctx) {
       .integer("batch_deltas", static_cast<int64_t>(batch))
       .num("batch_mb", static_cast<double>(batch_bytes) / kMB)
       .num("changed_mb", static_cast<double>(bytes) / kMB)
+      .num("written_mb", static_cast<double>(written) / kMB)
+      .integer("pages", static_cast<int64_t>(pages))
       .integer("ops", static_cast<int64_t>(ops))
       .str("device", ref.device)
       .emit();
+  return true;
+}
+
+}  // namespace
+
+Outcome run_gpu_apply(Context& ctx) {
+  const GpuReference& ref = reference(ctx.repeat());
+  if (skipped("gpu_apply", ctx.workload, ref)) return Outcome::kOk;
+  for (cuda::SyncPath path : {cuda::SyncPath::kDeltas, cuda::SyncPath::kAuto})
+    if (!gpu_apply_path(ctx, ref, path)) return Outcome::kFailed;
   return Outcome::kOk;
 }
 
@@ -293,7 +317,7 @@ Outcome run_gpu_diff(Context& ctx) {
 
   Bus bus;
   std::vector<PageId> ids;
-  auto mirror = workload_mirror(bus, ctx, ref, /*track_all=*/true, &ids);
+  auto mirror = workload_mirror(bus, ctx, ref, /*track_all=*/true, cuda::SyncPath::kAuto, &ids);
   if (!mirror.ok()) {
     note("gpu_diff %s: FAILED: %s", wl.c_str(), mirror.status().to_string().c_str());
     return Outcome::kFailed;
