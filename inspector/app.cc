@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -962,34 +963,92 @@ void App::draw_hex() {
   if (ImGui::SliderInt("writes##fade", &fade, 1, Model::kMaxFade)) model_.set_fade(fade);
   note_fit("hex:legend", ImGui::GetItemRectMax().x, content_right());
   ImGui::Separator();
+  // A page larger than the model's window is shown a window at a time (the
+  // scroll position is relative to the window's start). When the cursor
+  // moves onto a delta of this page, the window moves to its first byte
+  // (and the grid scrolls there, below).
+  const bool first_look = hex_scrolled_ != std::make_pair(page, at);
+  if (d && d->page == page && !d->ranges.empty() && first_look)
+    model_.show_bytes(d->ranges.front().offset, d->ranges.front().offset + 1);
+  if (meta && meta->size > model_.window_bytes() && model_.page_error().empty()) draw_hex_window(meta->size);
   if (!model_.page_error().empty()) {
     ImGui::PushTextWrapPos(0);
     ImGui::TextColored(colv(0xffcc66), "%s", model_.page_error().c_str());
     ImGui::PopTextWrapPos();
     return;
   }
-  // Only now: a button above may have moved the cursor, which drops the cached page.
+  // Only now: a button above may have moved the cursor or the window, which drops the cached page.
   const auto bytes = model_.page_bytes();
   const auto ages = model_.highlight();
+  const uint64_t base = model_.window_offset();
   // 16 bytes a row where they fit beside a vertical scrollbar, else 8.
   const float cw = ImGui::CalcTextSize("0").x;
   const float room = ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ScrollbarSize;
   hex_per_row_ = hex_grid_chars(kHexPerRow) * cw <= room ? kHexPerRow : kHexPerRow / 2;
   ImGui::BeginChild("hexgrid", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
-  // Bring the cursor delta's first byte into view when the cursor moves onto it.
-  if (d && d->page == page && !d->ranges.empty() && hex_scrolled_ != std::make_pair(page, at)) {
+  // Bring the cursor delta's first byte into view when the cursor moves onto
+  // it, or the byte a window move asked for.
+  std::optional<uint64_t> show;
+  if (d && d->page == page && !d->ranges.empty() && first_look) show = d->ranges.front().offset;
+  if (hex_goto_) show = std::exchange(hex_goto_, std::nullopt);
+  if (show && *show >= base && *show - base < bytes.size()) {
     const float row_h = std::floor(ImGui::GetTextLineHeight() + 4);
-    const float ry = static_cast<float>(d->ranges.front().offset / hex_per_row_) * row_h;
+    const float ry = static_cast<float>((*show - base) / hex_per_row_) * row_h;
     const float view_h = ImGui::GetWindowHeight();
     if (ry < ImGui::GetScrollY() || ry + row_h > ImGui::GetScrollY() + view_h)
       ImGui::SetScrollY(std::max(0.f, ry - 2 * row_h));
   }
   hex_scrolled_ = {page, at};
-  draw_hex_grid(bytes, ages);
+  draw_hex_grid(base, bytes, ages);
   ImGui::EndChild();
 }
 
-void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_t> ages) {
+// The window of a large page the hex view shows, and ways to move it: the
+// part before or after, or an offset typed in (decimal or 0x hex).
+void App::draw_hex_window(uint64_t size) {
+  const uint64_t base = model_.window_offset(), len = model_.page_bytes().size();
+  ImGui::AlignTextToFramePadding();
+  ImGui::Text("bytes %llu..%llu of %llu", static_cast<ull>(base), static_cast<ull>(base + len), static_cast<ull>(size));
+  ImGui::SameLine();
+  ImGui::BeginDisabled(base == 0);
+  if (button("< earlier")) {  // the new window ends a quarter into this one
+    const uint64_t to = base > len / 2 ? base - len / 2 : 0;
+    model_.show_bytes(to, to + 1);
+    hex_goto_ = to;
+  }
+  ImGui::EndDisabled();
+  ImGui::SameLine();
+  ImGui::BeginDisabled(base + len >= size);
+  if (button("later >")) {  // ... starts a quarter before this one's end
+    model_.show_bytes(base + len, base + len + 1);
+    hex_goto_ = base + len;
+  }
+  ImGui::EndDisabled();
+  ImGui::SameLine();
+  ImGui::SetNextItemWidth(ImGui::CalcTextSize("0x0000000000").x + 2 * ImGui::GetStyle().FramePadding.x);
+  if (ImGui::InputTextWithHint("##goto", "go to offset", goto_buf_, sizeof goto_buf_,
+                               ImGuiInputTextFlags_EnterReturnsTrue)) {
+    const std::string_view t(goto_buf_);
+    const bool hex = t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
+    uint64_t off = 0;
+    const char* first = goto_buf_ + (hex ? 2 : 0);
+    const char* last = goto_buf_ + t.size();
+    const auto [end, ec] = std::from_chars(first, last, off, hex ? 16 : 10);
+    if (ec != std::errc() || end != last || off >= size) {
+      notice_ = fmt("'%s' is not an offset in this page (0..%llu, decimal or 0x hex)", goto_buf_,
+                    static_cast<ull>(size - 1));
+    } else {
+      model_.show_bytes(off, off + 1);
+      model_.select_byte(off);
+      hex_goto_ = off;
+    }
+  }
+  layout_.buttons["field:goto"] = item_rect();
+  note_fit("hex:window", ImGui::GetItemRectMax().x, content_right());
+}
+
+// bytes[i] and ages[i] are page byte base + i's.
+void App::draw_hex_grid(uint64_t base, std::span<const std::byte> bytes, std::span<const int16_t> ages) {
   ImDrawList* dl = ImGui::GetWindowDrawList();
   const ImGuiIO& io = ImGui::GetIO();
   ImGui::PushStyleVar(ImGuiStyleVar_ItemSpacing, ImVec2(ImGui::GetStyle().ItemSpacing.x, 0));
@@ -1016,15 +1075,16 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
       ImVec2 p = ImGui::GetCursorScreenPos();
       p.x = snap(p.x);
       p.y = snap(p.y);
-      const uint64_t base = static_cast<uint64_t>(row) * per_row;
-      dl->AddText(ImVec2(p.x, p.y + 2), dim, fmt("%08llx", static_cast<ull>(base)).c_str());
+      const uint64_t first = static_cast<uint64_t>(row) * per_row;  // in the window
+      dl->AddText(ImVec2(p.x, p.y + 2), dim, fmt("%08llx", static_cast<ull>(base + first)).c_str());
       for (int i = 0; i < per_row; ++i) {
-        const uint64_t off = base + i;
-        if (off >= n) break;
+        const uint64_t k = first + i;  // in the window
+        if (k >= n) break;
+        const uint64_t off = base + k;  // in the page
         const float hx = p.x + hex_x + i * cell_w + (i >= per_row / 2 ? gap8 : 0);
         const Rect hr{snap(hx - cw / 2), p.y, snap(hx + 2.5f * cw), p.y + row_h};
         const Rect ar{snap(p.x + ascii_x + i * cw), p.y, snap(p.x + ascii_x + (i + 1) * cw), p.y + row_h};
-        const int age = off < ages.size() ? ages[off] : kAgeNone;
+        const int age = k < ages.size() ? ages[k] : kAgeNone;
         const bool current = age == kAgeCurrent;
         if (age == kAgeUnchanged) {  // written with the value it had: an outline, not a fill
           dl->AddRect(ImVec2(hr.x0 + 1, hr.y0 + 1), ImVec2(hr.x1 - 1, hr.y1 - 1), col(Palette::kCurrent), 0, 0, 2);
@@ -1034,11 +1094,11 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
           dl->AddRectFilled(ImVec2(hr.x0, hr.y0), ImVec2(hr.x1, hr.y1), fill);
           dl->AddRectFilled(ImVec2(ar.x0, ar.y0), ImVec2(ar.x1, ar.y1), fill);
         }
-        const int v = std::to_integer<int>(bytes[off]);
+        const int v = std::to_integer<int>(bytes[k]);
         const char hex[3] = {"0123456789abcdef"[v >> 4], "0123456789abcdef"[v & 15], 0};
         const ImU32 tc = current ? col(0x000000) : text;
         dl->AddText(ImVec2(snap(hx), p.y + 2), tc, hex);
-        const char ch[2] = {printable(bytes[off]), 0};
+        const char ch[2] = {printable(bytes[k]), 0};
         // '.' (not printable) is dimmed only on the plain background: grey on blue would vanish.
         dl->AddText(ImVec2(ar.x0, p.y + 2), current ? tc : (ch[0] == '.' && (age == kAgeNone || age == kAgeUnchanged) ? dim : text), ch);
         if (sel && *sel == off) {
@@ -1063,13 +1123,14 @@ void App::draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_
     const Epoch at = model_.cursor();
     dl->AddRect(ImVec2(hovered_rect.x0, hovered_rect.y0), ImVec2(hovered_rect.x1, hovered_rect.y1), col(0xffffff));
     ImGui::BeginTooltip();
+    const uint64_t i = off - base;  // in the window
     ImGui::Text("byte %llu (0x%llx) = 0x%02x at epoch %llu", static_cast<ull>(off), static_cast<ull>(off),
-                std::to_integer<int>(bytes[off]), static_cast<ull>(at));
-    const int age = off < ages.size() ? ages[off] : kAgeNone;
-    if (const auto before = model_.page_bytes_before(); off < before.size() && (age == kAgeCurrent || age == kAgeUnchanged))
+                std::to_integer<int>(bytes[i]), static_cast<ull>(at));
+    const int age = i < ages.size() ? ages[i] : kAgeNone;
+    if (const auto before = model_.page_bytes_before(); i < before.size() && (age == kAgeCurrent || age == kAgeUnchanged))
       ImGui::TextColored(colv(Palette::kCurrent), age == kAgeCurrent ? "changed at this epoch: was 0x%02x"
                                                                      : "written at this epoch with the value it had (0x%02x)",
-                         std::to_integer<int>(before[off]));
+                         std::to_integer<int>(before[i]));
     // Both searches are bounded; the history is kept until the byte or the cursor changes.
     const ByteHistory& hist = model_.byte_history(page, off, at, 10);
     if (!hist.writes.empty()) {

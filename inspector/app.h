@@ -126,7 +126,8 @@ class App {
   void handle_keys();
   void poll_loader();
   void take(Loaded&& l);
-  void draw_hex_grid(std::span<const std::byte> bytes, std::span<const int16_t> ages);
+  void draw_hex_window(uint64_t size);
+  void draw_hex_grid(uint64_t base, std::span<const std::byte> bytes, std::span<const int16_t> ages);
   void draw_diff_grid();
   void draw_cause_tree(const replay::CauseTree& t, uint64_t* budget);
   bool button(const char* label, float width = 0);
@@ -201,6 +202,8 @@ class App {
   } sides_;
   std::pair<PageId, Epoch> hex_scrolled_{kNoPage, ~Epoch{0}};
   int hex_per_row_ = 16;  // bytes a row of the hex view: 16, or 8 in a narrow window
+  std::optional<uint64_t> hex_goto_;  // a page byte to scroll to after the window moved
+  char goto_buf_[32] = {};
   float toolbar_h_ = 0;   // the toolbar's height, from the rows the last frame drew
 
   // Deltas list.

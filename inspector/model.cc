@@ -275,9 +275,10 @@ std::optional<View> parse_view(std::string_view s) noexcept {
   return std::nullopt;
 }
 
-std::vector<int16_t> compute_highlight(const replay::Index& index, PageId page, Epoch epoch, uint64_t size,
-                                       int fade) {
-  std::vector<int16_t> ages(size, kAgeNone);
+std::vector<int16_t> compute_highlight(const replay::Index& index, PageId page, Epoch epoch, uint64_t offset,
+                                       uint64_t length, int fade) {
+  std::vector<int16_t> ages(length, kAgeNone);
+  const uint64_t end_off = offset + length;
   if (fade < 0) fade = 0;
   const auto epochs = index.page_epochs(page);
   const auto end = std::upper_bound(epochs.begin(), epochs.end(), epoch);
@@ -292,8 +293,10 @@ std::vector<int16_t> compute_highlight(const replay::Index& index, PageId page, 
     const auto d = index.delta(epochs[j]);
     if (!d) continue;
     for (const Range& r : d->ranges) {
-      const uint64_t b = std::min<uint64_t>(r.offset, size), e = std::min<uint64_t>(r.end(), size);
-      std::fill(ages.begin() + static_cast<ptrdiff_t>(b), ages.begin() + static_cast<ptrdiff_t>(e), age);
+      const uint64_t b = std::clamp<uint64_t>(r.offset, offset, end_off);
+      const uint64_t e = std::clamp<uint64_t>(r.end(), offset, end_off);
+      std::fill(ages.begin() + static_cast<ptrdiff_t>(b - offset), ages.begin() + static_cast<ptrdiff_t>(e - offset),
+                age);
     }
   }
   return ages;
@@ -457,7 +460,7 @@ void Model::close() {
   byte_.reset();
   playing_ = false;
   invalidate_page();
-  spare_at_ = {kNoPage, 0};
+  spare_at_ = {};
   spare_bytes_.clear();
   history_key_.reset();
   history_ = ByteHistory{};
@@ -567,32 +570,66 @@ void Model::select_page(PageId id) {
   if (id == page_) return;
   page_ = id;
   byte_.reset();
+  want_begin_ = 0;  // a new page opens at its start
   invalidate_page();
 }
 
 void Model::invalidate_page() {
-  if (page_valid_ && page_error_.empty() && cached_at_.first != kNoPage) {
+  if (page_valid_ && page_error_.empty() && cached_at_.page != kNoPage) {
     spare_bytes_.swap(page_bytes_);
     spare_at_ = cached_at_;
   }
   page_valid_ = false;
-  cached_at_ = {kNoPage, 0};
+  cached_at_ = {};
   page_bytes_.clear();
   before_bytes_.clear();
   highlight_.clear();
   page_error_.clear();
 }
 
-bool Model::take_spare(PageId page, Epoch e, std::vector<std::byte>* out) {
-  if (spare_at_ != std::make_pair(page, e)) return false;
+bool Model::take_spare(const WindowKey& key, std::vector<std::byte>* out) {
+  if (!(spare_at_ == key)) return false;
   out->swap(spare_bytes_);
-  spare_at_ = {kNoPage, 0};
+  spare_at_ = {};
   return true;
 }
 
-void Model::set_view_limit(uint64_t bytes) noexcept {
-  view_limit_ = bytes;
-  page_valid_ = false;
+// The whole page when it fits the window; else window_bytes_ from a
+// quarter window before want_begin_, 16-aligned as the hex rows are, kept
+// inside the page (a window that ends the page takes its last bytes too:
+// up to 15 more).
+Model::WindowKey Model::window_at(Epoch e) const {
+  const auto* m = page_meta(page_);
+  const uint64_t size = m ? m->size : 0;
+  if (size <= window_bytes_) return {page_, e, 0, size};
+  const uint64_t len = window_bytes_;
+  uint64_t start = want_begin_ > len / 4 ? (want_begin_ - len / 4) & ~uint64_t{15} : 0;
+  if (start > size - len) start = (size - len) & ~uint64_t{15};
+  return {page_, e, start, start + len + 15 >= size ? size - start : len};
+}
+
+uint64_t Model::window_offset() {
+  (void)page_bytes();
+  return cached_at_.offset;
+}
+
+void Model::show_bytes(uint64_t begin, uint64_t end) {
+  const auto* m = page_meta(page_);
+  if (!m || m->size <= window_bytes_) return;  // the window is the page
+  // A window starts at most a quarter (and 15 bytes) before `begin`, so
+  // half of it always fits after `begin`.
+  begin = std::min(begin, m->size);
+  end = std::clamp(end, begin, std::min(m->size, begin + window_bytes_ / 2));
+  // The window moves only when it must: the hex view's scroll position is
+  // relative to its start.
+  if (const WindowKey w = window_at(cursor_); begin >= w.offset && end <= w.offset + w.length) return;
+  want_begin_ = begin;
+  invalidate_page();
+}
+
+void Model::set_window_bytes(uint64_t bytes) {
+  window_bytes_ = std::max<uint64_t>(bytes, 16);
+  invalidate_page();
 }
 
 std::span<const std::byte> Model::page_bytes() {
@@ -609,26 +646,24 @@ std::span<const std::byte> Model::page_bytes() {
     const auto* m = page_meta(page_);
     page_error_ = "page " + page_label(page_) + " does not exist at epoch " + std::to_string(cursor_) +
                   (m ? " (it is created at epoch " + std::to_string(m->created) + ")" : std::string());
-  } else if (const auto* m = page_meta(page_); m && m->size > view_limit_) {
-    page_error_ = "page " + page_label(page_) + " has " + std::to_string(m->size) +
-                  " bytes, more than the hex view shows (" + std::to_string(view_limit_) +
-                  "); the Diff and Propagation views work on it, and 'mmsb-replay cat " + loaded_.dir.string() +
-                  " " + std::to_string(page_) + " --epoch " + std::to_string(cursor_) +
-                  " --offset O --length N' prints any part of it";
   } else {
     try {
-      Status s = take_spare(page_, cursor_, &page_bytes_) ? Status::OK() : index_->page_at(page_, cursor_, &page_bytes_);
+      const WindowKey w = window_at(cursor_);
+      auto read = [&](const WindowKey& k, std::vector<std::byte>* out) {
+        return take_spare(k, out) ? Status::OK() : index_->page_range(page_, k.epoch, k.offset, k.length, out);
+      };
+      Status s = read(w, &page_bytes_);
       // "Changed" needs the page before the cursor's delta.
       const auto d = cursor_delta();
       const bool wrote = s.ok() && d && d->page == page_ && cursor_ > first_epoch() && page_exists_at(page_, cursor_ - 1);
-      if (wrote && !take_spare(page_, cursor_ - 1, &before_bytes_)) s = index_->page_at(page_, cursor_ - 1, &before_bytes_);
+      if (wrote) s = read(WindowKey{page_, cursor_ - 1, w.offset, w.length}, &before_bytes_);
       if (!s.ok()) {
         page_error_ = s.to_string();
         page_bytes_.clear();
         before_bytes_.clear();
       } else {
-        cached_at_ = {page_, cursor_};
-        highlight_ = compute_highlight(*index_, page_, cursor_, page_bytes_.size(), fade_);
+        cached_at_ = w;
+        highlight_ = compute_highlight(*index_, page_, cursor_, w.offset, page_bytes_.size(), fade_);
         const size_t n = std::min(before_bytes_.size(), page_bytes_.size());
         for (size_t i = 0; i < n; ++i)
           if (highlight_[i] == kAgeCurrent && before_bytes_[i] == page_bytes_[i]) highlight_[i] = kAgeUnchanged;

@@ -138,10 +138,11 @@ std::optional<View> parse_view(std::string_view s) noexcept;
 inline constexpr int16_t kAgeCurrent = 0;
 inline constexpr int16_t kAgeNone = -1;
 inline constexpr int16_t kAgeUnchanged = -2;
-// Computes the ages for `page` at `epoch` over the page's last `fade` writes
-// before the cursor (plus the one at the cursor). `size` bytes.
-std::vector<int16_t> compute_highlight(const replay::Index& index, PageId page, Epoch epoch,
-                                       uint64_t size, int fade);
+// Computes the ages for page bytes [offset, offset + length) of `page` at
+// `epoch` over the page's last `fade` writes before the cursor (plus the one
+// at the cursor): element i is byte offset + i's.
+std::vector<int16_t> compute_highlight(const replay::Index& index, PageId page, Epoch epoch, uint64_t offset,
+                                       uint64_t length, int fade);
 
 // One line of "who wrote this byte": newest first.
 struct ByteWrite {
@@ -232,22 +233,35 @@ class Model {
   PageId selected_page() const noexcept { return page_; }
   void select_page(PageId id);  // kNoPage clears
 
-  // The selected page at the cursor. Empty if there is no selection, the
-  // page does not exist at the cursor, or it is larger than the hex view
-  // shows (view_limit()); page_error() says why.
+  // The selected page at the cursor, through a *window*: the whole page
+  // when it holds at most window_bytes(), else window_bytes() of it around
+  // the bytes show_bytes() asked for last (the page's start at first).
+  // page_bytes()[i] is page byte window_offset() + i. The window's bytes
+  // and a 2-byte age each are built on every cursor move, so a page of any
+  // size costs the same. Empty if there is no selection or the page does
+  // not exist at the cursor; page_error() says why.
   std::span<const std::byte> page_bytes();
-  // Pages up to this many bytes are shown whole (their bytes and a 2-byte
-  // age each are built on every cursor move); larger ones are refused with
-  // a pointer to `mmsb-replay cat --offset --length`.
-  static constexpr uint64_t kViewLimit = uint64_t{256} << 20;
-  uint64_t view_limit() const noexcept { return view_limit_; }
-  void set_view_limit(uint64_t bytes) noexcept;
+  uint64_t window_offset();
+  // Asks that the window hold page bytes [begin, end) (clamped to the page
+  // and to half of window_bytes()): a window that holds them stays where it
+  // is, else it moves to start a quarter of its size before `begin`.
+  void show_bytes(uint64_t begin, uint64_t end);
+  static constexpr uint64_t kWindowBytes = uint64_t{4} << 20;
+  uint64_t window_bytes() const noexcept { return window_bytes_; }
+  void set_window_bytes(uint64_t bytes);  // at least 16
   const std::string& page_error();
   // Per-byte ages (kAgeCurrent, kAgeUnchanged, 1..fade, kAgeNone) for page_bytes().
   std::span<const int16_t> highlight();
-  // The selected page just before the cursor's delta, when that delta wrote
-  // it (what "changed" is measured against); empty otherwise.
+  // The window of the selected page just before the cursor's delta, when
+  // that delta wrote it (what "changed" is measured against); empty
+  // otherwise.
   std::span<const std::byte> page_bytes_before();
+  // The side-by-side diff builds both sides of a page whole: pages up to
+  // this many bytes; larger ones are refused with a pointer to
+  // `mmsb-replay diff --page`.
+  static constexpr uint64_t kViewLimit = uint64_t{256} << 20;
+  uint64_t view_limit() const noexcept { return view_limit_; }
+  void set_view_limit(uint64_t bytes) noexcept { view_limit_ = bytes; }
   int fade() const noexcept { return fade_; }
   static constexpr int kMaxFade = 64;
   void set_fade(int k);  // 1..kMaxFade
@@ -327,16 +341,26 @@ class Model {
   View view_ = View::kHex;
   TimelineView timeline_;
 
-  // Cache: the selected page at the cursor, and before the cursor's delta.
+  // Cache: the window of the selected page at the cursor, and before the
+  // cursor's delta.
+  struct WindowKey {
+    PageId page = kNoPage;
+    Epoch epoch = 0;
+    uint64_t offset = 0, length = 0;
+    bool operator==(const WindowKey&) const = default;
+  };
   bool page_valid_ = false;
   std::vector<std::byte> page_bytes_, before_bytes_;
   std::vector<int16_t> highlight_;
   std::string page_error_;
-  // The last page computed, kept when the cursor moves: one step forward
-  // finds the page before the new delta here, without another page_at().
-  std::pair<PageId, Epoch> cached_at_{kNoPage, 0}, spare_at_{kNoPage, 0};
+  uint64_t window_bytes_ = kWindowBytes;
+  uint64_t want_begin_ = 0;  // where show_bytes() asked the window to be
+  // The last window computed, kept when the cursor moves: one step forward
+  // finds the window before the new delta here, without another read.
+  WindowKey cached_at_, spare_at_;
   std::vector<std::byte> spare_bytes_;
-  bool take_spare(PageId page, Epoch e, std::vector<std::byte>* out);
+  bool take_spare(const WindowKey& key, std::vector<std::byte>* out);
+  WindowKey window_at(Epoch e) const;  // the window of the selected page at e
 
   // Cache: the last byte_history() answer and its question.
   struct HistoryKey {

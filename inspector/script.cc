@@ -470,8 +470,10 @@ bool Script::step(App& app, const Cmd& c) {
     uint64_t o;
     if (!need(2) || !u64_arg(0, &o)) return true;
     const auto h = m.highlight();
-    if (o >= h.size()) return fail(c, "byte " + c.args[0] + " is not in the page (or no page is shown)"), true;
-    const int age = h[o];
+    const uint64_t base = m.window_offset();
+    if (o < base || o - base >= h.size())
+      return fail(c, "byte " + c.args[0] + " is not in the hex view's window of the page (or no page is shown)"), true;
+    const int age = h[o - base];
     const std::string got = age == kAgeCurrent     ? "current"
                             : age == kAgeUnchanged ? "unchanged"
                             : age == kAgeNone      ? "none"

@@ -28,7 +28,8 @@
 //   hover-byte OFFSET            move the pointer over a hex cell (tooltip)
 //   click-button LABEL           click a button by its label (the pages table's
 //                                column headers are sort:id, sort:name, ...; the
-//                                text fields field:path, field:epoch, field:filter)
+//                                text fields field:path, field:epoch, field:filter,
+//                                field:goto: the hex view's offset of a large page)
 //   type TEXT                    type characters (into the focused text field)
 //   wait FRAMES
 //   wait-loaded                  wait (up to 10 minutes) until an open in the background is done
@@ -40,7 +41,7 @@
 //   stats-end [MAX_CPU_MS]       print frame times since stats-begin; fail if
 //                                the 95th percentile of the CPU time exceeds MAX
 //   expect-epoch N | expect-page NAME|ID | expect-view V | expect-byte OFFSET
-//   expect-highlight OFFSET current|unchanged|recent|none
+//   expect-highlight OFFSET current|unchanged|recent|none  (a byte in the hex view's window)
 //                                (current: changed by the cursor's delta; unchanged:
 //                                written by it with the value the byte had)
 //   expect-diff-pages N          pages that differ between A and B (waits for the diff)

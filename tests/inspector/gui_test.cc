@@ -4,7 +4,7 @@
 // hex cells the --layout-json sidecar names.
 //
 //   mmsb_inspector_gui_test INSPECTOR WORKDIR CASE
-//   CASE: hex | diff | deps | script | damaged | args | cancel | scroll
+//   CASE: hex | window | diff | deps | script | damaged | args | cancel | scroll
 //
 // Exit 0 passed, 1 failed, 77 skipped (no xvfb-run, or no X server or
 // OpenGL could start: "no X server: ...").
@@ -327,6 +327,68 @@ void case_hex(const std::string& inspector, const fs::path& work, const fs::path
              "%s: byte %lld is not the first of the second row (%lld bytes a row expected)", size.c_str(), per_row,
              per_row);
     }
+  }
+}
+
+// A page larger than the hex view's window (--hex-window-bytes 32 makes
+// alpha's 64 bytes one): at epoch 12, which wrote alpha [60,64), the view
+// shows the window [32,64) with those cells current. Then a script moves
+// the window with its buttons and the go-to field, checking which bytes are
+// drawn after each.
+void case_window(const std::string& inspector, const fs::path& work, const fs::path& rec) {
+  const fs::path png = work / "window.png", json = work / "window.json";
+  const Run r = run_inspector(inspector, work,
+                              quote(rec.string()) + " --screenshot " + quote(png.string()) +
+                                  " --epoch 12 --page alpha --view hex --hex-window-bytes 32 --layout-json " +
+                                  quote(json.string()));
+  EXPECT(r.code == 0, "exit code %d: %s", r.code, r.err.c_str());
+  const Shot s = load_shot(png, json);
+  const Rgb current = json_color(s.json, "current");
+  const auto hex = cells(s.json, "hex_cells");
+  EXPECT(hex.size() == 32 && hex.begin()->first == 32 && hex.rbegin()->first == 63,
+         "%zu hex cells from %lld to %lld, want bytes 32..63", hex.size(), hex.empty() ? -1 : hex.begin()->first,
+         hex.empty() ? -1 : hex.rbegin()->first);
+  for (long long off = 60; off < 64; ++off)
+    EXPECT(hex.count(off) && cell_is(s.img, hex.at(off), current), "byte %lld written at epoch 12 is not highlighted",
+           off);
+  expect_fits(s.json, {"hex:window", "hex:grid"}, "window", false);
+
+  const fs::path script = work / "window.txt";
+  {
+    std::ofstream f(script);
+    f << "select-page alpha\n"
+         "seek 5\n"
+         "view hex\n"
+         "wait 2\n"
+         "expect-highlight 16 current\n"  // the window [0,32) holds epoch 5's first byte
+         "layout-json " << (work / "w0.json").string() << "\n"
+         "click-button later >\n"
+         "wait 2\n"
+         "expect-highlight 40 current\n"
+         "layout-json " << (work / "w1.json").string() << "\n"
+         "click-button field:goto\n"
+         "type 0x3c\n"
+         "key Enter\n"
+         "wait 2\n"
+         "expect-byte 60\n"
+         "layout-json " << (work / "w2.json").string() << "\n"
+         "click-button < earlier\n"
+         "wait 2\n"
+         "layout-json " << (work / "w3.json").string() << "\n"
+         "quit\n";
+  }
+  const Run sr = run_inspector(inspector, work,
+                               quote(rec.string()) + " --hex-window-bytes 32 --script " + quote(script.string()));
+  EXPECT(sr.code == 0, "script exit code %d: %s", sr.code, sr.err.c_str());
+  // Which bytes each frame drew: the window's, 16-aligned, a quarter before
+  // the byte asked for and kept inside the page.
+  const std::pair<const char*, std::pair<long long, long long>> want[] = {
+      {"w0.json", {0, 31}}, {"w1.json", {16, 47}}, {"w2.json", {32, 63}}, {"w3.json", {0, 31}}};
+  for (const auto& [file, range] : want) {
+    const auto c = cells(read_file(work / file), "hex_cells");
+    EXPECT(!c.empty() && c.begin()->first == range.first && c.rbegin()->first == range.second,
+           "%s: hex cells %lld..%lld, want %lld..%lld", file, c.empty() ? -1 : c.begin()->first,
+           c.empty() ? -1 : c.rbegin()->first, range.first, range.second);
   }
 }
 
@@ -718,7 +780,7 @@ void case_damaged(const std::string& inspector, const fs::path& work, const fs::
 
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|diff|deps|script|damaged|args|cancel|scroll\n", argv[0]);
+    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|window|diff|deps|script|damaged|args|cancel|scroll\n", argv[0]);
     return 2;
   }
   const std::string inspector = argv[1], which = argv[3];
@@ -737,6 +799,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (which == "hex") case_hex(inspector, work, rec);
+  else if (which == "window") case_window(inspector, work, rec);
   else if (which == "diff") case_diff(inspector, work, rec);
   else if (which == "deps") case_deps(inspector, work, rec);
   else if (which == "script") case_script(inspector, work, rec);

@@ -103,23 +103,77 @@ TEST_CASE("inspector model: the cursor is clamped and steps saturate", "[inspect
   CHECK(m.cursor() == 0);
 }
 
-TEST_CASE("inspector model: a page larger than the hex view shows is refused with a way to read it", "[inspector]") {
+// Bytes [b, e) of a vector.
+template <class T>
+std::vector<T> slice(const std::vector<T>& v, size_t b, size_t e) {
+  return {v.begin() + static_cast<ptrdiff_t>(b), v.begin() + static_cast<ptrdiff_t>(e)};
+}
+
+TEST_CASE("inspector model: a page larger than the window is shown a window at a time", "[inspector]") {
   Opened o;
   Model& m = o.m;
-  CHECK(m.view_limit() == Model::kViewLimit);
+  CHECK(m.window_bytes() == Model::kWindowBytes);
+  m.set_window_bytes(32);
   m.select_page(fixture::kAlpha);  // 64 bytes
   m.seek(5);
-  m.set_view_limit(63);
-  CHECK(m.page_bytes().empty());
-  CHECK(m.highlight().empty());
-  INFO(m.page_error());
-  CHECK(m.page_error().find("page 'alpha' has 64 bytes, more than the hex view shows (63)") != std::string::npos);
-  CHECK(m.page_error().find("mmsb-replay cat ") != std::string::npos);
-  CHECK(m.page_error().find(" 0 --epoch 5 --offset O --length N") != std::string::npos);
-  // At the limit it is shown again, as it is at that epoch.
-  m.set_view_limit(64);
-  CHECK(u8(m.page_bytes()) == fixture::alpha_at(5));
-  CHECK(m.page_error().empty());
+  // At first the page's start. Epoch 5 wrote [16,20) and [40,42); epoch 1 [0,4).
+  CHECK(m.window_offset() == 0);
+  CHECK(u8(m.page_bytes()) == slice(fixture::alpha_at(5), 0, 32));
+  auto h = std::vector<int16_t>(m.highlight().begin(), m.highlight().end());
+  REQUIRE(h.size() == 32);
+  for (int i = 0; i < 32; ++i) {
+    INFO("byte " << i);
+    CHECK(h[i] == (i >= 16 && i < 20 ? kAgeCurrent : i < 4 ? 1 : kAgeNone));
+  }
+  // Bytes past the window: it moves a quarter before them, kept inside the
+  // page (so [32, 64) here), and bytes and ages follow.
+  m.show_bytes(40, 42);
+  CHECK(m.window_offset() == 32);
+  CHECK(u8(m.page_bytes()) == slice(fixture::alpha_at(5), 32, 64));
+  h.assign(m.highlight().begin(), m.highlight().end());
+  REQUIRE(h.size() == 32);
+  for (int i = 0; i < 32; ++i) {
+    INFO("byte " << 32 + i);
+    CHECK(h[i] == (i == 8 || i == 9 ? kAgeCurrent : kAgeNone));
+  }
+  // Bytes in the window: it stays.
+  m.show_bytes(50, 60);
+  CHECK(m.window_offset() == 32);
+  // The cursor moves; the window stays where it is. Epoch 12 wrote [60,64):
+  // the bytes before it are epoch 11's, in the same window.
+  m.seek(12);
+  CHECK(m.window_offset() == 32);
+  CHECK(u8(m.page_bytes()) == slice(fixture::alpha_at(12), 32, 64));
+  CHECK(u8(m.page_bytes_before()) == slice(fixture::alpha_at(11), 32, 64));
+  CHECK(m.highlight()[28] == kAgeCurrent);
+  CHECK(m.highlight()[8] == 2);  // epoch 5's write, two of alpha's writes back
+  // One step on (gamma's delta): alpha's window is read again, right.
+  m.step(1);
+  CHECK(u8(m.page_bytes()) == slice(fixture::alpha_at(13), 32, 64));
+  CHECK(m.page_bytes_before().empty());
+  m.show_bytes(0, 1);
+  CHECK(m.window_offset() == 0);
+  CHECK(u8(m.page_bytes()) == slice(fixture::alpha_at(13), 0, 32));
+  // A window that ends the page takes its last bytes (16-aligned start):
+  // 40 bytes from byte 50 would start at 48 and pass the end; it starts at
+  // 16 and holds the 48 bytes to the end.
+  m.set_window_bytes(40);
+  m.show_bytes(60, 61);
+  CHECK(m.window_offset() == 16);
+  CHECK(u8(m.page_bytes()) == slice(fixture::alpha_at(13), 16, 64));
+  CHECK(m.highlight().size() == 48);
+  m.show_bytes(1000, 2000);  // past the end: clamped, no crash
+  CHECK(u8(m.page_bytes()) == slice(fixture::alpha_at(13), 16, 64));
+  // A new page opens at its start; a page that fits the window is whole.
+  m.select_page(fixture::kBeta);
+  CHECK(m.window_offset() == 0);
+  CHECK(m.page_bytes().size() == 32);
+  m.select_page(fixture::kAlpha);
+  CHECK(m.window_offset() == 0);
+  m.set_window_bytes(64);
+  m.show_bytes(60, 61);
+  CHECK(m.window_offset() == 0);
+  CHECK(u8(m.page_bytes()) == fixture::alpha_at(13));
 }
 
 TEST_CASE("inspector model: page bytes and versions at the cursor", "[inspector]") {
