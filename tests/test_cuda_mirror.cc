@@ -35,11 +35,6 @@ TEST_CASE("CPU path: changed pages shipped whole", "[cuda][mirror]") {
   SECTION("one-byte pages") { scenario_sync_random(Backend::kCpu, 8, 10, 3, 2, 5, 100, size_t{16} << 20, pages); }
 }
 
-TEST_CASE("CPU path: changed pages shipped whole, packed on several threads", "[cuda][mirror][threads]") {
-  scenario_sync_random(Backend::kCpu, 9, 200, 70000, 64, 3, 8000, size_t{32} << 20,
-                       MirrorOptions{.pack_threads = 4, .sync_path = SyncPath::kPages});
-}
-
 TEST_CASE("CPU path: kAuto ships pages when they weigh less than the deltas' records", "[cuda][mirror]") {
   // Pages of 4 KiB; the records of a write of <= 64 B take ~100 B of ring.
   auto run = [](uint32_t pages, int deltas) {

@@ -46,12 +46,16 @@
 // device changes not written back. A kernel's change to an untracked page
 // never reaches the bus: that page stays different until the bus rewrites
 // those bytes (every byte of it when a sync ships the page whole), and
-// check_coherence() reports it. device_data() pointers stay valid until the
-// next sync() or sync_async() (which grow the images when pages were created). A mirror
-// must not be used once its bus is gone (destroying it afterwards is fine),
-// nor from an event callback (sync() and check_coherence() take the bus's
-// write lock, which the callback's thread holds: they return
-// kFailedPrecondition there) or an update function.
+// check_coherence() reports it; so does a change that track() took into the
+// synced image (tracked too late), until a sync ships the page whole or
+// request_resync(). Which path kAuto takes follows the volume of deltas, so
+// code must not count on such changes surviving a sync: write back first,
+// or ask for SyncPath::kDeltas. device_data() pointers stay valid until the
+// next sync() or sync_async() (which grow the images when pages were
+// created). A mirror must not be used once its bus is gone (destroying it
+// afterwards is fine), nor from an event callback (sync() and
+// check_coherence() take the bus's write lock, which the callback's thread
+// holds: they return kFailedPrecondition there) or an update function.
 #pragma once
 
 #include <cstdint>
@@ -93,9 +97,9 @@ Result<DeviceInfo> probe_device(int ordinal = 0);
 // What sync() ships for a page the bus changed.
 enum class SyncPath : uint8_t {
   // The pages whole when they weigh no more than the TLog records since the
-  // last sync (and those records are many: at least 256 KiB, and 32 bytes
-  // per page of the bus), else the deltas. Decided per sync, for the batch
-  // as a whole.
+  // last sync, and those records are many (at least 256 KiB, and at least
+  // 32 bytes times the bus's page count), else the deltas. Decided per sync,
+  // for the batch as a whole.
   kAuto,
   kDeltas,  // the deltas' ranges (a lagging mirror resyncs: the records are gone)
   kPages,   // every page whose version moved, whole
@@ -131,7 +135,8 @@ struct StepTiming {
 
 struct SyncStats {
   uint64_t deltas = 0;       // deltas applied (echoes of writebacks excluded)
-  uint64_t bytes = 0;        // bytes the batch writes into the live image
+  uint64_t bytes = 0;        // bytes the batch's copy ops cover in the live image
+                             // (overlapping deltas counted each time; pages whole)
   uint64_t pages = 0;        // pages shipped whole (by_pages, or a resync)
   uint64_t ops = 0;          // copy ops (ranges split at 4 KiB regions)
   uint64_t batch_bytes = 0;  // bytes of the host-to-device copy
@@ -148,7 +153,8 @@ struct MirrorStats {
   uint64_t syncs = 0;  // successful sync()/sync_async() calls, and open()'s first full copy
   uint64_t deltas = 0;
   uint64_t bytes = 0;   // written into the live image by syncs
-  uint64_t echoes = 0;  // written-back deltas not applied again
+  uint64_t echoes = 0;  // written-back deltas not applied again (a resync
+                        // copies everything: its pending echoes do not count)
   uint64_t resyncs = 0;
   uint64_t writebacks = 0;       // deltas written back
   uint64_t writeback_bytes = 0;  // their bytes
