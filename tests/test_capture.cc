@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <sstream>
 #include <string>
@@ -972,6 +973,35 @@ TEST_CASE("durability modes and the destructor close segments properly", "[captu
   CHECK(r.problems.empty());
   CHECK(r.clean());
   CHECK(r.segments.size() >= 2);
+  for (const auto& s : r.segments) CHECK(s.has_trailer);
+  CHECK(first_difference(reader_deltas(r), w.expected, "recording vs model") == "");
+  auto st = r.state_at(r.last_epoch);
+  REQUIRE(st);
+  CHECK(tlogr::compare_state(*st, w.m.pages, r.last_epoch, true) == "");
+}
+
+TEST_CASE("a bus destroyed before its recorder: the recording still ends whole", "[capture][durability]") {
+  TempDir dir("bus-first");
+  auto bus = std::make_unique<Bus>();
+  Workload w(*bus, 0xb05f);
+  w.create_initial_pages();
+  RecorderOptions opt;
+  opt.batch_deltas = 7;
+  opt.segment_bytes = 4 << 10;
+  auto started = Recorder::start(*bus, dir.path, opt);
+  REQUIRE(started.ok());
+  for (int i = 0; i < 300; ++i) w.step(true);
+  REQUIRE(w.errors.empty());
+  bus.reset();  // e.g. a member declared after the recorder: destroyed first
+  CHECK((*started)->status().ok());
+  CHECK((*started)->flush().ok());
+  CHECK((*started)->stop().ok());
+  started->reset();
+  const tlogr::Recording r = tlogr::read_recording(dir.path);
+  INFO(r.summary());
+  REQUIRE(r.ok());
+  CHECK(r.problems.empty());
+  CHECK(r.clean());
   for (const auto& s : r.segments) CHECK(s.has_trailer);
   CHECK(first_difference(reader_deltas(r), w.expected, "recording vs model") == "");
   auto st = r.state_at(r.last_epoch);

@@ -368,3 +368,22 @@ TEST_CASE("mirror: a writeback refused for another reason than a conflict keeps 
   must(mirror->writeback(b));
   CHECK(bus.page_bytes(b)[2] == std::byte{7});
 }
+
+TEST_CASE("mirror: once its bus is destroyed, the calls that need it say so", "[cuda][mirror]") {
+  auto bus = std::make_unique<mmsb::Bus>();
+  model::Model m;
+  const mmsb::PageId a = create(*bus, m, 40);
+  auto mirror = open_mirror(*bus, Backend::kCpu, MirrorOptions{.track_all = true});
+  must(bus->write(a, 3, model::to_bytes({1, 2})));
+  m.write(a, 3, {1, 2});
+  REQUIRE(mirror->sync().ok());
+  bus.reset();
+  for (const mmsb::Status& s : {mirror->sync().status(), mirror->writeback_all(), mirror->check_coherence()}) {
+    INFO(s.to_string());
+    CHECK(s.code() == mmsb::Code::kFailedPrecondition);
+    CHECK(s.message().find("its bus was destroyed") != std::string::npos);
+  }
+  std::vector<std::byte> got;  // the device pages stay readable
+  must(mirror->read_page(a, &got));
+  CHECK(model::same(got, m.pages[a].bytes));
+}

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -217,4 +218,50 @@ TEST_CASE("mirror: sync() from an event callback is refused, not a deadlock", "[
   REQUIRE(r.ok());
   CHECK(*r == 1u);
   CHECK(compare_mirror(mir, m).empty());
+}
+
+TEST_CASE("a mirror whose bus is destroyed says so, and its copy stays readable", "[mirror]") {
+  auto bus = std::make_unique<Bus>();
+  model::Model m;
+  model::Rng rng(0x60e);
+  for (int p = 0; p < 3; ++p) REQUIRE(*bus->create_page(100 + p) == m.create(100 + p));
+  for (int i = 0; i < 40; ++i) random_write(*bus, m, rng, 50);
+  CpuMirror mir(*bus);
+  bus.reset();  // e.g. a member declared after the mirror
+  const auto r = mir.sync();
+  REQUIRE(r.status().code() == mmsb::Code::kFailedPrecondition);
+  CHECK(r.status().message().find("CpuMirror::sync: its bus was destroyed") != std::string::npos);
+  INFO(compare_mirror(mir, m));
+  CHECK(compare_mirror(mir, m).empty());
+  CHECK(mir.state_hash() == model::state_hash(m));
+}
+
+TEST_CASE("attachments hear of their bus's end newest first; detached ones do not", "[mirror]") {
+  struct Probe final : mmsb::Bus::Attachment {
+    std::vector<int>* order;
+    int id;
+    Bus* bus;
+    uint64_t epoch_seen = ~uint64_t{0};
+    Probe(std::vector<int>* o, int i, Bus* b) : order(o), id(i), bus(b) {}
+    void bus_closing() noexcept override {
+      order->push_back(id);
+      epoch_seen = bus->epoch();  // the bus is still whole here
+    }
+  };
+  std::vector<int> order;
+  auto bus = std::make_unique<Bus>();
+  REQUIRE(bus->create_page(8).ok());
+  REQUIRE(bus->write(0, 0, std::vector<std::byte>(3, std::byte{1})).ok());
+  Probe a(&order, 1, bus.get()), b(&order, 2, bus.get()), c(&order, 3, bus.get());
+  bus->attach(&a);
+  bus->attach(&b);
+  bus->attach(&c);
+  bus->detach(&b);
+  {
+    mmsb::BusLink gone_first(*bus);  // attaches and detaches itself
+  }
+  bus.reset();
+  CHECK(order == std::vector<int>{3, 1});
+  CHECK(a.epoch_seen == 1);
+  CHECK(b.epoch_seen == ~uint64_t{0});
 }

@@ -422,7 +422,8 @@ Status Recorder::Writer::flush() {
 
 // ---------------------------------------------------------------- Recorder
 
-Recorder::Recorder(Bus& bus, fs::path dir) : bus_(bus), dir_(std::move(dir)) {}
+Recorder::Recorder(Bus& bus, fs::path dir)
+    : bus_(bus), dir_(std::move(dir)), link_(bus, [this] { (void)finish(); }) {}
 
 Result<std::unique_ptr<Recorder>> Recorder::start(Bus& bus, const fs::path& dir, RecorderOptions options) {
   // It opens a cursor under the bus's write lock.
@@ -457,17 +458,19 @@ Recorder::~Recorder() { (void)finish(); }
 // flush() and stop() wait for the writer thread, which takes the bus's
 // write lock: from one of its event callbacks they would never return.
 Status Recorder::flush() {
+  if (stopped_) return writer_->error();  // also after the bus went
   if (Status s = bus_.check_not_in_callback("Recorder::flush"); !s.ok()) return s;
-  return stopped_ ? writer_->error() : writer_->flush();
+  return writer_->flush();
 }
 
 Status Recorder::stop() {
+  if (stopped_) return writer_->error();
   if (Status s = bus_.check_not_in_callback("Recorder::stop"); !s.ok()) return s;
   return finish();
 }
 
 Status Recorder::finish() {
-  if (stopped_) return writer_->error();
+  if (stopped_ || !writer_) return writer_ ? writer_->error() : Status::OK();
   stopped_ = true;
   writer_->request_stop();
   if (thread_.joinable()) thread_.join();

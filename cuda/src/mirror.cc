@@ -119,6 +119,7 @@ Result<std::unique_ptr<DeviceMirror>> DeviceMirror::open(Bus& bus, const MirrorO
 DeviceMirror::DeviceMirror(Bus& bus, const MirrorOptions& options, std::unique_ptr<Device> device,
                            std::string backend)
     : bus_(bus),
+      link_(bus),
       options_(options),
       device_(std::move(device)),
       backend_(std::move(backend)),
@@ -334,6 +335,7 @@ Result<uint64_t> DeviceMirror::sync() {
 }
 
 Result<uint64_t> DeviceMirror::sync_async() {
+  if (link_.gone()) return link_.gone_error("DeviceMirror::sync");
   if (Status s = bus_.check_not_in_callback("DeviceMirror::sync"); !s.ok()) return s;
   if (in_flight_) {
     if (Status s = wait(); !s.ok()) return s;
@@ -530,6 +532,7 @@ Status DeviceMirror::run_diff(std::span<const PageId> pages, DiffResult* out) {
 }
 
 Status DeviceMirror::writeback(std::span<const PageId> pages, WritebackStats* stats) {
+  if (link_.gone()) return link_.gone_error("DeviceMirror::writeback");
   WritebackStats st;
   st.pages = pages.size();
   if (Status s = run_diff(pages, &scratch_); !s.ok()) return s;
@@ -632,6 +635,7 @@ Result<uint64_t> DeviceMirror::state_hash() {
 }
 
 Status DeviceMirror::check_coherence() {
+  if (link_.gone()) return link_.gone_error("DeviceMirror::check_coherence");
   if (Status s = bus_.check_not_in_callback("DeviceMirror::check_coherence"); !s.ok()) return s;
   if (Status s = wait(); !s.ok()) return s;
   auto lock = bus_.lock_writes();

@@ -59,7 +59,42 @@ Bus::Bus(BusOptions options)
 }
 
 Bus::~Bus() {
+  // Consumers first, while everything they may read still stands.
+  std::vector<Attachment*> closing;
+  {
+    std::lock_guard<std::mutex> g(attach_mu_);
+    closing.swap(attachments_);
+  }
+  for (auto it = closing.rbegin(); it != closing.rend(); ++it) (*it)->bus_closing();
   for (size_t i = 0; i < kMaxChunks; ++i) delete[] chunks_[i].load(std::memory_order_relaxed);
+}
+
+void Bus::attach(Attachment* a) {
+  std::lock_guard<std::mutex> g(attach_mu_);
+  attachments_.push_back(a);
+}
+
+void Bus::detach(Attachment* a) noexcept {
+  std::lock_guard<std::mutex> g(attach_mu_);
+  std::erase(attachments_, a);
+}
+
+BusLink::BusLink(Bus& bus, std::function<void()> on_closing) : bus_(bus), on_closing_(std::move(on_closing)) {
+  bus_.attach(this);
+}
+
+BusLink::~BusLink() {
+  if (!gone()) bus_.detach(this);
+}
+
+void BusLink::bus_closing() noexcept {
+  if (on_closing_) on_closing_();
+  gone_.store(true, std::memory_order_release);
+}
+
+Status BusLink::gone_error(const char* what) const {
+  return Status(Code::kFailedPrecondition,
+                std::string(what) + ": its bus was destroyed; destroy this object too (it must not outlive its bus)");
 }
 
 inline Bus::Slot* Bus::slot(PageId id) const noexcept {

@@ -7,7 +7,7 @@
 
 namespace mmsb {
 
-CpuMirror::CpuMirror(Bus& bus) : bus_(bus) {
+CpuMirror::CpuMirror(Bus& bus) : bus_(bus), link_(bus) {
   auto lock = bus_.lock_writes();
   // Only allocation can fail here; sync() then retries and reports it.
   need_resync_ = !resync_locked().ok();
@@ -46,6 +46,7 @@ Status CpuMirror::resync_locked() {
 }
 
 Result<uint64_t> CpuMirror::sync() {
+  if (link_.gone()) return link_.gone_error("CpuMirror::sync");
   if (Status s = bus_.check_not_in_callback("CpuMirror::sync"); !s.ok()) return s;
   auto lock = bus_.lock_writes();
   TLog& log = bus_.tlog();

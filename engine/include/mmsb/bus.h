@@ -202,6 +202,21 @@ class Bus {
   // try_lock_writes() succeeds within a delta or two. Lower it once the lock
   // is held (or given up).
   void want_lock(bool on) noexcept { lock_wanted_.fetch_add(on ? 1 : -1, std::memory_order_acq_rel); }
+  // Consumers that keep a reference to the bus (the recorder, mirrors) are
+  // told when it goes: the destructor calls bus_closing() on each one still
+  // attached, newest first, while the bus is still whole (its state, TLog
+  // and lock work; nothing may change it then). After that call a consumer
+  // must not touch the bus again. A consumer detaches itself when it goes
+  // first.
+  class Attachment {
+   public:
+    virtual void bus_closing() noexcept = 0;
+
+   protected:
+    ~Attachment() = default;
+  };
+  void attach(Attachment* a);
+  void detach(Attachment* a) noexcept;
   // info() for a caller that already holds lock_writes().
   Result<PageInfo> info_locked(PageId id) const;
   // The page's version (0 for an unknown page), for a caller holding the lock.
@@ -253,8 +268,34 @@ class Bus {
   std::vector<PageId> dirty_;                 // changed since last propagation
 
   std::vector<Subscriber> subscribers_;
+  std::mutex attach_mu_;  // guards attachments_ (not the write lock: consumers
+                          // attach and detach while a writer may hold it)
+  std::vector<Attachment*> attachments_;
   Delta scratch_;  // assign()'s diff output, reused (guarded by mu_)
   SubscriptionId next_subscription_ = 1;
+};
+
+// A consumer's link to its bus (a member of the recorder and the mirrors):
+// attached from construction, detached at destruction unless the bus went
+// first. `on_closing` (may be empty) runs from the bus's destructor, while
+// the bus is whole; gone() is true from then on, and the consumer must not
+// touch the bus: gone_error() is what its calls return instead.
+class BusLink final : public Bus::Attachment {
+ public:
+  explicit BusLink(Bus& bus, std::function<void()> on_closing = {});
+  ~BusLink();
+  BusLink(const BusLink&) = delete;
+  BusLink& operator=(const BusLink&) = delete;
+
+  bool gone() const noexcept { return gone_.load(std::memory_order_acquire); }
+  // kFailedPrecondition: "<what>: its bus was destroyed; ..."
+  Status gone_error(const char* what) const;
+  void bus_closing() noexcept override;
+
+ private:
+  Bus& bus_;
+  std::function<void()> on_closing_;
+  std::atomic<bool> gone_{false};
 };
 
 }  // namespace mmsb

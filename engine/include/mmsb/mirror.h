@@ -4,7 +4,8 @@
 // sync() applies every record since the mirror's epoch with the engine's own
 // apply code. If the mirror fell so far behind that the ring overwrote records
 // it needed (TLog kLagged), it copies the whole state instead: a mirror never
-// silently misses a delta. A mirror must not outlive its bus.
+// silently misses a delta. A mirror should not outlive its bus: once the bus
+// is destroyed, sync() returns kFailedPrecondition (the copy stays readable).
 #pragma once
 
 #include <memory>
@@ -47,6 +48,7 @@ class CpuMirror {
   Status resync_locked();
 
   Bus& bus_;
+  BusLink link_;
   MmapArena arena_;
   std::vector<Page> pages_;
   TLog::Cursor cursor_;

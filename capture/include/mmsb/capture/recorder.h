@@ -20,8 +20,11 @@
 // application is never stopped for the whole state. Readers combine a page's
 // image with the deltas after its epoch (docs/FORMAT.md).
 //
-// Lifetime: stop() (or destroy) the Recorder before its Bus. Do not call
-// flush() or stop() from an event callback (the writer may need the bus lock).
+// Lifetime: stop() (or destroy) the Recorder before its Bus. A bus destroyed
+// first stops its recorders from its destructor, so the recording still ends
+// whole (every delta, the last segment's index and trailer); their flush()
+// and stop() then return the recording's status. Do not call flush() or
+// stop() from an event callback (the writer may need the bus lock).
 //
 // Errors (disk full, file size limit, permissions) stop the recording: the
 // writer releases its cursor so the application runs on, and status(),
@@ -128,6 +131,7 @@ class Recorder {
   std::unique_ptr<Writer> writer_;
   std::thread thread_;
   bool stopped_ = false;
+  BusLink link_;  // last: detaches first; a bus that goes first calls finish()
 };
 
 }  // namespace mmsb::capture

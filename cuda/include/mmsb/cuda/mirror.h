@@ -52,8 +52,9 @@
 // code must not count on such changes surviving a sync: write back first,
 // or ask for SyncPath::kDeltas. device_data() pointers stay valid until the
 // next sync() or sync_async() (which grow the images when pages were
-// created). A mirror must not be used once its bus is gone (destroying it
-// afterwards is fine), nor from an event callback (sync() and
+// created). Once its bus is destroyed, the calls that need the bus (sync(),
+// sync_async(), writeback(), check_coherence()) return kFailedPrecondition;
+// the device pages stay readable. Not from an event callback (sync() and
 // check_coherence() take the bus's write lock, which the callback's thread
 // holds: they return kFailedPrecondition there) or an update function.
 #pragma once
@@ -280,6 +281,7 @@ class DeviceMirror {
   std::span<const std::byte> host_page(const Page& p) const noexcept;
 
   Bus& bus_;
+  BusLink link_;
   MirrorOptions options_;
   std::unique_ptr<Device> device_;
   std::string backend_;
