@@ -98,9 +98,33 @@ exec > >(tee -a "$log") 2>&1
 failures=()
 fail() { failures+=("$1"); echo "gpu-check: FAILURE: $1"; }
 section() { printf '\n======== %s ========\n' "$*"; }
+# The value of "KEY" in a JSON line (as printed: a number, or a quoted string).
+field() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p"; }
+# The issue's two targets, read from the bench lines: met, missed, or not measured.
+targets() {
+  local w1 w3 v
+  w1=$(grep -m1 '"bench":"gpu_apply","workload":"W1","path":"auto"' "$jsonl" 2>/dev/null)
+  w3=$(grep -m1 '"bench":"gpu_apply","workload":"W3","path":"deltas"' "$jsonl" 2>/dev/null)
+  v=$(field "$w1" sync_ms)
+  if [ -n "$v" ] && [ "$v" != null ]; then
+    echo "target: gpu_apply W1 sync_ms $v (< 2, shipped $(field "$w1" shipped)):" \
+      "$(awk -v x="$v" 'BEGIN { print (x < 2 ? "met" : "missed") }')"
+  else
+    echo "target: gpu_apply W1 sync_ms: not measured"
+  fi
+  v=$(field "$w3" ratio_d2d)
+  if [ -n "$v" ] && [ "$v" != null ]; then
+    echo "target: gpu_apply W3 ratio_d2d $v (>= 0.6, the delta kernel):" \
+      "$(awk -v x="$v" 'BEGIN { print (x >= 0.6 ? "met" : "missed") }')"
+  else
+    echo "target: gpu_apply W3 ratio_d2d: not measured"
+  fi
+}
+
 finish() {
   section summary
   [ -s "$jsonl" ] && cat "$jsonl"
+  targets
   if [ ${#failures[@]} -eq 0 ]; then
     echo "gpu-check: PASSED in $((SECONDS - start)) s (log $log, bench $jsonl)"
     exit 0
