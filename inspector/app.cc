@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <chrono>
 #include <thread>
@@ -177,7 +179,7 @@ void App::apply_style() {
 
 void App::open_async(const std::filesystem::path& dir) {
   if (loading()) {
-    notice_ = "still opening " + loading_dir_.string();
+    set_notice("still opening " + loading_dir_.string());
     return;
   }
   loading_dir_ = dir;
@@ -206,7 +208,7 @@ void App::cancel_load() {
   if (job_->finished) loader_.join();
   else loader_.detach();  // it drops its result when it ends
   job_.reset();
-  notice_ = "cancelled opening " + loading_dir_.string();
+  set_notice("cancelled opening " + loading_dir_.string());
 }
 
 void App::open_blocking(const std::filesystem::path& dir) {
@@ -225,6 +227,11 @@ void App::poll_loader() {
   }
   job_.reset();
   if (l && l->stage != "cancelled") take(std::move(*l));
+}
+
+void App::set_notice(std::string text) {
+  notice_ = std::move(text);
+  notice_at_ = {model_.cursor_generation(), model_.selected_page(), model_.selected_byte()};
 }
 
 void App::take(Loaded&& l) {
@@ -448,6 +455,9 @@ float App::draw_toolbar(float y) {
           "Keys: Left/Right step one epoch (Shift x10, Ctrl x100), PageUp/PageDown 1000,\n"
           "Home/End first/last epoch, Space play/pause.");
   }
+  if (!notice_.empty() &&
+      notice_at_ != std::tuple(model_.cursor_generation(), model_.selected_page(), model_.selected_byte()))
+    notice_.clear();  // the user has moved on
   if (!notice_.empty()) {
     next_group(ImGui::CalcTextSize(notice_.c_str()).x, 16);
     ImGui::PushTextWrapPos(0);  // longer than a row: wrapped
@@ -928,18 +938,18 @@ void App::draw_hex() {
       const WriteSearch w = model_.prev_byte_write(page, *sb, at);
       if (w.epoch) go_to(*w.epoch);
       else if (w.stopped)
-        notice_ = fmt("no write of byte %llu in the page's previous %llu changes; step back and search again",
-                      static_cast<ull>(*sb), static_cast<ull>(kButtonScan));
-      else notice_ = fmt("no earlier write of byte %llu", static_cast<ull>(*sb));
+        set_notice(fmt("no write of byte %llu in the page's previous %llu changes; step back and search again",
+                       static_cast<ull>(*sb), static_cast<ull>(kButtonScan)));
+      else set_notice(fmt("no earlier write of byte %llu", static_cast<ull>(*sb)));
     }
     ImGui::SameLine();
     if (button("byte write >")) {
       const WriteSearch w = model_.next_byte_write(page, *sb, at);
       if (w.epoch) go_to(*w.epoch);
       else if (w.stopped)
-        notice_ = fmt("no write of byte %llu in the page's next %llu changes; step on and search again",
-                      static_cast<ull>(*sb), static_cast<ull>(kButtonScan));
-      else notice_ = fmt("no later write of byte %llu", static_cast<ull>(*sb));
+        set_notice(fmt("no write of byte %llu in the page's next %llu changes; step on and search again",
+                       static_cast<ull>(*sb), static_cast<ull>(kButtonScan)));
+      else set_notice(fmt("no later write of byte %llu", static_cast<ull>(*sb)));
     }
     ImGui::SameLine();
     ImGui::Text("byte %llu", static_cast<ull>(*sb));
@@ -965,11 +975,15 @@ void App::draw_hex() {
   ImGui::Separator();
   // A page larger than the model's window is shown a window at a time (the
   // scroll position is relative to the window's start). When the cursor
-  // moves onto a delta of this page, the window moves to its first byte
-  // (and the grid scrolls there, below).
-  const bool first_look = hex_scrolled_ != std::make_pair(page, at);
-  if (d && d->page == page && !d->ranges.empty() && first_look)
-    model_.show_bytes(d->ranges.front().offset, d->ranges.front().offset + 1);
+  // moves, the view brings a byte into sight (moving the window if it must,
+  // and scrolling below): the selected byte, which anchors the view while
+  // its writes are followed, or else the first byte the cursor's delta wrote.
+  std::optional<uint64_t> focus;
+  if (hex_scrolled_ != std::make_pair(page, at)) {
+    if (sb) focus = *sb;
+    else if (d && d->page == page && !d->ranges.empty()) focus = d->ranges.front().offset;
+  }
+  if (focus) model_.show_bytes(*focus, *focus + 1);
   if (meta && meta->size > model_.window_bytes() && model_.page_error().empty()) draw_hex_window(meta->size);
   if (!model_.page_error().empty()) {
     ImGui::PushTextWrapPos(0);
@@ -986,10 +1000,9 @@ void App::draw_hex() {
   const float room = ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ScrollbarSize;
   hex_per_row_ = hex_grid_chars(kHexPerRow) * cw <= room ? kHexPerRow : kHexPerRow / 2;
   ImGui::BeginChild("hexgrid", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
-  // Bring the cursor delta's first byte into view when the cursor moves onto
-  // it, or the byte a window move asked for.
-  std::optional<uint64_t> show;
-  if (d && d->page == page && !d->ranges.empty() && first_look) show = d->ranges.front().offset;
+  // Bring the focus byte into view when the cursor moved, or the byte a
+  // window move asked for.
+  std::optional<uint64_t> show = focus;
   if (hex_goto_) show = std::exchange(hex_goto_, std::nullopt);
   if (show && *show >= base && *show - base < bytes.size()) {
     const float row_h = std::floor(ImGui::GetTextLineHeight() + 4);
@@ -1007,27 +1020,39 @@ void App::draw_hex() {
 // part before or after, or an offset typed in (decimal or 0x hex).
 void App::draw_hex_window(uint64_t size) {
   const uint64_t base = model_.window_offset(), len = model_.page_bytes().size();
+  // The same notation as the grid's offsets: hex, the end exclusive.
+  const std::string shown = fmt("bytes 0x%llx..0x%llx of 0x%llx", static_cast<ull>(base), static_cast<ull>(base + len),
+                                static_cast<ull>(size));
+  const ImGuiStyle& style = ImGui::GetStyle();
+  const char* hint = "go to 0x.. or decimal";
+  const float field_w = ImGui::CalcTextSize(hint).x + 2 * style.FramePadding.x;
   ImGui::AlignTextToFramePadding();
-  ImGui::Text("bytes %llu..%llu of %llu", static_cast<ull>(base), static_cast<ull>(base + len), static_cast<ull>(size));
-  ImGui::SameLine();
+  ImGui::TextUnformatted(shown.c_str());
+  // Then the buttons and the field, each on this line while it fits.
+  auto next_to = [&](float w) {
+    ImGui::SameLine();
+    if (ImGui::GetContentRegionAvail().x < w) ImGui::NewLine();
+  };
+  next_to(button_width("< earlier"));
   ImGui::BeginDisabled(base == 0);
   if (button("< earlier")) {  // the new window ends a quarter into this one
     const uint64_t to = base > len / 2 ? base - len / 2 : 0;
     model_.show_bytes(to, to + 1);
-    hex_goto_ = to;
+    // Scrolled so that the bytes just before the old window are at the bottom.
+    hex_goto_ = base > hex_visible_bytes_ ? base - hex_visible_bytes_ : 0;
   }
   ImGui::EndDisabled();
-  ImGui::SameLine();
+  next_to(button_width("later >"));
   ImGui::BeginDisabled(base + len >= size);
   if (button("later >")) {  // ... starts a quarter before this one's end
     model_.show_bytes(base + len, base + len + 1);
     hex_goto_ = base + len;
   }
   ImGui::EndDisabled();
-  ImGui::SameLine();
-  ImGui::SetNextItemWidth(ImGui::CalcTextSize("0x0000000000").x + 2 * ImGui::GetStyle().FramePadding.x);
-  if (ImGui::InputTextWithHint("##goto", "go to offset", goto_buf_, sizeof goto_buf_,
-                               ImGuiInputTextFlags_EnterReturnsTrue)) {
+  next_to(field_w);
+  ImGui::SetNextItemWidth(field_w);
+  if (ImGui::InputTextWithHint("##goto", hint, goto_buf_, sizeof goto_buf_,
+                               ImGuiInputTextFlags_EnterReturnsTrue | ImGuiInputTextFlags_AutoSelectAll)) {
     const std::string_view t(goto_buf_);
     const bool hex = t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
     uint64_t off = 0;
@@ -1035,8 +1060,8 @@ void App::draw_hex_window(uint64_t size) {
     const char* last = goto_buf_ + t.size();
     const auto [end, ec] = std::from_chars(first, last, off, hex ? 16 : 10);
     if (ec != std::errc() || end != last || off >= size) {
-      notice_ = fmt("'%s' is not an offset in this page (0..%llu, decimal or 0x hex)", goto_buf_,
-                    static_cast<ull>(size - 1));
+      set_notice(fmt("'%s' is not an offset in this page: 0x0 to 0x%llx (0 to %llu in decimal); write hex with 0x",
+                     goto_buf_, static_cast<ull>(size - 1), static_cast<ull>(size - 1)));
     } else {
       model_.show_bytes(off, off + 1);
       model_.select_byte(off);
@@ -1069,6 +1094,7 @@ void App::draw_hex_grid(uint64_t base, std::span<const std::byte> bytes, std::sp
   Rect hovered_rect;
 
   ImGuiListClipper clipper;
+  hex_visible_bytes_ = static_cast<uint64_t>(std::max(1.f, ImGui::GetWindowHeight() / row_h)) * per_row;
   clipper.Begin(static_cast<int>(std::min<uint64_t>(rows, INT32_MAX)), row_h);
   while (clipper.Step()) {
     for (int row = clipper.DisplayStart; row < clipper.DisplayEnd; ++row) {
@@ -1101,9 +1127,11 @@ void App::draw_hex_grid(uint64_t base, std::span<const std::byte> bytes, std::sp
         const char ch[2] = {printable(bytes[k]), 0};
         // '.' (not printable) is dimmed only on the plain background: grey on blue would vanish.
         dl->AddText(ImVec2(ar.x0, p.y + 2), current ? tc : (ch[0] == '.' && (age == kAgeNone || age == kAgeUnchanged) ? dim : text), ch);
-        if (sel && *sel == off) {
-          dl->AddRect(ImVec2(hr.x0, hr.y0), ImVec2(hr.x1, hr.y1), col(Palette::kCursor), 0, 0, 2);
-          dl->AddRect(ImVec2(ar.x0, ar.y0), ImVec2(ar.x1, ar.y1), col(Palette::kCursor), 0, 0, 2);
+        if (sel && *sel == off) {  // yellow, lined inside with black: visible on the orange fill too
+          for (const Rect& r : {hr, ar}) {
+            dl->AddRect(ImVec2(r.x0, r.y0), ImVec2(r.x1, r.y1), col(Palette::kCursor), 0, 0, 2);
+            dl->AddRect(ImVec2(r.x0 + 2, r.y0 + 2), ImVec2(r.x1 - 2, r.y1 - 2), col(0x000000));
+          }
         }
         layout_.hex_cells.push_back({off, hr});
         layout_.ascii_cells.push_back({off, ar});
@@ -1503,8 +1531,9 @@ void App::draw_deltas(float x, float y, float w, float h) {
 
   // Room for "written": the panel is narrow (a quarter of the window), so
   // cells are padded less, and the page names are shortened (keeping their
-  // end) so that the widest "N ranges, M B" of the last frame fits. What is
-  // cut off shows in the tooltips.
+  // end) so that the widest "N ranges, M B" of the last frame fits -- down
+  // to 10 characters, which tell pages apart; past that (the long offsets
+  // of a big page) "written" is cut. What is cut off shows in the tooltips.
   const ImGuiStyle& st = ImGui::GetStyle();
   const float pad = 2;
   const std::string widest_epoch = std::to_string(ix.last_epoch());
@@ -1512,8 +1541,8 @@ void App::draw_deltas(float x, float y, float w, float h) {
   const float num_w = text_w(widest_epoch.c_str());
   const float fixed_w = std::max(text_w("epoch"), num_w) + std::max(text_w("ver"), num_w) +
                         std::max(text_w("cause"), num_w) + 5 * (2 * pad + 1) + 2;
-  const float page_room = std::max(text_w("~000'"), ImGui::GetContentRegionAvail().x - st.ScrollbarSize - fixed_w -
-                                                        std::max(deltas_written_w_, text_w("written")));
+  const float page_room = std::max(text_w("~00000000'"), ImGui::GetContentRegionAvail().x - st.ScrollbarSize - fixed_w -
+                                                             std::max(deltas_written_w_, text_w("written")));
   deltas_written_w_ = 0;
   ImGui::PushStyleVar(ImGuiStyleVar_CellPadding, ImVec2(pad, st.CellPadding.y));
   const bool table = ImGui::BeginTable("deltas", 5,
@@ -1669,7 +1698,7 @@ void App::draw_modals() {
         if (button("Cut and open the readable part")) {
           auto r = replay::recover(error_dir_, /*dry_run=*/false);
           if (r.ok()) {
-            notice_ = r->summary;
+            set_notice(r->summary);
             close = true;
             open_async(error_dir_);
           } else {
@@ -1693,9 +1722,10 @@ void App::draw_modals() {
 // ---------------------------------------------------------------- layout JSON
 
 bool App::write_layout_json(const std::filesystem::path& path, std::string* error) const {
+  errno = 0;
   std::ofstream out(path);
   if (!out) {
-    if (error) *error = "cannot write " + path.string();
+    if (error) *error = "cannot write " + path.string() + (errno ? std::string(": ") + std::strerror(errno) : "");
     return false;
   }
   auto rect = [](const Rect& r) {
@@ -1750,6 +1780,7 @@ bool App::write_layout_json(const std::filesystem::path& path, std::string* erro
   }
   out << "},\n";
   out << "  \"banner\": " << (layout_.banner ? "true" : "false") << ",\n";
+  out << "  \"notice\": " << json_string(notice_) << ",\n";
   out << "  \"modal\": " << json_string(layout_.modal) << ",\n";
   out << "  \"modal_text\": " << json_string(layout_.modal_text) << ",\n";
   out << "  \"path\": " << json_string(path_buf_) << ",\n";

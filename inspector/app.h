@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -160,7 +161,11 @@ class App {
   std::string error_title_, error_text_;  // the error modal; "" when none
   bool offer_recover_ = false;
   std::filesystem::path error_dir_;
-  std::string notice_;  // one line in the toolbar ("no earlier write of byte 12")
+  // One line in the toolbar ("no earlier write of byte 12"), shown until the
+  // cursor, the selected page or the selected byte changes.
+  std::string notice_;
+  std::tuple<uint64_t, PageId, std::optional<uint64_t>> notice_at_;
+  void set_notice(std::string text);
 
   // Toolbar.
   char path_buf_[1024] = {};
@@ -203,6 +208,7 @@ class App {
   std::pair<PageId, Epoch> hex_scrolled_{kNoPage, ~Epoch{0}};
   int hex_per_row_ = 16;  // bytes a row of the hex view: 16, or 8 in a narrow window
   std::optional<uint64_t> hex_goto_;  // a page byte to scroll to after the window moved
+  uint64_t hex_visible_bytes_ = 0;    // bytes the hex grid showed in the last frame
   char goto_buf_[32] = {};
   float toolbar_h_ = 0;   // the toolbar's height, from the rows the last frame drew
 

@@ -21,6 +21,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
@@ -83,8 +85,9 @@ bool write_png(GLFWwindow* window, const std::string& path, std::string* error) 
   for (int y = 0; y < h; ++y)
     std::copy_n(px.data() + static_cast<size_t>(h - 1 - y) * stride, stride, flipped.data() + static_cast<size_t>(y) * stride);
   stbi_write_png_compression_level = 9;
+  errno = 0;
   if (!stbi_write_png(path.c_str(), w, h, 3, flipped.data(), static_cast<int>(stride))) {
-    *error = "cannot write " + path;
+    *error = "cannot write " + path + (errno ? std::string(": ") + std::strerror(errno) : std::string());
     return false;
   }
   return true;
@@ -109,7 +112,8 @@ int main(int argc, char** argv) {
   cli.add_option("--fade", fade, "Highlight the page's last K writes, fading")->check(CLI::Range(1, mmsb::inspector::Model::kMaxFade));
   cli.add_option("--layout-json", layout_json,
                  "With --screenshot: also write where the frame drew each hex cell, row and tab, as JSON");
-  cli.add_option("--frames", frames, "With --screenshot: frames rendered before the one captured")->check(CLI::Range(1, 1000));
+  auto* frames_opt =
+      cli.add_option("--frames", frames, "With --screenshot: frames rendered before the one captured")->check(CLI::Range(1, 1000));
   cli.add_option("--script", script_path, "Run a script of UI commands (see inspector/script.h), then exit");
   cli.add_option("--size", size, "Window size, WIDTHxHEIGHT");
   // Hidden, for the tests: diffs over more than this many bytes of pages are
@@ -137,6 +141,15 @@ int main(int argc, char** argv) {
   const bool shot_mode = !shot_opt->empty();
   if (shot_mode && recording.empty()) {
     std::fprintf(stderr, "mmsb-inspector: --screenshot needs a recording directory\n");
+    return kExitUsage;
+  }
+  if (!shot_mode && (!layout_json.empty() || frames_opt->count() > 0)) {
+    std::fprintf(stderr, "mmsb-inspector: --layout-json and --frames go with --screenshot (a script writes its "
+                         "layout with the layout-json command)\n");
+    return kExitUsage;
+  }
+  if (recording.empty() && (!page.empty() || !epoch_opt->empty() || !a_opt->empty() || !b_opt->empty())) {
+    std::fprintf(stderr, "mmsb-inspector: --page, --epoch, --diff-a and --diff-b need a recording directory\n");
     return kExitUsage;
   }
   std::unique_ptr<Script> script;
@@ -191,39 +204,47 @@ int main(int argc, char** argv) {
         app.open_async(recording);
       }
     }
-    if (shot_mode) {
+    // --page, --epoch, --diff-a and --diff-b, once the recording is open
+    // (right away when it was opened on this thread, else when the
+    // background open is done). False after a usage error.
+    auto apply_start = [&]() -> bool {
       auto& m = app.model();
-      if (!m.loaded()) {
+      if (!page.empty()) {
+        const auto id = m.find_page(page);
+        if (!id) {
+          std::fprintf(stderr, "mmsb-inspector: no page '%s' in %s (%u pages)\n", page.c_str(), recording.c_str(),
+                       m.page_count());
+          return false;
+        }
+        m.select_page(*id);
+      }
+      if (!epoch_opt->empty()) {
+        if (epoch < m.first_epoch() || epoch > m.last_epoch())
+          std::fprintf(stderr, "mmsb-inspector: epoch %llu is outside %llu..%llu; showing the nearest\n",
+                       static_cast<unsigned long long>(epoch), static_cast<unsigned long long>(m.first_epoch()),
+                       static_cast<unsigned long long>(m.last_epoch()));
+        m.seek(epoch);
+        if (page.empty())  // no --page: the page the cursor's delta wrote
+          if (const auto d = m.cursor_delta()) m.select_page(d->page);
+      }
+      const mmsb::Epoch want_a = a_opt->empty() ? m.first_epoch() : diff_a, want_b = b_opt->empty() ? m.cursor() : diff_b;
+      m.set_diff(want_a, want_b);
+      for (const auto& [flag, want, got] : {std::tuple{"--diff-a", want_a, m.diff_a()}, std::tuple{"--diff-b", want_b, m.diff_b()}})
+        if (want != got)
+          std::fprintf(stderr, "mmsb-inspector: %s %llu is outside %llu..%llu; using %llu\n", flag,
+                       static_cast<unsigned long long>(want), static_cast<unsigned long long>(m.first_epoch()),
+                       static_cast<unsigned long long>(m.last_epoch()), static_cast<unsigned long long>(got));
+      if (!m.damage().ok()) std::fprintf(stderr, "mmsb-inspector: damaged recording: %s\n", m.damage().to_string().c_str());
+      return true;
+    };
+    bool start_pending = !recording.empty();  // the starting state is not applied yet
+    if (start_pending && !app.loading()) {
+      start_pending = false;
+      if (app.model().loaded()) {
+        if (!apply_start()) rc = kExitUsage;
+      } else if (shot_mode) {
         std::fprintf(stderr, "mmsb-inspector: %s\n", app.last_error().c_str());
         rc = kExitOpen;
-      } else {
-        if (!page.empty()) {
-          const auto id = m.find_page(page);
-          if (!id) {
-            std::fprintf(stderr, "mmsb-inspector: no page '%s' in %s (%u pages)\n", page.c_str(), recording.c_str(),
-                         m.page_count());
-            rc = kExitUsage;
-          } else {
-            m.select_page(*id);
-          }
-        }
-        if (!epoch_opt->empty()) {
-          if (epoch < m.first_epoch() || epoch > m.last_epoch())
-            std::fprintf(stderr, "mmsb-inspector: epoch %llu is outside %llu..%llu; showing the nearest\n",
-                         static_cast<unsigned long long>(epoch), static_cast<unsigned long long>(m.first_epoch()),
-                         static_cast<unsigned long long>(m.last_epoch()));
-          m.seek(epoch);
-          if (page.empty())  // no --page: the page the cursor's delta wrote
-            if (const auto d = m.cursor_delta()) m.select_page(d->page);
-        }
-        const mmsb::Epoch want_a = a_opt->empty() ? m.first_epoch() : diff_a, want_b = b_opt->empty() ? m.cursor() : diff_b;
-        m.set_diff(want_a, want_b);
-        for (const auto& [flag, want, got] : {std::tuple{"--diff-a", want_a, m.diff_a()}, std::tuple{"--diff-b", want_b, m.diff_b()}})
-          if (want != got)
-            std::fprintf(stderr, "mmsb-inspector: %s %llu is outside %llu..%llu; using %llu\n", flag,
-                         static_cast<unsigned long long>(want), static_cast<unsigned long long>(m.first_epoch()),
-                         static_cast<unsigned long long>(m.last_epoch()), static_cast<unsigned long long>(got));
-        if (!m.damage().ok()) std::fprintf(stderr, "mmsb-inspector: damaged recording: %s\n", m.damage().to_string().c_str());
       }
     }
     if (fade) app.model().set_fade(fade);
@@ -234,6 +255,13 @@ int main(int argc, char** argv) {
     auto last = Clock::now();
     while (rc != kExitUsage && !glfwWindowShouldClose(window)) {
       const auto t0 = Clock::now();
+      if (start_pending && !app.loading()) {  // the background open is done
+        start_pending = false;
+        if (app.model().loaded() && !apply_start()) {
+          rc = kExitUsage;
+          break;
+        }
+      }
       if (headless || app.loading() || app.model().playing() || app.model().diff_pending()) glfwPollEvents();
       else glfwWaitEventsTimeout(0.25);
       const float dt = std::chrono::duration<float>(Clock::now() - last).count();

@@ -375,6 +375,28 @@ void case_window(const std::string& inspector, const fs::path& work, const fs::p
          "click-button < earlier\n"
          "wait 2\n"
          "layout-json " << (work / "w3.json").string() << "\n"
+         // A bad offset is refused in the toolbar; the next good one clears it.
+         "click-button field:goto\n"
+         "type 64\n"
+         "key Enter\n"
+         "wait 2\n"
+         "layout-json " << (work / "bad.json").string() << "\n"
+         "click-button field:goto\n"
+         "type 41\n"
+         "key Enter\n"
+         "wait 2\n"
+         "expect-byte 41\n"
+         "layout-json " << (work / "good.json").string() << "\n"
+         // Following byte 40's writes: epoch 5 wrote [16,20) first and 40
+         // after; the view stays on byte 40 (window [32,64)) rather than
+         // moving to 16.
+         "seek 12\n"
+         "click-byte 40\n"
+         "click-button < byte write\n"
+         "wait 2\n"
+         "expect-epoch 5\n"
+         "expect-highlight 40 current\n"
+         "layout-json " << (work / "follow.json").string() << "\n"
          "quit\n";
   }
   const Run sr = run_inspector(inspector, work,
@@ -384,6 +406,22 @@ void case_window(const std::string& inspector, const fs::path& work, const fs::p
   // the byte asked for and kept inside the page.
   const std::pair<const char*, std::pair<long long, long long>> want[] = {
       {"w0.json", {0, 31}}, {"w1.json", {16, 47}}, {"w2.json", {32, 63}}, {"w3.json", {0, 31}}};
+  const std::string bad = json_string(read_file(work / "bad.json"), "notice");
+  EXPECT(bad.find("'64' is not an offset in this page: 0x0 to 0x3f") != std::string::npos, "notice for 64: '%s'",
+         bad.c_str());
+  EXPECT(json_string(read_file(work / "good.json"), "notice").empty(), "the notice stays after a good offset: '%s'",
+         json_string(read_file(work / "good.json"), "notice").c_str());
+  const auto follow = cells(read_file(work / "follow.json"), "hex_cells");
+  EXPECT(follow.count(40) && !follow.count(16), "following byte 40 to epoch 5 shows bytes %lld..%lld",
+         follow.empty() ? -1 : follow.begin()->first, follow.empty() ? -1 : follow.rbegin()->first);
+  // At 800 px the window's line wraps: nothing of it is cut.
+  const fs::path narrow = work / "narrow.json";
+  const Run nr = run_inspector(inspector, work,
+                               quote(rec.string()) + " --size 800x600 --screenshot " + quote((work / "narrow.png").string()) +
+                                   " --epoch 12 --page alpha --view hex --hex-window-bytes 32 --layout-json " +
+                                   quote(narrow.string()));
+  EXPECT(nr.code == 0, "800x600 exit code %d", nr.code);
+  expect_fits(read_file(narrow), {"hex:window", "hex:grid"}, "800x600 window", false);
   for (const auto& [file, range] : want) {
     const auto c = cells(read_file(work / file), "hex_cells");
     EXPECT(!c.empty() && c.begin()->first == range.first && c.rbegin()->first == range.second,
@@ -596,6 +634,25 @@ void case_args(const std::string& inspector, const fs::path& work, const fs::pat
   EXPECT(c.err.find("--diff-b 99 is outside 0..15") != std::string::npos, "no warning for --diff-b: %s", c.err.c_str());
   const auto diff = json_arrays(read_file(json), "diff");
   EXPECT(!diff.empty() && diff[0] == (std::vector<long long>{15, 15}), "the diff is not clamped to 15..15");
+  // --page, --epoch, --diff-a/-b set the start in every mode, not only for
+  // a screenshot: here a script checks them.
+  const fs::path start = work / "start.txt";
+  {
+    std::ofstream f(start);
+    f << "expect-epoch 3\nexpect-page beta\nquit\n";
+  }
+  const Run st = run_inspector(inspector, work,
+                               quote(rec.string()) + " --epoch 3 --page beta --script " + quote(start.string()));
+  EXPECT(st.code == 0, "--epoch 3 --page beta with a script exits %d: %s", st.code, st.err.c_str());
+  const Run np = run_inspector(inspector, work,
+                               quote(rec.string()) + " --page nosuch --script " + quote(start.string()));
+  EXPECT(np.code == 2 && np.err.find("no page 'nosuch'") != std::string::npos,
+         "--page nosuch with a script exits %d: %s", np.code, np.err.c_str());
+  const Run lj = run_inspector(inspector, work,
+                               quote(rec.string()) + " --layout-json " + quote(json.string()) + " --script " +
+                                   quote(start.string()));
+  EXPECT(lj.code == 2 && lj.err.find("go with --screenshot") != std::string::npos,
+         "--layout-json without --screenshot exits %d: %s", lj.code, lj.err.c_str());
   const Run h = run_inspector(inspector, work, "--help");
   EXPECT(h.code == 0, "--help exits %d", h.code);
   for (const char* want : {"Exit codes", "PageUp/PageDown", "Shift: 10", "Ctrl: 100", "Home/End", "Space",
