@@ -53,6 +53,8 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands);
 // Argument checks, for ->check(): a count or offset is digits only (CLI11
 // would wrap -1 round to 2^64-1); an epoch or a path is never empty.
 CLI::Validator unsigned_arg();
+// A byte offset or count: decimal, or hex with 0x (as hex dumps print offsets).
+CLI::Validator byte_arg();
 CLI::Validator nonempty_arg(const std::string& what);
 
 // A subcommand with its description, the common flags and a footer: `details`

@@ -558,8 +558,9 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                        ->check(nonempty_arg("-o FILE"));
     // --raw is the third way to print the bytes: it cannot be combined with the others.
     c->add_flag("--raw", a->raw, "Write the bytes themselves to stdout")->excludes(output)->excludes("--json");
-    c->add_option("--offset", a->offset, "First byte (default 0)")->check(unsigned_arg());
-    c->add_option("--length", a->length, "Number of bytes (default: to the end of the page)")->check(unsigned_arg());
+    c->add_option("--offset", a->offset, "First byte, decimal or 0x hex (default 0)")->check(byte_arg());
+    c->add_option("--length", a->length, "Number of bytes, decimal or 0x hex (default: to the end of the page)")
+        ->check(byte_arg());
     commands.push_back({c, [a] { return run_cat(*a); }});
   }
   {

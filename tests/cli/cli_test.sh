@@ -114,8 +114,13 @@ case_usage() {
   # usage errors that echo what was typed.
   run cat rec alpha --offset -1
   rc_is 2
-  err_has "'-1' is not a whole number >= 0"
+  err_has "'-1' is not a byte offset or count (decimal, or hex with 0x)"
   run cat rec alpha --length -1
+  rc_is 2
+  run cat rec alpha --offset 0xg1
+  rc_is 2
+  err_has "'0xg1' is not a byte offset or count"
+  run cat rec alpha --offset 0x
   rc_is 2
   run log rec --limit -1
   rc_is 2
@@ -324,6 +329,9 @@ EOF
 00000010  00 01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f  |................|
 00000020  00 00 00 00                                       |....|
 EOF
+  out_is want-range.txt
+  run cat rec alpha --epoch last --offset 0x10 --length 0X14  # hex, as the dump prints offsets
+  rc_is 0
   out_is want-range.txt
   run cat rec 4 --epoch 8
   rc_is 0
