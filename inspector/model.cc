@@ -649,14 +649,29 @@ std::span<const std::byte> Model::page_bytes() {
   } else {
     try {
       const WindowKey w = window_at(cursor_);
+      // The window at k: the last one computed when it is that, or brought
+      // forward from it when it is the same bytes earlier, else read.
       auto read = [&](const WindowKey& k, std::vector<std::byte>* out) {
-        return take_spare(k, out) ? Status::OK() : index_->page_range(page_, k.epoch, k.offset, k.length, out);
+        if (take_spare(k, out)) return Status::OK();
+        if (spare_at_.page == k.page && spare_at_.offset == k.offset && spare_at_.length == k.length &&
+            spare_at_.epoch < k.epoch) {
+          const Epoch from = spare_at_.epoch;
+          spare_at_ = {};
+          return index_->page_range_after(page_, from, spare_bytes_, k.epoch, k.offset, out);
+        }
+        return index_->page_range(page_, k.epoch, k.offset, k.length, out);
       };
-      Status s = read(w, &page_bytes_);
-      // "Changed" needs the page before the cursor's delta.
+      // "Changed" needs the page before the cursor's delta: then the window
+      // at the cursor is that one and the delta.
       const auto d = cursor_delta();
-      const bool wrote = s.ok() && d && d->page == page_ && cursor_ > first_epoch() && page_exists_at(page_, cursor_ - 1);
-      if (wrote) s = read(WindowKey{page_, cursor_ - 1, w.offset, w.length}, &before_bytes_);
+      const bool wrote = d && d->page == page_ && cursor_ > first_epoch() && page_exists_at(page_, cursor_ - 1);
+      Status s;
+      if (wrote) {
+        s = read(WindowKey{page_, cursor_ - 1, w.offset, w.length}, &before_bytes_);
+        if (s.ok()) s = index_->page_range_after(page_, cursor_ - 1, before_bytes_, cursor_, w.offset, &page_bytes_);
+      } else {
+        s = read(w, &page_bytes_);
+      }
       if (!s.ok()) {
         page_error_ = s.to_string();
         page_bytes_.clear();

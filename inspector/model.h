@@ -238,15 +238,17 @@ class Model {
   // the bytes show_bytes() asked for last (the page's start at first).
   // page_bytes()[i] is page byte window_offset() + i. The window's bytes
   // and a 2-byte age each are built on every cursor move, so a page of any
-  // size costs the same. Empty if there is no selection or the page does
-  // not exist at the cursor; page_error() says why.
+  // size costs the same; a step forward brings the last window forward
+  // (Index::page_range_after), so it costs the deltas stepped over. Empty if
+  // there is no selection or the page does not exist at the cursor;
+  // page_error() says why.
   std::span<const std::byte> page_bytes();
   uint64_t window_offset();
   // Asks that the window hold page bytes [begin, end) (clamped to the page
   // and to half of window_bytes()): a window that holds them stays where it
   // is, else it moves to start a quarter of its size before `begin`.
   void show_bytes(uint64_t begin, uint64_t end);
-  static constexpr uint64_t kWindowBytes = uint64_t{4} << 20;
+  static constexpr uint64_t kWindowBytes = uint64_t{1} << 20;  // 65,536 rows of 16
   uint64_t window_bytes() const noexcept { return window_bytes_; }
   void set_window_bytes(uint64_t bytes);  // at least 16
   const std::string& page_error();

@@ -1361,6 +1361,27 @@ TEST_CASE("index: a large page written in a few places reads back right, with an
         }
       }
     }
+    // Windows of the big page: page_range at an epoch, and page_range_after
+    // brought forward from the model's bytes at an earlier epoch (or, asked
+    // to go back, read from a checkpoint). Across the end, where writes
+    // overlap, and from the start.
+    for (int i = 0; i < 200; ++i) {
+      const uint64_t len = rng.between(1, 200);
+      const uint64_t off = i % 2 ? kBig - len - rng.below(100) : rng.below(kBig - len + 1);
+      const Epoch from = rng.below(41), to = i % 5 == 0 ? rng.below(41) : from + rng.below(41 - from);
+      auto slice = [&](Epoch e) {
+        return model::to_bytes(std::vector<uint8_t>(big_at[e].begin() + static_cast<std::ptrdiff_t>(off),
+                                                    big_at[e].begin() + static_cast<std::ptrdiff_t>(off + len)));
+      };
+      INFO("bytes " << off << "+" << len << ", from " << from << " to " << to);
+      REQUIRE(ix->page_range(0, to, off, len, &got).ok());
+      CHECK(got == slice(to));
+      const std::vector<std::byte> known = slice(from);
+      REQUIRE(ix->page_range_after(0, from, known, to, off, &got).ok());
+      CHECK(got == slice(to));
+    }
+    CHECK(ix->page_range(0, 40, kBig - 4, 5, &got).code() == mmsb::Code::kOutOfRange);
+    CHECK(ix->page_range_after(0, 3, std::vector<std::byte>(5), 40, kBig - 4, &got).code() == mmsb::Code::kOutOfRange);
     // A StateView walking forward, then back.
     mmsb::replay::StateView view(*ix);
     for (Epoch e : {Epoch{3}, Epoch{17}, Epoch{40}, Epoch{9}, Epoch{0}}) {

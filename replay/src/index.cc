@@ -332,20 +332,25 @@ const Index::Checkpoint& Index::checkpoint_before(Epoch epoch) const noexcept {
   return *(it - 1);  // checkpoint 0 is at start_epoch_ <= epoch
 }
 
-void Index::page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std::vector<std::byte>* out) const {
-  const Checkpoint& c = checkpoint_before(epoch);
-  const std::byte* base = c.image + page_offset_[page];
-  out->assign(base + w0, base + w1);
+void Index::apply_window(PageId page, Epoch after, Epoch upto, uint64_t w0, std::span<std::byte> out) const {
+  const uint64_t w1 = w0 + out.size();
   std::span<const Epoch> es = page_epochs(page);
-  for (auto it = std::upper_bound(es.begin(), es.end(), c.epoch); it != es.end() && *it <= epoch; ++it) {
+  for (auto it = std::upper_bound(es.begin(), es.end(), after); it != es.end() && *it <= upto; ++it) {
     const DeltaView v = raw(*it - first_epoch_);
     uint64_t at = 0;  // where range r's bytes begin in v.bytes
     for (const Range& r : v.ranges) {
       const uint64_t s = std::max<uint64_t>(r.offset, w0), e = std::min<uint64_t>(r.end(), w1);
-      if (s < e) std::memcpy(out->data() + (s - w0), v.bytes.data() + at + (s - r.offset), e - s);
+      if (s < e) std::memcpy(out.data() + (s - w0), v.bytes.data() + at + (s - r.offset), e - s);
       at += r.length;
     }
   }
+}
+
+void Index::page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std::vector<std::byte>* out) const {
+  const Checkpoint& c = checkpoint_before(epoch);
+  const std::byte* base = c.image + page_offset_[page];
+  out->assign(base + w0, base + w1);
+  apply_window(page, c.epoch, epoch, w0, *out);
 }
 
 Status Index::page_range(PageId page, Epoch epoch, uint64_t offset, uint64_t length,
@@ -363,6 +368,19 @@ Status Index::page_range(PageId page, Epoch epoch, uint64_t offset, uint64_t len
                                          " run past the end of page " + std::to_string(page) + " (" +
                                          std::to_string(size) + " bytes)");
   page_window(page, epoch, offset, offset + length, out);
+  return Status::OK();
+}
+
+Status Index::page_range_after(PageId page, Epoch from, std::span<const std::byte> known, Epoch epoch,
+                               uint64_t offset, std::vector<std::byte>* out) const {
+  // The checkpoint's way when the known bytes are not usable or not cheaper
+  // (page_range also reports a bad page, epoch or range).
+  const bool usable = from <= epoch && from >= start_epoch_ && page < page_count_at(from) &&
+                      page < rec_.pages().size() && offset <= rec_.pages()[page].size &&
+                      known.size() <= rec_.pages()[page].size - offset && epoch <= last_epoch();
+  if (!usable || from < checkpoint_before(epoch).epoch) return page_range(page, epoch, offset, known.size(), out);
+  if (known.data() != out->data() || known.size() != out->size()) out->assign(known.begin(), known.end());
+  apply_window(page, from, epoch, offset, *out);
   return Status::OK();
 }
 

@@ -154,6 +154,22 @@ TEST_CASE("inspector model: a page larger than the window is shown a window at a
   m.show_bytes(0, 1);
   CHECK(m.window_offset() == 0);
   CHECK(u8(m.page_bytes()) == slice(fixture::alpha_at(13), 0, 32));
+  // Scrubbing (each window is read, or brought forward from the last one):
+  // every epoch forward, back, and in jumps, in both halves.
+  for (uint64_t at : {uint64_t{0}, uint64_t{40}}) {
+    m.show_bytes(at, at + 1);
+    const uint64_t base = m.window_offset();
+    std::vector<Epoch> path;
+    for (Epoch e = 0; e <= fixture::kLast; ++e) path.push_back(e);
+    for (Epoch e = fixture::kLast + 1; e-- > 0;) path.push_back(e);
+    for (Epoch e : {Epoch{2}, Epoch{9}, Epoch{4}, Epoch{15}, Epoch{5}, Epoch{12}}) path.push_back(e);
+    for (Epoch e : path) {
+      m.seek(e);
+      INFO("window at " << base << ", epoch " << e);
+      REQUIRE(m.window_offset() == base);
+      CHECK(u8(m.page_bytes()) == slice(fixture::alpha_at(e), base, base + 32));
+    }
+  }
   // A window that ends the page takes its last bytes (16-aligned start):
   // 40 bytes from byte 50 would start at 48 and pass the end; it starts at
   // 16 and holds the 48 bytes to the end.

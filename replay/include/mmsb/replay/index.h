@@ -158,6 +158,13 @@ class Index {
   // window of a big page costs the window. kOutOfRange as page_at, and for
   // bytes past the page's end.
   Status page_range(PageId page, Epoch epoch, uint64_t offset, uint64_t length, std::vector<std::byte>* out) const;
+  // page_range at `epoch` for a caller that holds the same bytes at an
+  // earlier epoch `from` (`known`: bytes [offset, offset + known.size())
+  // then): it starts from them, applying the page's deltas in (from, epoch],
+  // when that is fewer than from the nearest checkpoint. A viewer stepping
+  // forward through a busy page pays for the steps, not the history.
+  Status page_range_after(PageId page, Epoch from, std::span<const std::byte> known, Epoch epoch, uint64_t offset,
+                          std::vector<std::byte>* out) const;
 
   // ---- differences ----
   // Every page whose bytes differ between epochs a and b (a <= b or a > b),
@@ -206,6 +213,8 @@ class Index {
   const Checkpoint& checkpoint_before(Epoch epoch) const noexcept;  // last one at or before
   // Bytes [w0, w1) of `page` at `epoch` (which must exist then) into `out`.
   void page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std::vector<std::byte>* out) const;
+  // The page's deltas in (after, upto], clipped to [w0, w0 + out.size()), into out.
+  void apply_window(PageId page, Epoch after, Epoch upto, uint64_t w0, std::span<std::byte> out) const;
 
   const Recording& rec_;
   MmapArena arena_;
