@@ -1781,6 +1781,7 @@ bool App::write_layout_json(const std::filesystem::path& path, std::string* erro
   out << "},\n";
   out << "  \"banner\": " << (layout_.banner ? "true" : "false") << ",\n";
   out << "  \"notice\": " << json_string(notice_) << ",\n";
+  out << "  \"side_by_side_error\": " << json_string(sides_.error) << ",\n";
   out << "  \"modal\": " << json_string(layout_.modal) << ",\n";
   out << "  \"modal_text\": " << json_string(layout_.modal_text) << ",\n";
   out << "  \"path\": " << json_string(path_buf_) << ",\n";

@@ -120,9 +120,12 @@ int main(int argc, char** argv) {
   // computed in the background (0: every diff, as on a big recording).
   uint64_t diff_sync_bytes = mmsb::inspector::Model::kDiffSyncBytes;
   cli.add_option("--diff-sync-bytes", diff_sync_bytes)->group("");
-  // ... and the hex view shows pages larger than this a window at a time.
+  // ... the hex view shows pages larger than this a window at a time, and
+  // the side-by-side diff refuses pages larger than that.
   uint64_t hex_window_bytes = mmsb::inspector::Model::kWindowBytes;
   cli.add_option("--hex-window-bytes", hex_window_bytes)->group("")->check(CLI::Range(uint64_t{16}, uint64_t{1} << 40));
+  uint64_t side_by_side_bytes = mmsb::inspector::Model::kViewLimit;
+  cli.add_option("--side-by-side-bytes", side_by_side_bytes)->group("");
   cli.footer(kFooter);
   try {
     cli.parse(argc, argv);
@@ -193,6 +196,7 @@ int main(int argc, char** argv) {
     App app;
     app.model().set_diff_sync_limit(diff_sync_bytes);
     app.model().set_window_bytes(hex_window_bytes);
+    app.model().set_view_limit(side_by_side_bytes);
     glfwSetWindowUserPointer(window, &app);
     glfwSetDropCallback(window, on_drop);
 

@@ -461,6 +461,24 @@ void case_diff(const std::string& inspector, const fs::path& work, const fs::pat
     expect_fits(s.json, {"recording:program", "diff:only rows that differ", "timeline:page", "deltas:written"},
                 "1280x800", true);
   }
+  // A page over the side-by-side limit (63 bytes here: alpha has 64) is
+  // refused there with the command that prints its differing bytes; the
+  // table of differing pages still lists it.
+  {
+    const fs::path png = work / "limit.png", json = work / "limit.json";
+    const Run r = run_inspector(inspector, work,
+                                quote(rec.string()) + " --screenshot " + quote(png.string()) +
+                                    " --epoch 9 --page alpha --view diff --diff-a 1 --diff-b 9 --side-by-side-bytes 63"
+                                    " --layout-json " + quote(json.string()));
+    EXPECT(r.code == 0, "exit code %d (side-by-side limit)", r.code);
+    const std::string j = read_file(json);
+    const std::string err = json_string(j, "side_by_side_error");
+    EXPECT(err.find("page 'alpha' has 64 bytes, more than the side-by-side view shows (63)") != std::string::npos &&
+               err.find("'mmsb-replay diff ") != std::string::npos && err.find(" 1 9 --page 0'") != std::string::npos,
+           "side-by-side refusal: '%s'", err.c_str());
+    EXPECT(cells(j, "diff_old_cells").empty(), "the refused page's cells are drawn");
+    EXPECT(json_arrays(j, "diff_rows").size() == 4, "%zu pages listed as differing", json_arrays(j, "diff_rows").size());
+  }
   // In a narrow window these are not cut either: the recording's values
   // wrap, the checkbox goes below the summary. (The deltas' "N ranges, M B"
   // needs more than its 240 px panel leaves there.)
