@@ -1,5 +1,4 @@
 // What the subcommands share: opening recordings, epoch and page arguments.
-#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 
@@ -34,14 +33,9 @@ CLI::Validator unsigned_arg() {
 CLI::Validator byte_arg() {
   return CLI::Validator(
       [](std::string& s) -> std::string {
-        const bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
-        const char* first = s.data() + (hex ? 2 : 0);
-        const char* last = s.data() + s.size();
-        uint64_t v = 0;
-        const auto [end, ec] = std::from_chars(first, last, v, hex ? 16 : 10);
-        if (first == last || ec != std::errc() || end != last)
-          return "'" + printable(s) + "' is not a byte offset or count (decimal, or hex with 0x)";
-        s = std::to_string(v);
+        const std::optional<uint64_t> v = mmsb::replay::parse_offset(s);
+        if (!v) return "'" + printable(s) + "' is not a byte offset or count (decimal, or hex with 0x)";
+        s = std::to_string(*v);
         return "";
       },
       "N|0xN");

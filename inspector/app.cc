@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <charconv>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -16,6 +15,7 @@
 #include <fstream>
 
 #include "mmsb/json.h"
+#include "mmsb/replay/text.h"
 #include "mmsb/replay/tools.h"
 
 namespace mmsb::inspector {
@@ -229,9 +229,13 @@ void App::poll_loader() {
   if (l && l->stage != "cancelled") take(std::move(*l));
 }
 
+std::tuple<uint64_t, PageId, std::optional<uint64_t>> App::notice_key() const {
+  return {model_.cursor_generation(), model_.selected_page(), model_.selected_byte()};
+}
+
 void App::set_notice(std::string text) {
   notice_ = std::move(text);
-  notice_at_ = {model_.cursor_generation(), model_.selected_page(), model_.selected_byte()};
+  notice_at_ = notice_key();
 }
 
 void App::take(Loaded&& l) {
@@ -455,9 +459,7 @@ float App::draw_toolbar(float y) {
           "Keys: Left/Right step one epoch (Shift x10, Ctrl x100), PageUp/PageDown 1000,\n"
           "Home/End first/last epoch, Space play/pause.");
   }
-  if (!notice_.empty() &&
-      notice_at_ != std::tuple(model_.cursor_generation(), model_.selected_page(), model_.selected_byte()))
-    notice_.clear();  // the user has moved on
+  if (!notice_.empty() && notice_at_ != notice_key()) notice_.clear();  // the user has moved on
   if (!notice_.empty()) {
     next_group(ImGui::CalcTextSize(notice_.c_str()).x, 16);
     ImGui::PushTextWrapPos(0);  // longer than a row: wrapped
@@ -1053,19 +1055,14 @@ void App::draw_hex_window(uint64_t size) {
   ImGui::SetNextItemWidth(field_w);
   if (ImGui::InputTextWithHint("##goto", hint, goto_buf_, sizeof goto_buf_,
                                ImGuiInputTextFlags_EnterReturnsTrue | ImGuiInputTextFlags_AutoSelectAll)) {
-    const std::string_view t(goto_buf_);
-    const bool hex = t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X');
-    uint64_t off = 0;
-    const char* first = goto_buf_ + (hex ? 2 : 0);
-    const char* last = goto_buf_ + t.size();
-    const auto [end, ec] = std::from_chars(first, last, off, hex ? 16 : 10);
-    if (ec != std::errc() || end != last || off >= size) {
+    const std::optional<uint64_t> off = replay::parse_offset(goto_buf_);
+    if (!off || *off >= size) {
       set_notice(fmt("'%s' is not an offset in this page: 0x0 to 0x%llx (0 to %llu in decimal); write hex with 0x",
                      goto_buf_, static_cast<ull>(size - 1), static_cast<ull>(size - 1)));
     } else {
-      model_.show_bytes(off, off + 1);
-      model_.select_byte(off);
-      hex_goto_ = off;
+      model_.show_bytes(*off, *off + 1);
+      model_.select_byte(*off);
+      hex_goto_ = *off;
     }
   }
   layout_.buttons["field:goto"] = item_rect();

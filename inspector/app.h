@@ -164,7 +164,8 @@ class App {
   // One line in the toolbar ("no earlier write of byte 12"), shown until the
   // cursor, the selected page or the selected byte changes.
   std::string notice_;
-  std::tuple<uint64_t, PageId, std::optional<uint64_t>> notice_at_;
+  std::tuple<uint64_t, PageId, std::optional<uint64_t>> notice_at_;  // notice_key() when set
+  std::tuple<uint64_t, PageId, std::optional<uint64_t>> notice_key() const;
   void set_notice(std::string text);
 
   // Toolbar.

@@ -1,6 +1,8 @@
 // Text for people: byte strings (page names, labels) made safe to print.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -11,5 +13,9 @@ namespace mmsb::replay {
 // unambiguously. quote '\0' escapes no printable character but the
 // backslash. Summaries (CompareReport) quote page names with '.
 std::string printable(std::string_view s, char quote = '\'');
+
+// A byte offset or count as people type it: decimal digits, or hex digits
+// after 0x (as hex dumps print offsets). Nothing else: no sign, no spaces.
+std::optional<uint64_t> parse_offset(std::string_view s);
 
 }  // namespace mmsb::replay
