@@ -587,13 +587,6 @@ void Model::invalidate_page() {
   page_error_.clear();
 }
 
-bool Model::take_spare(const WindowKey& key, std::vector<std::byte>* out) {
-  if (!(spare_at_ == key)) return false;
-  out->swap(spare_bytes_);
-  spare_at_ = {};
-  return true;
-}
-
 // The whole page when it fits the window; else window_bytes_ from a
 // quarter window before want_begin_, 16-aligned as the hex rows are, kept
 // inside the page (a window that ends the page takes its last bytes too:
@@ -649,15 +642,15 @@ std::span<const std::byte> Model::page_bytes() {
   } else {
     try {
       const WindowKey w = window_at(cursor_);
-      // The window at k: the last one computed when it is that, or brought
-      // forward from it when it is the same bytes earlier, else read.
+      // The window at k: the last one computed when it holds the same
+      // bytes at k's epoch or earlier (brought forward in place), else read.
       auto read = [&](const WindowKey& k, std::vector<std::byte>* out) {
-        if (take_spare(k, out)) return Status::OK();
         if (spare_at_.page == k.page && spare_at_.offset == k.offset && spare_at_.length == k.length &&
-            spare_at_.epoch < k.epoch) {
+            spare_at_.epoch <= k.epoch) {
           const Epoch from = spare_at_.epoch;
           spare_at_ = {};
-          return index_->page_range_after(page_, from, spare_bytes_, k.epoch, k.offset, out);
+          out->swap(spare_bytes_);
+          return index_->page_range_after(page_, from, *out, k.epoch, k.offset, out);
         }
         return index_->page_range(page_, k.epoch, k.offset, k.length, out);
       };

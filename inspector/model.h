@@ -349,7 +349,6 @@ class Model {
     PageId page = kNoPage;
     Epoch epoch = 0;
     uint64_t offset = 0, length = 0;
-    bool operator==(const WindowKey&) const = default;
   };
   bool page_valid_ = false;
   std::vector<std::byte> page_bytes_, before_bytes_;
@@ -361,7 +360,6 @@ class Model {
   // finds the window before the new delta here, without another read.
   WindowKey cached_at_, spare_at_;
   std::vector<std::byte> spare_bytes_;
-  bool take_spare(const WindowKey& key, std::vector<std::byte>* out);
   WindowKey window_at(Epoch e) const;  // the window of the selected page at e
 
   // Cache: the last byte_history() answer and its question.

@@ -353,8 +353,7 @@ void Index::page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std:
   apply_window(page, c.epoch, epoch, w0, *out);
 }
 
-Status Index::page_range(PageId page, Epoch epoch, uint64_t offset, uint64_t length,
-                         std::vector<std::byte>* out) const {
+Status Index::check_range(PageId page, Epoch epoch, uint64_t offset, uint64_t length) const {
   if (epoch < start_epoch_ || epoch > last_epoch())
     return Status(Code::kOutOfRange, "epoch " + std::to_string(epoch) + " is outside the recording (" +
                                          epoch_range(*this) + ")");
@@ -367,18 +366,25 @@ Status Index::page_range(PageId page, Epoch epoch, uint64_t offset, uint64_t len
     return Status(Code::kOutOfRange, "bytes " + std::to_string(offset) + "+" + std::to_string(length) +
                                          " run past the end of page " + std::to_string(page) + " (" +
                                          std::to_string(size) + " bytes)");
+  return Status::OK();
+}
+
+Status Index::page_range(PageId page, Epoch epoch, uint64_t offset, uint64_t length,
+                         std::vector<std::byte>* out) const {
+  if (Status s = check_range(page, epoch, offset, length); !s.ok()) return s;
   page_window(page, epoch, offset, offset + length, out);
   return Status::OK();
 }
 
 Status Index::page_range_after(PageId page, Epoch from, std::span<const std::byte> known, Epoch epoch,
                                uint64_t offset, std::vector<std::byte>* out) const {
-  // The checkpoint's way when the known bytes are not usable or not cheaper
-  // (page_range also reports a bad page, epoch or range).
-  const bool usable = from <= epoch && from >= start_epoch_ && page < page_count_at(from) &&
-                      page < rec_.pages().size() && offset <= rec_.pages()[page].size &&
-                      known.size() <= rec_.pages()[page].size - offset && epoch <= last_epoch();
-  if (!usable || from < checkpoint_before(epoch).epoch) return page_range(page, epoch, offset, known.size(), out);
+  if (Status s = check_range(page, epoch, offset, known.size()); !s.ok()) return s;
+  // The known bytes serve when they are of the page at an epoch no later,
+  // and no earlier than the checkpoint page_range would start from.
+  if (from > epoch || from < checkpoint_before(epoch).epoch || page >= page_count_at(from)) {
+    page_window(page, epoch, offset, offset + known.size(), out);
+    return Status::OK();
+  }
   if (known.data() != out->data() || known.size() != out->size()) out->assign(known.begin(), known.end());
   apply_window(page, from, epoch, offset, *out);
   return Status::OK();

@@ -211,6 +211,8 @@ class Index {
   WriterSearch find_writer(PageId page, uint64_t offset, Epoch epoch, uint64_t max_deltas, bool forward) const;
   uint64_t apply_cost(Epoch from, Epoch to) const noexcept;  // of deltas from < e <= to, in bytes
   const Checkpoint& checkpoint_before(Epoch epoch) const noexcept;  // last one at or before
+  // kOutOfRange unless the page exists at `epoch` and holds the bytes.
+  Status check_range(PageId page, Epoch epoch, uint64_t offset, uint64_t length) const;
   // Bytes [w0, w1) of `page` at `epoch` (which must exist then) into `out`.
   void page_window(PageId page, Epoch epoch, uint64_t w0, uint64_t w1, std::vector<std::byte>* out) const;
   // The page's deltas in (after, upto], clipped to [w0, w0 + out.size()), into out.
