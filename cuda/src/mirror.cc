@@ -159,15 +159,15 @@ Status DeviceMirror::resync_locked(SyncStats* st) {
   echoes_.clear();
   if (Status s = add_new_pages_locked(); !s.ok()) return s;
   packer_->reset();
+  *st = SyncStats{};
+  st->resynced = true;
+  st->pages = pages_.size();
   for (PageId id = 0; id < pages_.size(); ++id) {
     Page& p = pages_[id];
     packer_->add(p.offset, bus_.page_bytes(id).data(), p.size, flags_of(p));
     p.version = bus_.version_locked(id);
+    st->bytes += p.size;
   }
-  *st = SyncStats{};
-  st->resynced = true;
-  st->pages = pages_.size();
-  for (const Page& p : pages_) st->bytes += p.size;
   epoch_ = bus_.epoch();
   ++stats_.resyncs;
   need_resync_ = false;
@@ -243,20 +243,20 @@ bool DeviceMirror::ship_pages_cheaper(uint64_t span) {
       break;
   }
   if (span < kLaneBytes || span / 32 < pages_.size()) return false;
-  find_changed_pages(span);
-  return changed_bytes_ <= span;
+  return find_changed_pages(span) <= span;
 }
 
-// The pages whose version moved since the mirror's copy, into changed_ and
-// changed_bytes_, stopping once they weigh more than `budget` bytes.
-void DeviceMirror::find_changed_pages(uint64_t budget) {
+// The pages whose version moved since the mirror's copy, into changed_,
+// stopping once they weigh more than `budget` bytes; returns their bytes.
+uint64_t DeviceMirror::find_changed_pages(uint64_t budget) {
   changed_.clear();
-  changed_bytes_ = 0;
-  for (PageId id = 0; id < pages_.size() && changed_bytes_ <= budget; ++id) {
+  uint64_t bytes = 0;
+  for (PageId id = 0; id < pages_.size() && bytes <= budget; ++id) {
     if (pages_[id].version == bus_.version_locked(id)) continue;
     changed_.push_back(id);
-    changed_bytes_ += pages_[id].size;
+    bytes += pages_[id].size;
   }
+  return bytes;
 }
 
 // Packs the pages in changed_ whole, the bus's bytes now: a tracked page
@@ -269,8 +269,7 @@ void DeviceMirror::ship_pages_locked(SyncStats* st) {
   for (PageId id : changed_) {
     Page& p = pages_[id];
     const Version now = bus_.version_locked(id);
-    if (p.size > 0)
-      packer_->add(p.offset, bus_.page_bytes(id).data(), p.size, p.tracked ? kToLive | kToSynced | kMerge : kToLive);
+    if (p.size > 0) packer_->add(p.offset, bus_.page_bytes(id).data(), p.size, flags_of(p) | (p.tracked ? kMerge : 0u));
     st->deltas += now - p.version;
     st->bytes += p.size;
     p.version = now;

@@ -263,14 +263,14 @@ class DeviceMirror {
     bool tracked;
   };
   DeviceMirror(Bus& bus, const MirrorOptions& options, std::unique_ptr<Device> device, std::string backend);
-  static uint32_t flags_of(const Page& p) noexcept { return p.tracked ? 3u : 1u; }  // kToLive [| kToSynced]
+  static uint32_t flags_of(const Page& p) noexcept { return p.tracked ? kToLive | kToSynced : kToLive; }
   struct WalkLane;
   // A TLog span this long or longer is read on several threads, one lane
   // per kLaneBytes at most.
   static constexpr uint64_t kLaneBytes = uint64_t{256} << 10;
   Status read_log_locked(SyncStats* st);
   bool ship_pages_cheaper(uint64_t span);
-  void find_changed_pages(uint64_t budget);
+  uint64_t find_changed_pages(uint64_t budget);
   void ship_pages_locked(SyncStats* st);
   void walk(WalkLane& w, BatchPacker::Lane& lane);
   Status add_new_pages_locked();
@@ -297,7 +297,6 @@ class DeviceMirror {
   std::vector<Epoch> echoes_;  // epochs of our own written-back deltas, ascending
   std::vector<WalkLane> lanes_;  // the last sync's walk
   std::vector<PageId> changed_;  // the page path: pages whose version moved
-  uint64_t changed_bytes_ = 0;   // ... their bytes
   std::vector<uint64_t> expected_;  // verify: page hashes at the synced epoch
   bool verify_pending_ = false;
   std::vector<std::byte> host_live_, host_synced_;  // copies for hashing
