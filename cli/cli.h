@@ -76,6 +76,9 @@ std::string open_hint(const Status& s);
 std::unique_ptr<replay::Index> build_index(const replay::Recording& rec, const Common& common);
 // What ended the readable history early ("" if nothing did): damage met
 // while decoding the deltas (it comes first), else damage met at open.
+// What to do about damage in `rec`: "run 'mmsb-replay recover DIR' to cut the
+// damaged tail", or, while a process is still writing it, to wait for it.
+std::string damage_advice(const replay::Recording& rec);
 std::string damage_text(const replay::Recording& rec, const replay::Index& index);
 // An epoch a command reads (argument `what`) must come before such damage:
 // exit 3 naming the file and offset otherwise.

@@ -114,7 +114,7 @@ int run_info(const InfoArgs& a) {
       j.field("parts", uint64_t{s.parts.size()}).field("complete", s.complete).end_object();
     }
     j.end_array();
-    j.field("bytes", disk).field("bytes_per_delta", per_delta);
+    j.field("bytes", disk).field("bytes_per_delta", per_delta).field("live", rec->live());
     j.key("damage");
     if (damage.empty()) j.null(); else j.str(damage);
     j.end_object();
@@ -129,6 +129,7 @@ int run_info(const InfoArgs& a) {
   out += "host        " + printable(m.host, '\0') + "\n";
   out += fmt("pid         %u\n", m.pid);
   out += "started     " + iso8601_utc(m.start_time_ns) + "\n";
+  out += std::string("writer      ") + (rec->live() ? "running (a process holds the recording's writer lock)" : "ended") + "\n";
   std::string labels;
   for (const auto& [k, v] : m.labels)
     labels += (labels.empty() ? "" : " ") + printable(k, '\0') + "=" + printable(v, '\0');
@@ -166,10 +167,8 @@ int run_info(const InfoArgs& a) {
   out += "damage      " + (damage.empty() ? std::string("none") : damage) + "\n";
   print(out);
   if (!damage.empty() && !a.common.quiet)
-    std::fprintf(stderr,
-                 "mmsb-replay: warning: the recording is damaged; only epochs up to %" PRIu64 " are readable\n"
-                 "  run 'mmsb-replay recover %s' to cut the damaged tail\n",
-                 rec->last_epoch(), a.dir.c_str());
+    std::fprintf(stderr, "mmsb-replay: warning: the recording is %s; only epochs up to %" PRIu64 " are readable\n  %s\n",
+                 rec->live() ? "still being recorded" : "damaged", rec->last_epoch(), damage_advice(*rec).c_str());
   return kExitOk;
 }
 

@@ -62,10 +62,14 @@ int run_verify(const VerifyArgs& a) {
   }
   if (!r.ok && !a.common.quiet) {
     // recover cuts damage and closes segments; a well-formed frame that
-    // disagrees with the replayed state is beyond it.
-    const std::string hint = r.recoverable ? "'mmsb-replay recover " + a.dir + "' keeps the intact prefix"
-                                           : "'mmsb-replay recover' cannot repair this: every frame is intact, "
-                                             "but what it holds disagrees with the replayed deltas";
+    // disagrees with the replayed state is beyond it, and a live writer's
+    // frames in flight are not damage.
+    const std::string hint =
+        r.live          ? "a process is still recording into it: verify it once the program has ended"
+        : r.recoverable ? "'mmsb-replay recover " + a.dir + "' keeps the intact prefix"
+                        : "'mmsb-replay recover' cannot repair this: every frame is intact, "
+                          "but what it holds disagrees with the replayed deltas";
+    std::fflush(stdout);  // the verdict above comes first in a log that holds both
     std::fprintf(stderr, "mmsb-replay: %s failed verification\n  %s\n", a.dir.c_str(), hint.c_str());
   }
   return r.ok ? kExitOk : kExitFailed;
@@ -263,7 +267,9 @@ int run_recover(const RecoverArgs& a) {
     Json j;
     j.begin_object().field("dir", a.dir).field("dry_run", a.dry_run).field("outcome", outcome);
     j.field("summary", r.summary).field("last_good_epoch", r.last_good_epoch).field("deltas_kept", r.deltas_kept);
-    j.field("bytes_cut", r.bytes_cut).key("set_aside").begin_array();
+    j.field("bytes_cut", r.bytes_cut).key("cut_to_epoch");  // the last epoch the cut frames held
+    if (r.lost_last > r.last_good_epoch) j.num(r.lost_last); else j.null();
+    j.key("set_aside").begin_array();
     for (const auto& p : r.set_aside) j.str(p.string());
     j.end_array().key("actions").begin_array();
     for (const std::string& s : r.actions) j.str(s);
@@ -285,6 +291,7 @@ int run_recover(const RecoverArgs& a) {
     case replay::RecoverReport::Outcome::kCut: return kExitFailed;
     case replay::RecoverReport::Outcome::kNothing: break;
   }
+  std::fflush(stdout);
   if (!a.common.quiet) std::fprintf(stderr, "mmsb-replay: nothing in %s could be recovered\n", a.dir.c_str());
   return kExitBadInput;
 }

@@ -81,10 +81,9 @@ std::unique_ptr<Recording> open_recording(const std::string& dir, const Common& 
                 open_hint(rec.status())};
   std::unique_ptr<Recording> r = std::move(rec).value();
   if (warn_damage && !common.quiet && !r->damage().ok()) {
-    std::fprintf(stderr,
-                 "mmsb-replay: warning: %s is damaged, using epochs up to %" PRIu64 ": %s\n"
-                 "  run 'mmsb-replay recover %s' to cut the damaged tail\n",
-                 quoted(dir).c_str(), r->last_epoch(), r->damage().to_string().c_str(), dir.c_str());
+    std::fprintf(stderr, "mmsb-replay: warning: %s is %s, using epochs up to %" PRIu64 ": %s\n  %s\n",
+                 quoted(dir).c_str(), r->live() ? "still being recorded" : "damaged", r->last_epoch(),
+                 r->damage().to_string().c_str(), damage_advice(*r).c_str());
   }
   return r;
 }
@@ -111,12 +110,19 @@ std::unique_ptr<Index> build_index(const Recording& rec, const Common& common) {
   // damage there shows up here rather than at open.
   if (!ix->damage().ok() && !common.quiet) {
     const std::string dir = rec.dir().string();
-    std::fprintf(stderr,
-                 "mmsb-replay: warning: %s is damaged, only epochs up to %" PRIu64 " are readable: %s\n"
-                 "  run 'mmsb-replay recover %s' to cut the damaged tail\n",
-                 quoted(dir).c_str(), ix->last_epoch(), ix->damage().to_string().c_str(), dir.c_str());
+    std::fprintf(stderr, "mmsb-replay: warning: %s is %s, only epochs up to %" PRIu64 " are readable: %s\n  %s\n",
+                 quoted(dir).c_str(), rec.live() ? "still being recorded" : "damaged", ix->last_epoch(),
+                 ix->damage().to_string().c_str(), damage_advice(rec).c_str());
   }
   return ix;
+}
+
+std::string damage_advice(const Recording& rec) {
+  const std::string dir = rec.dir().string();
+  if (rec.live())
+    return "a process is still writing it (it holds the recording's writer lock): its last frames may be in "
+           "flight; run this again once the program has ended, and never 'mmsb-replay recover' it while it runs";
+  return "run 'mmsb-replay recover " + dir + "' to cut the damaged tail";
 }
 
 std::string damage_text(const Recording& rec, const Index& index) {
@@ -130,8 +136,8 @@ void require_readable(const Index& index, Epoch epoch, const std::string& what) 
   throw Error{kExitBadInput,
               what + " " + std::to_string(epoch) + " lies past damage in " + quoted(dir) + ": " +
                   index.damage().to_string(),
-              "epochs up to " + std::to_string(index.last_epoch()) + " are readable; 'mmsb-replay recover " + dir +
-                  "' cuts the damaged tail"};
+              "epochs up to " + std::to_string(index.last_epoch()) + " are readable; " +
+                  damage_advice(index.recording())};
 }
 
 Epoch parse_epoch(const std::string& text, const Recording& rec, Epoch lo, Epoch hi, const std::string& what) {

@@ -57,10 +57,12 @@ int main(int argc, char** argv) {
     if (std::fflush(stdout) != 0 || std::ferror(stdout)) throw Error{kExitBadInput, "cannot write to stdout", ""};
     return code;
   } catch (const Error& e) {
+    std::fflush(stdout);  // what was printed comes before the error in a log that holds both
     std::fprintf(stderr, "mmsb-replay: %s\n", e.message.c_str());
     if (!e.hint.empty()) std::fprintf(stderr, "  %s\n", e.hint.c_str());
     return e.code;
   } catch (const std::exception& e) {
+    std::fflush(stdout);
     std::fprintf(stderr, "mmsb-replay: %s\n", e.what());
     return kExitBadInput;
   }

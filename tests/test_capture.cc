@@ -22,6 +22,7 @@
 #include "engine_model.h"
 #include "mmsb/bus.h"
 #include "mmsb/capture/recorder.h"
+#include "mmsb/format.h"
 #include "tlog_reader.h"
 
 namespace fs = std::filesystem;
@@ -708,6 +709,33 @@ TEST_CASE("start: an existing empty directory is fine", "[capture][errors]") {
   REQUIRE(r.ok());
   REQUIRE((*r)->stop().ok());
   CHECK(fs::exists(dir.path / "seg-000000.tlog"));
+}
+
+TEST_CASE("the writer lock: held from start to stop, one holder at a time", "[capture][errors]") {
+  TempDir dir("writer-lock");
+  using mmsb::format::DirLock;
+  CHECK_FALSE(DirLock::held(dir.path));  // no directory yet: nobody holds it
+  Bus bus;
+  REQUIRE(bus.create_page(16).ok());
+  auto r = Recorder::start(bus, dir.path, RecorderOptions{});
+  REQUIRE(r.ok());
+  CHECK(DirLock::held(dir.path));
+  // Another holder is refused, in this process too (flock is per open).
+  DirLock other;
+  const mmsb::Status s = other.acquire(dir.path);
+  CHECK(s.code() == Code::kFailedPrecondition);
+  CHECK(s.message().find(dir.path.string()) != std::string::npos);
+  REQUIRE(bus.write(0, 0, model::to_bytes({1, 2, 3})).ok());
+  REQUIRE((*r)->stop().ok());
+  CHECK_FALSE(DirLock::held(dir.path));
+  REQUIRE(other.acquire(dir.path).ok());
+  CHECK(DirLock::held(dir.path));
+  other.release();
+  CHECK_FALSE(DirLock::held(dir.path));
+  // A missing directory cannot be locked: an I/O error naming it.
+  const mmsb::Status missing = other.acquire(dir.path / "nope");
+  CHECK(missing.code() == Code::kIOError);
+  CHECK(missing.message().find("nope") != std::string::npos);
 }
 
 TEST_CASE("start: a path that is a file, or whose parent is a file, is a clear error", "[capture][errors]") {

@@ -27,6 +27,7 @@
 #include "engine_model.h"
 #include "mmsb/bus.h"
 #include "mmsb/capture/recorder.h"
+#include "mmsb/format.h"
 #include "tlog_reader.h"
 
 namespace fs = std::filesystem;
@@ -362,6 +363,8 @@ TEST_CASE("kill -9 at random moments: the recording is an exact prefix of the hi
     char c = 0;
     const ssize_t got = ::read(fds[0], &c, 1);  // the child flushed past epoch 300
     ::close(fds[0]);
+    // The live writer holds the recording's lock (what keeps recover off it).
+    if (got == 1) CHECK(mmsb::format::DirLock::held(dir.path));
     if (got == 1) std::this_thread::sleep_for(std::chrono::milliseconds(rng.below(60)));
     ::kill(pid, SIGKILL);
     int status = 0;
@@ -370,6 +373,7 @@ TEST_CASE("kill -9 at random moments: the recording is an exact prefix of the hi
     REQUIRE(got == 1);
     REQUIRE(WIFSIGNALED(status));
     REQUIRE(WTERMSIG(status) == SIGKILL);
+    CHECK_FALSE(mmsb::format::DirLock::held(dir.path));  // the kernel dropped it with the process
 
     const tlogr::Recording rec = tlogr::read_recording(dir.path);
     INFO(rec.summary());

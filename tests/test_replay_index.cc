@@ -472,11 +472,83 @@ TEST_CASE("verify: an intact recording passes; a flipped byte is reported with f
   CHECK(rep.offset == target->offset);
   CHECK(rep.epoch == target->first);
   CHECK(rep.problem.find("checksum") != std::string::npos);
+  CHECK(rep.deltas == target->first - 1);  // the deltas before the bad frame were checked
+  CHECK_FALSE(rep.live);
+
+  // recover cuts there and says which epochs the cut frames held: those
+  // after the bad frame's start, to the end of the last segment.
+  TempDir cut("replay-verify-cut");
+  fs::remove_all(cut.path);
+  copy_dir(bad.path, cut.path);
+  auto rec = mmsb::replay::recover(cut.path);
+  REQUIRE(rec.ok());
+  INFO(rec->summary);
+  CHECK(rec->outcome == RecoverReport::Outcome::kCut);
+  CHECK(rec->last_good_epoch == target->first - 1);
+  CHECK(rec->lost_last == f.last);
+  CHECK(rec->summary.find("holding epochs " + std::to_string(target->first) + ".." + std::to_string(f.last)) !=
+        std::string::npos);
 
   // Not a recording at all.
   auto none = mmsb::replay::verify(bad.path / "nope");
   CHECK_FALSE(none.ok);
   CHECK_FALSE(none.opened);
+}
+
+TEST_CASE("a recording still being written: verify says so, recover refuses, nothing is cut", "[replay]") {
+  TempDir dir("replay-live");
+  Bus bus;
+  Workload w(bus, 0x11fe);
+  for (uint64_t s : {64, 4096}) w.create(s, "");
+  w.save();
+  auto started = Recorder::start(bus, dir.path, small_options());
+  REQUIRE(started.ok());
+  for (int i = 0; i < 300; ++i) w.step(/*may_create=*/false);
+  REQUIRE(w.errors.empty());
+  REQUIRE((*started)->flush().ok());  // every delta so far is in a frame
+
+  auto rec = open_rec(dir.path);
+  CHECK(rec->live());
+  CHECK(rec->last_epoch() == w.m.epoch);
+  auto v = mmsb::replay::verify(dir.path);
+  INFO(v.problem);
+  CHECK_FALSE(v.ok);
+  CHECK(v.live);
+  CHECK_FALSE(v.recoverable);
+  CHECK(v.problem.find("still recording") != std::string::npos);
+  for (bool dry_run : {true, false}) {
+    auto rep = mmsb::replay::recover(dir.path, dry_run);
+    REQUIRE_FALSE(rep.ok());
+    CHECK(rep.status().code() == Code::kFailedPrecondition);
+    CHECK(rep.status().message().find("pid " + std::to_string(::getpid())) != std::string::npos);
+  }
+  for (const auto& e : fs::directory_iterator(dir.path))  // nothing set aside
+    CHECK(e.path().extension() == ".tlog");
+
+  // The recording goes on and ends whole: no frame was cut under its writer.
+  for (int i = 0; i < 300; ++i) w.step(/*may_create=*/false);
+  REQUIRE(w.errors.empty());
+  REQUIRE((*started)->stop().ok());
+  w.save();
+  auto done = open_rec(dir.path);
+  CHECK_FALSE(done->live());
+  CHECK(done->damage().ok());
+  CHECK(done->last_epoch() == w.m.epoch);
+  auto ok = mmsb::replay::verify(dir.path);
+  INFO(ok.problem);
+  CHECK(ok.ok);
+  auto ix = build(*done);
+  StateView view(*ix);
+  REQUIRE(view.seek(w.m.epoch).ok());
+  const Snap& want = w.saved.at(w.m.epoch);
+  for (uint32_t p = 0; p < want.pages.size(); ++p) {
+    INFO("page " << p);
+    CHECK(model::first_mismatch(view.page(p), want.pages[p].bytes) == -1);
+  }
+  auto rep = mmsb::replay::recover(dir.path);
+  REQUIRE(rep.ok());
+  CHECK(rep->outcome == RecoverReport::Outcome::kIntact);
+  CHECK(rep->actions.empty());
 }
 
 TEST_CASE("verify: a snapshot image that disagrees with the deltas before it is named", "[replay]") {

@@ -87,6 +87,7 @@ class Recorder::Writer {
   Clock::time_point batch_started_;
   flatbuffers::FlatBufferBuilder fbb_{size_t{1} << 20};  // meta, pages, deltas
   flatbuffers::FlatBufferBuilder snap_{opt_.snapshot_part_bytes + (size_t{64} << 10)};  // snapshot parts
+  format::DirLock lock_;  // held from begin() until finish(): readers see a live writer
   std::unique_ptr<SegmentWriter> seg_;
   uint32_t segment_no_ = 0;
   Epoch start_epoch_ = 0;    // bus epoch when recording began
@@ -118,6 +119,11 @@ class Recorder::Writer {
 };
 
 Status Recorder::Writer::begin() {
+  if (Status s = lock_.acquire(dir_); !s.ok())
+    return s.code() == Code::kFailedPrecondition
+               ? Status(Code::kAlreadyExists, "recording directory " + dir_.string() +
+                                                  " is being recorded into by another Recorder; choose a new directory")
+               : s;
   {
     auto lock = bus_.lock_writes();
     Result<TLog::Cursor> c = log_.open(/*pinned=*/true);
@@ -365,6 +371,7 @@ Status Recorder::Writer::snapshot() {
 
 void Recorder::Writer::finish(Status s) {
   log_.close(cursor_);  // the application never waits for us again
+  lock_.release();      // nothing more is written: recover() may cut or close what is there
   std::lock_guard<std::mutex> lk(mu_);
   if (error_.ok()) error_ = std::move(s);
   done_ = true;

@@ -289,6 +289,8 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
     return r;
   }
   const Recording& rec = **opened;
+  r.live = rec.live();
+  r.recoverable = !r.live;  // recover() refuses a recording whose writer runs
   // Every frame: checksum, zstd frame, FlatBuffer, and what it holds. Each
   // delta frame of the history, once checked, feeds the index (for the
   // snapshot checks below): it is read and decoded once. The index's own
@@ -314,14 +316,16 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
       fail(&r, s.message(), at.file, at.offset, at.epoch, at.page);
     if (!r.ok) return r;
     if (deltas && build.ok()) build = builder.add(batch);
+    if (deltas) r.deltas += batch.count();  // checked: counts toward a failed report too
     ++r.frames;
     r.bytes += format::kFrameHeaderBytes + f.header.payload_bytes;
     if (progress && i % 64 == 0) progress(r.bytes, total);
   }
   if (!rec.damage().ok()) {
     const DamageAt& d = rec.damage_at();
-    fail(&r, rec.damage().message() + " (run 'mmsb-replay recover' to keep the intact part)", d.file, d.offset,
-         d.epoch);
+    fail(&r, rec.damage().message() + (r.live ? " (a process is still writing the recording: this may be a frame in flight)"
+                                              : " (run 'mmsb-replay recover' to keep the intact part)"),
+         d.file, d.offset, d.epoch);
     return r;
   }
   // The walk added every delta frame of the history, so the index has no
@@ -346,8 +350,9 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
     }
   for (const SegmentInfo& s : rec.segments())
     if (!s.closed) {
-      fail(&r, s.path.string() + ": segment has no index and trailer (its writer did not close it: still "
-                                 "recording, or it died; 'mmsb-replay recover' closes it)",
+      fail(&r, s.path.string() + (r.live ? ": segment has no index and trailer yet: a process is still recording into it"
+                                         : ": segment has no index and trailer (its writer died before closing it; "
+                                           "'mmsb-replay recover' closes it)"),
            s.path, s.good_bytes, 0);
       return r;
     }
@@ -516,6 +521,18 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   if (!fs::exists(dir, ec)) return Status(Code::kNotFound, "no recording at " + dir.string() + " (no such directory)");
   if (!fs::is_directory(dir, ec))
     return Status(Code::kCorruption, dir.string() + " is not a recording directory (it is a file)");
+  // Held to the end: no Recorder writes while segments are cut and closed.
+  format::DirLock lock;
+  if (Status s = lock.acquire(dir); !s.ok()) {
+    if (s.code() != Code::kFailedPrecondition) return s;
+    std::string who;
+    if (auto rec = Recording::open(dir); rec.ok() && (*rec)->meta().pid != 0)
+      who = " (its metadata names " + printable((*rec)->meta().program) + ", pid " + num((*rec)->meta().pid) +
+            " on host " + printable((*rec)->meta().host) + ")";
+    return Status(Code::kFailedPrecondition,
+                  s.message() + who + "; recover would cut the frames it is writing: let the program end, or stop it, "
+                                      "then recover");
+  }
   Result<std::unique_ptr<Recording>> opened = Recording::open(dir);
   if (!opened.ok()) {
     if (opened.status().code() == Code::kUnsupported || opened.status().code() == Code::kIOError) return opened.status();
@@ -666,6 +683,9 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     for (const format::IndexEntry& e : k.frames)
       if (e.kind == format::FrameKind::kDeltas) kept_last = std::max(kept_last, e.last_epoch);
   r.last_good_epoch = std::min(rec.last_epoch(), kept_last);
+  for (const FrameRef& f : rec.frames())
+    if (f.header.kind == format::FrameKind::kDeltas && f.header.last_epoch > r.last_good_epoch)
+      r.lost_last = std::max(r.lost_last, f.header.last_epoch);
   r.deltas_kept = r.last_good_epoch >= rec.first_delta_epoch() && rec.delta_count()
                       ? r.last_good_epoch - rec.first_delta_epoch() + 1
                       : 0;
@@ -681,9 +701,13 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     r.summary = r.actions.empty() ? "intact: nothing to do; last epoch " + num(r.last_good_epoch)
                                   : (dry_run ? "nothing would be lost; last epoch " : "nothing lost; last epoch ") +
                                         num(r.last_good_epoch);
-  else
-    r.summary = (dry_run ? "damaged tail would be cut (" : "damaged tail cut (") + num(r.bytes_cut) +
-                " bytes set aside); every epoch up to " + num(r.last_good_epoch) + " kept";
+  else {
+    r.summary = (dry_run ? "would cut from the first damage on: " : "cut from the first damage on: ") +
+                num(r.bytes_cut) + (dry_run ? " bytes would be set aside" : " bytes set aside");
+    if (r.lost_last > r.last_good_epoch)
+      r.summary += ", holding epochs " + num(r.last_good_epoch + 1) + ".." + num(r.lost_last);
+    r.summary += "; every epoch up to " + num(r.last_good_epoch) + (dry_run ? " would be kept" : " kept");
+  }
   return r;
 }
 

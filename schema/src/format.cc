@@ -1,7 +1,11 @@
 #include "mmsb/format.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <zstd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -381,6 +385,53 @@ DeltaView BatchReader::delta(uint32_t i) const noexcept {
                    causes_[i],
                    std::span<const Range>(ranges_.data() + range_start_[i], range_start_[i + 1] - range_start_[i]),
                    std::span<const std::byte>(data_ + data_start_[i], data_start_[i + 1] - data_start_[i])};
+}
+
+// ---- DirLock ----
+
+DirLock& DirLock::operator=(DirLock&& o) noexcept {
+  if (this != &o) {
+    release();
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+Status DirLock::acquire(const std::filesystem::path& dir) {
+  release();
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return Status(Code::kIOError, "cannot open " + dir.string() + " to take its writer lock: " + std::strerror(errno));
+  int rc;
+  do rc = ::flock(fd, LOCK_EX | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    const int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK)
+      return Status(Code::kFailedPrecondition, dir.string() + " is being written: a running process holds its writer lock");
+    return Status(Code::kIOError, "cannot lock " + dir.string() + ": " + std::strerror(err));
+  }
+  fd_ = fd;
+  return Status::OK();
+}
+
+void DirLock::release() noexcept {
+  if (fd_ < 0) return;
+  ::close(fd_);  // closing the last descriptor of the lock drops it
+  fd_ = -1;
+}
+
+bool DirLock::held(const std::filesystem::path& dir) noexcept {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  int rc;
+  do rc = ::flock(fd, LOCK_SH | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  const bool busy = rc != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return busy;
 }
 
 }  // namespace mmsb::format

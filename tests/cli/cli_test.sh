@@ -800,6 +800,44 @@ case_damaged() {
 
 # A recording that began while the bus was at epoch 4 (it starts from a
 # snapshot): its state is known from epoch 4 on.
+# A recording whose writer still runs: info and verify say so, recover
+# refuses (a torn-looking tail is a frame in flight) and cuts nothing; once
+# the writer ends, the recording is whole.
+case_live() {
+  mkfifo hold
+  "$FIX" record live --hold 1 <hold >ready.txt &
+  local pid=$! i
+  exec 3>hold  # the fixture's stdin: it stops recording at its end
+  for i in $(seq 200); do grep -q ready ready.txt && break; sleep 0.05; done
+  grep -q ready ready.txt || fail "the fixture never started recording"
+  run info live
+  rc_is 0
+  out_has "writer      running"
+  run info live --json
+  json_ok
+  out_has '"live":true'
+  run verify live
+  rc_is 1
+  out_has "still recording"
+  err_has "verify it once the program has ended"
+  for args in "" "--dry-run"; do
+    # shellcheck disable=SC2086
+    run recover live $args
+    rc_is 3
+    err_has "is being written"
+    err_has "pid $pid"
+  done
+  [ "$(ls live)" = "seg-000000.tlog" ] || fail "recover touched a live recording: $(ls live)"
+  exec 3>&-
+  wait "$pid" || fail "the fixture failed to stop its recorder"
+  run info live
+  out_has "writer      ended"
+  run verify live
+  rc_is 0
+  out_has "ok: "
+  [ "$("$FIX" last-epoch live)" = 12 ] || fail "the recording does not end at the script's last epoch"
+}
+
 case_late-start() {
   make_rec rec --start-at 4
   run info rec

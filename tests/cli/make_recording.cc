@@ -11,7 +11,9 @@
 //       adds page 5 (8 B, never written) named q"<LF><FF>: a quote, a
 //       newline and a byte that is not UTF-8. --wide N then adds a page
 //       'wide' of N bytes and writes all of them at once (epoch 13), with
-//       bytes that depend on --seed.
+//       bytes that depend on --seed. --hold 1 keeps the recorder running
+//       after the script: it flushes, prints "ready", and stops only when
+//       stdin reaches its end (a recording still being written).
 //   page NAME EPOCH [--steps N] [--seed S] [--flip-byte E]
 //       Runs the same script on a live bus (no recorder, no replay) and
 //       prints the page's bytes right after EPOCH in hex, without spaces.
@@ -49,6 +51,8 @@
 //         12  check [0,2) ec 01      (cause 11)
 // Random steps then write 1..8 random bytes at random offsets of alpha, beta
 // or page 4 (alpha's fire sum and check).
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -90,6 +94,7 @@ struct Options {
   uint64_t start_at = 0;
   bool odd_name = false;
   uint64_t wide = 0;
+  bool hold = false;
 };
 
 // Parses --name value pairs from argv[first..].
@@ -108,6 +113,7 @@ Options parse_options(int argc, char** argv, int first) {
     else if (k == "--start-at") o.start_at = v;
     else if (k == "--odd-name") o.odd_name = v != 0;
     else if (k == "--wide") o.wide = v;
+    else if (k == "--hold") o.hold = v != 0;
     else die("unknown option " + k);
   }
   return o;
@@ -203,6 +209,14 @@ int cmd_record(int argc, char** argv) {
     // waiting for it keeps the snapshot at epoch --start-at.
     if (o.start_at > 0) check(rec->flush(), "Recorder::flush");
   });
+  if (o.hold) {
+    check(rec->flush(), "Recorder::flush");
+    std::printf("ready\n");
+    std::fflush(stdout);
+    char buf[256];
+    while (::read(0, buf, sizeof buf) > 0) {
+    }
+  }
   check(rec->stop(), "Recorder::stop");
   return 0;
 }

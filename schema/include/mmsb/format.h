@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
@@ -130,6 +131,31 @@ class Decompressor {
 
  private:
   void* ctx_;
+};
+
+// The writer lock of a recording directory: flock(2) on the directory
+// itself. A Recorder holds it from start to finish, recover() while it
+// rewrites segment ends. The kernel drops it when its holder exits (kill -9
+// included), so a lock that is held means a process is writing now.
+class DirLock {
+ public:
+  DirLock() = default;
+  ~DirLock() { release(); }
+  DirLock(DirLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+  DirLock& operator=(DirLock&& o) noexcept;
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+  // kFailedPrecondition when another holder has it (in this process too),
+  // kIOError when `dir` cannot be opened.
+  Status acquire(const std::filesystem::path& dir);
+  void release() noexcept;
+  // Whether some holder has `dir`'s lock now (false when `dir` cannot be
+  // opened): a probe that takes and drops a shared lock.
+  static bool held(const std::filesystem::path& dir) noexcept;
+
+ private:
+  int fd_ = -1;
 };
 
 // Accumulates consecutive deltas column by column and builds the DeltaBatch

@@ -121,6 +121,11 @@ class Recording {
   // The first problem met while opening (OK for an intact recording).
   const Status& damage() const noexcept { return damage_; }
   const DamageAt& damage_at() const noexcept { return damage_at_; }
+  // Whether a process was writing the recording when open() began (its
+  // Recorder held the directory's writer lock, format::DirLock). An open
+  // last segment, or a torn frame at its end, is then a frame still being
+  // written rather than a crash's remains: recover() refuses to cut it.
+  bool live() const noexcept { return live_; }
   std::string describe(const FrameRef& f) const;  // "seg-000000.tlog offset 1234"
 
   // Reads frame i: checks the payload checksum, decompresses, verifies the
@@ -166,6 +171,7 @@ class Recording {
   Status load_tables();
 
   std::filesystem::path dir_;
+  bool live_ = false;
   MetaInfo meta_;
   std::vector<SegmentInfo> segments_;
   std::vector<FrameRef> frames_;

@@ -30,8 +30,12 @@ struct VerifyReport {
   Epoch epoch = 0;
   PageId page = kNoPage;
   // recover() cuts or repairs what was found (false: a problem it cannot
-  // fix, such as a snapshot image that disagrees with the deltas before it).
+  // fix, such as a snapshot image that disagrees with the deltas before it,
+  // or a recording whose writer still runs).
   bool recoverable = true;
+  // A process was writing the recording (Recording::live()): an open
+  // segment or torn tail is its writer's work in flight, not damage.
+  bool live = false;
   // What was checked.
   uint64_t frames = 0, deltas = 0, snapshots = 0, snapshot_pages = 0, bytes = 0;
 };
@@ -39,7 +43,8 @@ struct VerifyReport {
 // every delta batch's and snapshot part's columns; epochs contiguous; every delta valid for its page (versions then count up
 // by one); every complete snapshot's images and versions equal to the state
 // that replaying the deltas before it gives; every segment closed with an
-// index that matches its frames (an open last segment is reported).
+// index that matches its frames (an open last segment is reported, as
+// still being written when a process holds the recording's writer lock).
 VerifyReport verify(const std::filesystem::path& dir, const Progress& progress = {});
 
 // ---- compare ----
@@ -88,6 +93,7 @@ struct RecoverReport {
   Epoch last_good_epoch = 0;
   uint64_t deltas_kept = 0;
   uint64_t bytes_cut = 0;                          // torn or unreadable bytes removed
+  Epoch lost_last = 0;  // > last_good_epoch: the cut frames' headers claimed deltas up to this epoch
   std::vector<std::filesystem::path> set_aside;   // files the cut bytes were (dry run: would be) saved to
   std::vector<std::string> actions;               // what was done (dry run: would be), one line each
 };
@@ -96,6 +102,8 @@ struct RecoverReport {
 // <segment>.damaged, never deleted), sets aside segments after a break in the
 // history, and closes every segment that has no index with an index and a
 // trailer. dry_run reports what would be done and changes nothing.
+// kFailedPrecondition while a process is still writing the recording (it
+// holds the writer lock, format::DirLock): what looks torn is in flight.
 // progress: (payload bytes checked, total) while every frame is read.
 Result<RecoverReport> recover(const std::filesystem::path& dir, bool dry_run = false, const Progress& progress = {});
 
