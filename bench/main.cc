@@ -94,8 +94,8 @@ int run(int argc, char** argv) {
                  "process may run on, at most 16)")
       ->type_name("N");
   app.add_option("--keep", opt.keep_dir,
-                 "record: leave the last run's recording in DIR/<workload>/ (default: a temporary "
-                 "directory, deleted after each run)")
+                 "record: leave the last run's recording in DIR/<workload>/, seek/replay theirs in "
+                 "DIR/<workload>-replay/ (default: a temporary directory, deleted after each run)")
       ->type_name("DIR");
   app.footer("Benches (run in this order):\n" + bench_list + "Workloads (splitmix64, seed 42):\n" +
              workload_list);
