@@ -26,12 +26,16 @@ using replay::PageDiff;
 using replay::Recording;
 
 // "0+5 16+16": a delta's ranges as offset+length.
+// At most kLogRanges of them, then "(+N more)": a delta of thousands of
+// ranges stays one readable line (--bytes and --json list them all).
+constexpr size_t kLogRanges = 8;
 std::string ranges_text(std::span<const Range> ranges) {
   std::string out;
-  for (const Range& r : ranges) {
+  for (size_t i = 0; i < ranges.size() && i < kLogRanges; ++i) {
     if (!out.empty()) out += ' ';
-    out += std::to_string(r.offset) + "+" + std::to_string(r.length);
+    out += std::to_string(ranges[i].offset) + "+" + std::to_string(ranges[i].length);
   }
+  if (ranges.size() > kLogRanges) out += fmt(" (+%zu more)", ranges.size() - kLogRanges);
   return out;
 }
 
@@ -239,7 +243,10 @@ int run_log(const LogArgs& a) {
     if (a.bytes) {
       uint64_t at = 0;
       for (const Range& r : d.ranges) {
-        out += fmt("    %u: ", r.offset) + hex(d.bytes.subspan(at, r.length)) + "\n";
+        for (uint64_t i = 0; i < r.length; i += 16) {  // 16 bytes a line, as diff
+          const uint64_t n = std::min<uint64_t>(16, r.length - i);
+          out += fmt("    %" PRIu64 ": ", uint64_t{r.offset} + i) + hex(d.bytes.subspan(at + i, n)) + "\n";
+        }
         at += r.length;
       }
     }
@@ -348,6 +355,7 @@ int run_cat(const CatArgs& a) {
 struct DiffArgs {
   Common common;
   std::string dir, a, b, page;
+  bool stat = false;  // headers and the summary only
 };
 
 int run_diff(const DiffArgs& a) {
@@ -386,13 +394,17 @@ int run_diff(const DiffArgs& a) {
     for (const PageDiff& d : diffs) {
       j.begin_object();
       json_page(j, *rec, d.page);
-      j.field("created", d.created).field("old_version", d.old_version).field("new_version", d.new_version);
+      j.field("created", d.created).key("created_at");  // the creation epoch of a page created in between
+      if (d.created) j.num(rec->pages()[d.page].created); else j.null();
+      j.field("old_version", d.old_version).field("new_version", d.new_version);
       j.key("ranges").begin_array();
       uint64_t at = 0;
       for (const Range& r : d.ranges) {
         j.begin_object().field("offset", r.offset).field("length", r.length);
-        j.field("old", std::span<const std::byte>(d.old_bytes).subspan(at, r.length));
-        j.field("new", std::span<const std::byte>(d.new_bytes).subspan(at, r.length));
+        if (!a.stat) {
+          j.field("old", std::span<const std::byte>(d.old_bytes).subspan(at, r.length));
+          j.field("new", std::span<const std::byte>(d.new_bytes).subspan(at, r.length));
+        }
         j.end_object();
         at += r.length;
       }
@@ -409,7 +421,7 @@ int run_diff(const DiffArgs& a) {
     if (d.created) out += fmt(" (created at epoch %" PRIu64 ")", rec->pages()[d.page].created);
     out += fmt("  v%" PRIu64 " -> v%" PRIu64 ", %zu range(s)\n", d.old_version, d.new_version, d.ranges.size());
     uint64_t at = 0;
-    for (const Range& r : d.ranges) {
+    for (const Range& r : a.stat ? std::span<const Range>() : std::span<const Range>(d.ranges)) {
       for (uint64_t i = 0; i < r.length; i += 16) {  // 16 bytes a line
         const uint64_t n = std::min<uint64_t>(16, r.length - i);
         out += fmt("  offset %" PRIu64 ": ", uint64_t{r.offset} + i);
@@ -517,7 +529,7 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "checked by 'verify'. A recording opened with damage is still described, with\n"
                               "a 'damage' line and a warning on stderr (exit 0). Exit 3: DIR is missing or\n"
                               "not a recording.");
-    c->add_option("DIR", a->dir, "Recording directory")->required();
+    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
     c->add_flag("--pages", a->pages, "List every page: id, size, creation epoch, name");
     commands.push_back({c, [a] { return run_info(*a); }});
   }
@@ -528,7 +540,7 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "One line per delta: epoch, page (id 'name'), the page's version after it, its\n"
                               "ranges as offset+length (decimal) and, for a derived delta, the epoch of the\n"
                               "delta that caused it. --bytes adds a line per range: offset: new bytes.");
-    c->add_option("DIR", a->dir, "Recording directory")->required();
+    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
     c->add_option("-p,--page", a->pages, "Only deltas to this page (name or id); repeatable")
         ->allow_extra_args(false);
     c->add_option("--from", a->from, "First epoch to list (default: the first)")->check(nonempty_arg("an epoch"));
@@ -548,7 +560,7 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "one reading (for a page named with digits). The hex dump is hexdump -C's:\n"
                               "offsets in hex, 16 bytes a line, printable ASCII between bars. --raw and -o\n"
                               "write the bytes unchanged (--raw refuses a terminal).");
-    c->add_option("DIR", a->dir, "Recording directory")->required();
+    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
     c->add_option("PAGE", a->page, "Page name or id (a name match wins; see --id, --name)")->required();
     c->add_option("-e,--epoch", a->epoch, "Epoch (default: last)")->check(nonempty_arg("an epoch"));
     auto* id = c->add_flag("--id", a->by_id, "PAGE is a page id");
@@ -568,12 +580,14 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "  mmsb-replay diff run.mmsb 3 8 --page alpha", a->common,
                               "One header per page that differs (id, name, versions at A and B), then a\n"
                               "line per 16 differing bytes: offset (decimal): old hex -> new hex. A page\n"
-                              "created in between is compared with zeros. Exit 0 whether or not anything\n"
-                              "differs (use 'compare' for a verdict).");
-    c->add_option("DIR", a->dir, "Recording directory")->required();
-    c->add_option("A", a->a, "Epoch A (old)")->required();
-    c->add_option("B", a->b, "Epoch B (new)")->required();
+                              "created in between is compared with zeros (and listed even when still all\n"
+                              "zeros). --stat prints the headers and the totals only. Exit 0 whether or\n"
+                              "not anything differs (use 'compare' for a verdict).");
+    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
+    c->add_option("A", a->a, "Epoch A (old)")->required()->check(nonempty_arg("an epoch"));
+    c->add_option("B", a->b, "Epoch B (new)")->required()->check(nonempty_arg("an epoch"));
     c->add_option("-p,--page", a->page, "Only this page (name or id)");
+    c->add_flag("--stat", a->stat, "Only the page headers and the totals, no bytes (--json: ranges without bytes)");
     commands.push_back({c, [a] { return run_diff(*a); }});
   }
   {
@@ -584,7 +598,7 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "Prints the tree of deltas caused by EPOCH (indented, in epoch order) and,\n"
                               "when EPOCH is itself derived, its cause chain back to the root. --root prints\n"
                               "only that chain, one delta per line, the root last.");
-    c->add_option("DIR", a->dir, "Recording directory")->required();
+    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
     c->add_option("EPOCH", a->epoch, "Epoch of the delta")->required();
     c->add_flag("--root", a->root, "Print only the chain from the delta back to its root cause");
     commands.push_back({c, [a] { return run_deps(*a); }});

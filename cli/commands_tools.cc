@@ -97,10 +97,10 @@ PageId resolve_either(const Recording& a, const Recording& b, const std::string&
 replay::ByteRange parse_range(const Recording& a, const Recording& b, const std::string& text) {
   const size_t c2 = text.rfind(':');
   const size_t c1 = c2 == std::string::npos || c2 == 0 ? std::string::npos : text.rfind(':', c2 - 1);
-  const auto number = [&](const std::string& s, uint64_t* v) {
-    if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos) return false;
-    *v = std::stoull(s);
-    return true;
+  const auto number = [&](const std::string& s, uint64_t* v) {  // decimal or 0x hex, as cat's --offset
+    const std::optional<uint64_t> n = replay::parse_offset(s);
+    if (n) *v = *n;
+    return n.has_value();
   };
   replay::ByteRange r;
   if (c1 == std::string::npos || !number(text.substr(c1 + 1, c2 - c1 - 1), &r.offset) ||
@@ -136,7 +136,11 @@ int run_compare(const CompareArgs& a) {
   ProgressBar bar("comparing", progress_enabled(a.common));
   auto result = replay::compare(*ia, *ib, options, bar.callback());
   bar.done();
-  if (!result.ok()) throw Error{kExitBadInput, "compare: " + result.status().to_string(), ""};
+  // An ignore that names nothing in either run is a usage error, like an unknown page.
+  if (!result.ok())
+    throw Error{result.status().code() == Code::kInvalidArgument ? kExitUsage : kExitBadInput,
+                "compare: " + result.status().to_string(),
+                result.status().code() == Code::kInvalidArgument ? "see 'mmsb-replay info A --pages' for page sizes" : ""};
   const CompareReport& r = *result;
   // Damage that ended a run early (a prefix may be nothing more than that).
   const std::string damage_a = damage_text(*ra, *ia), damage_b = damage_text(*rb, *ib);
@@ -176,7 +180,7 @@ int run_compare(const CompareArgs& a) {
     std::string out;
     switch (r.outcome) {
       case CompareReport::Outcome::kIdentical:
-        out = r.a_last == r.b_last
+        out = r.a_last == r.b_last && !a.final_only
                   ? fmt("identical: %" PRIu64 " epoch(s) compared, both end at epoch %" PRIu64 "\n",
                         r.epochs_compared, r.a_last)
                   : fmt("identical final states: A ends at epoch %" PRIu64 ", B at epoch %" PRIu64 "\n", r.a_last,
@@ -341,7 +345,7 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "every delta against its page, every complete snapshot against the replayed\n"
                               "state, every segment's index. Exit 0: ok; 1: the first problem, with file,\n"
                               "offset, epoch and page; 3: DIR is missing or not a recording.");
-    c->add_option("DIR", a->dir, "Recording directory")->required();
+    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
     commands.push_back({c, [a] { return run_verify(*a); }});
   }
   {
@@ -354,8 +358,8 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "Exit 0: identical; 1: diverged (the first epoch after which the states differ,\n"
                               "the page, its differing byte ranges in A and B) or one run is a prefix of the\n"
                               "other; 3: a recording is missing or unreadable.");
-    c->add_option("A", a->a, "Recording A")->required();
-    c->add_option("B", a->b, "Recording B")->required();
+    c->add_option("A", a->a, "Recording A")->required()->check(nonempty_arg("a recording path"));
+    c->add_option("B", a->b, "Recording B")->required()->check(nonempty_arg("a recording path"));
     c->add_option("--ignore-page", a->ignore_pages, "Ignore this page (name or id); repeatable")
         ->allow_extra_args(false);
     c->add_option("--ignore-range", a->ignore_ranges,
@@ -373,7 +377,7 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "as <segment>.damaged), sets aside segments after a break in the history and\n"
                               "closes open segments with an index and a trailer. Exit 0: nothing was lost;\n"
                               "1: a damaged tail was cut and the intact prefix kept; 3: nothing recoverable.");
-    c->add_option("DIR", a->dir, "Recording directory")->required();
+    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
     c->add_flag("-n,--dry-run", a->dry_run, "Say what would be done; change nothing");
     commands.push_back({c, [a] { return run_recover(*a); }});
   }
@@ -386,10 +390,10 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "the epoch, and OUT_DIR/manifest.json: each page's id, name, size, version,\n"
                               "file and XXH3-64 hash, and the state hash. OUT_DIR must not exist, or be an\n"
                               "empty directory.");
-    c->add_option("DIR", a->dir, "Recording directory")->required();
+    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
     c->add_option("OUT_DIR", a->out, "Directory to create (or an empty one)")
         ->required()
-        ->check(nonempty_arg("OUT_DIR"));
+        ->check(nonempty_arg("the export directory"));
     c->add_option("-e,--epoch", a->epoch, "Epoch (default: last)")->check(nonempty_arg("an epoch"));
     commands.push_back({c, [a] { return run_export(*a); }});
   }

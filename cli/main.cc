@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "mmsb/format.h"
+#include "mmsb/replay/text.h"
 
 namespace {
 
@@ -39,6 +40,21 @@ int main(int argc, char** argv) {
   std::vector<Command> commands;
   add_read_commands(app, commands);
   add_tool_commands(app, commands);
+
+  // CLI11 would call a misspelled command "A subcommand is required".
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const Command& c : commands) {
+      known |= c.app->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + c.app->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "mmsb-replay: unknown command '%s'\n  the commands are %s; run 'mmsb-replay --help'\n",
+                   mmsb::replay::printable(argv[1]).c_str(), names.c_str());
+      return kExitUsage;
+    }
+  }
 
   try {
     app.parse(argc, argv);

@@ -18,6 +18,9 @@
 # Options:
 #   --ignore-page NAME   passed to mmsb-replay compare (repeatable): pages that
 #                        are allowed to differ, e.g. a wall-clock timestamp
+#   --ignore-range PAGE:OFFSET:LENGTH
+#                        passed to mmsb-replay compare (repeatable): bytes
+#                        allowed to differ ('*' as PAGE: in every page)
 #   --final-only         compare only the final states, not every epoch
 #   --keep               keep the recordings even when the runs are identical
 #   --workdir DIR        put the recordings under DIR (default: a new
@@ -46,6 +49,11 @@ while [ $# -gt 0 ]; do
       compare_args+=(--ignore-page "$2")
       shift 2 ;;
     --ignore-page=*) compare_args+=(--ignore-page "${1#*=}"); shift ;;
+    --ignore-range)
+      [ $# -ge 2 ] || die_usage "--ignore-range needs PAGE:OFFSET:LENGTH"
+      compare_args+=(--ignore-range "$2")
+      shift 2 ;;
+    --ignore-range=*) compare_args+=(--ignore-range "${1#*=}"); shift ;;
     --final-only) compare_args+=(--final-only); shift ;;
     --keep) keep=1; shift ;;
     --workdir)
@@ -110,6 +118,11 @@ run() {
     echo "repro-check: recordings and logs kept in $work" >&2
     exit 3
   fi
+  if [ ! -d "$dir" ]; then
+    echo "repro-check: run $n exited 0 but wrote no recording at $dir: does $program take --record DIR" \
+      "and record into it (mmsb::capture::Recorder)? Its output is in $log" >&2
+    exit 3
+  fi
   echo "repro-check: run $n finished in $((SECONDS - start)) s"
 }
 run 1
@@ -135,7 +148,8 @@ case "$rc" in
     page=$(sed -n 's/^diverged at epoch [0-9]*: page \([0-9]*\).*/\1/p' "$work/compare.txt" | head -n 1)
     if [ -n "$epoch" ] && [ -n "$page" ] && [ "$epoch" -gt 0 ]; then
       echo "  what the divergent step did in run 1:  $replay log $work/run1.mmsb --from $((epoch > 3 ? epoch - 3 : 1)) --to $epoch" >&2
-      echo "  the page's change in each run:         $replay diff $work/runN.mmsb $((epoch - 1)) $epoch --page $page" >&2
+      echo "  the page's change in each run:         $replay diff $work/run1.mmsb $((epoch - 1)) $epoch --page $page" >&2
+      echo "                                         $replay diff $work/run2.mmsb $((epoch - 1)) $epoch --page $page" >&2
     fi ;;
   2)
     echo "repro-check: mmsb-replay compare refused its arguments (see above); recordings kept in $work" >&2 ;;

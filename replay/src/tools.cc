@@ -113,6 +113,11 @@ void check_snapshots(const Recording& rec, const Index& ix, VerifyReport* r) {
 
 // ---- compare helpers ----
 
+// "page 7 'clock'", or "page 7" for an unnamed page.
+std::string page_label(const PageMeta& p) {
+  return p.name.empty() ? "page " + num(p.id) : "page " + num(p.id) + " '" + printable(p.name) + "'";
+}
+
 // Bytes of one page that are not compared.
 struct Ignore {
   bool whole = false;
@@ -140,8 +145,8 @@ Result<std::vector<Ignore>> resolve_ignores(const Index& a, const Index& b, cons
       if (!meta)
         return Status(Code::kInvalidArgument, "ignore_ranges: neither recording has page " + num(br.page));
       if (br.offset >= meta->size)
-        return Status(Code::kInvalidArgument, "ignore_ranges: offset " + num(br.offset) + " is past the end of page " +
-                                                  num(br.page) + " (" + num(meta->size) + " bytes)");
+        return Status(Code::kInvalidArgument, "ignore_ranges: offset " + num(br.offset) + " is past the end of " +
+                                                  page_label(*meta) + " (" + num(meta->size) + " bytes)");
     }
     if (br.length == 0) continue;
     for (PageId p = 0; p < pages.size(); ++p) {
@@ -177,10 +182,6 @@ void differing_runs(std::span<const std::byte> a, std::span<const std::byte> b, 
     r->a_bytes.push_back(a[i]);
     r->b_bytes.push_back(b[i]);
   }
-}
-
-std::string page_label(const PageMeta& p) {
-  return p.name.empty() ? "page " + num(p.id) : "page " + num(p.id) + " '" + printable(p.name) + "'";
 }
 
 std::string hex(std::span<const std::byte> b, size_t max = 16) {

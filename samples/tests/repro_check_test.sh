@@ -2,7 +2,7 @@
 # scripts/repro-check.sh as a CI job uses it: exit 0 for the physics sample and
 # for the nondeterminism sample without its switch, exit 1 with the report for
 # --nondeterministic (and the recordings kept), 2 for bad usage, 3 when the
-# program itself fails. mmsb-replay comes from $MMSB_REPLAY (set by ctest).
+# program itself fails or records nothing. mmsb-replay comes from $MMSB_REPLAY (set by ctest).
 #
 #   repro_check_test.sh SCRIPT PHYSICS NONDETERMINISM
 set -uo pipefail
@@ -41,6 +41,14 @@ expect 0 final-only --workdir "$work/final" --final-only "$physics" --steps 30 -
 expect 2 usage --no-such-option "$physics"
 expect 2 no-program
 expect 3 program-fails --workdir "$work/fails" "$physics" --rows 0
+# A program that ignores --record: said plainly, not "cannot open recording".
+expect 3 no-recording --workdir "$work/none" true
+grep -q "wrote no recording" "$work/no-recording.out" ||
+  { echo "FAILED: a program that records nothing is not named as such" >&2; failed=1; }
+# --ignore-range reaches compare: the divergent bytes of 'bodies' ignored
+# whole (every page, bytes 0..1 MiB) make the runs identical.
+expect 0 ignore-range --workdir "$work/range" --ignore-range '*:0:0x100000' "$nondet" --steps 60 --nondeterministic
+expect 2 ignore-range-usage --ignore-range
 
 [ "$failed" -eq 0 ] && echo "repro-check.sh: every expectation held"
 exit "$failed"

@@ -84,6 +84,8 @@ case_usage() {
   err_has "mmsb-replay:"
   run frobnicate rec
   rc_is 2
+  err_has "unknown command 'frobnicate'"
+  err_has "info, log, cat, diff, deps, verify, compare, recover, export"
   run info
   rc_is 2
   run info rec --no-such-flag
@@ -132,7 +134,20 @@ case_usage() {
   rc_is 2
   run export rec ""
   rc_is 2
-  err_has "OUT_DIR cannot be empty"
+  err_has "the export directory cannot be empty"
+  # An empty recording path is a usage error too, for every command.
+  # ('.' in each line stands for the empty argument)
+  for args in "info ." "log ." "cat . alpha" "diff . 0 1" "deps . 1" "verify ." "recover ." "export . out" \
+    "compare . rec" "compare rec ."; do
+    # shellcheck disable=SC2086
+    set -- $args
+    run "${@/#./}"
+    rc_is 2
+    err_has "a recording path cannot be empty"
+  done
+  run diff rec "" 1
+  rc_is 2
+  err_has "an epoch cannot be empty"
   run cat rec alpha --raw --json
   rc_is 2
   err_has "excludes"
@@ -304,6 +319,26 @@ EOF
   json_ok
   out_has '"cause":null'
   out_has '"count":1,"truncated":true'
+  # A delta of many ranges stays one short line; --bytes lists every range,
+  # and a long range 16 bytes a line, as diff does.
+  make_rec comb --comb 1 --wide 40
+  run log comb --from 13
+  rc_is 0
+  out_has "epoch 13  page 5 'wide'  v1  0+40"
+  out_has "epoch 14  page 6 'comb'  v1  0+1 4+1 8+1 12+1 16+1 20+1 24+1 28+1 (+8 more)"
+  run log comb --from 13 --bytes
+  rc_is 0
+  local wide
+  wide=$("$FIX" page wide 13 --wide 40 | sed 's/../& /g')  # "aa bb .. " 40 bytes
+  {
+    echo "epoch 13  page 5 'wide'  v1  0+40"
+    echo "    0: ${wide:0:47}"
+    echo "    16: ${wide:48:47}"
+    echo "    32: ${wide:96:23}"
+    echo "epoch 14  page 6 'comb'  v1  0+1 4+1 8+1 12+1 16+1 20+1 24+1 28+1 (+8 more)"
+    for o in 0 4 8 12 16 20 24 28 32 36 40 44 48 52 56 60; do echo "    $o: c0"; done
+  } >want-comb.txt
+  out_is want-comb.txt
 }
 
 case_cat() {
@@ -405,6 +440,20 @@ EOF
   out_has '"from":10,"to":4'
   out_has '{"offset":0,"length":5,"old":"48454c4c4f","new":"68656c6c6f"}'
   out_has '"pages_differing":1,"ranges":2,"bytes":20'
+  # --stat: the headers and the totals; in JSON the ranges without bytes.
+  run diff rec 4 10 --stat
+  rc_is 0
+  grep -E '^page|differ between' want.txt >want-stat.txt
+  out_is want-stat.txt
+  run diff rec 4 10 --json
+  rc_is 0
+  out_has '"page":4,"name":"","created":true,"created_at":7,"old_version":0'
+  out_has '"page":0,"name":"alpha","created":false,"created_at":null,'
+  run diff rec 4 10 --json --stat
+  rc_is 0
+  json_ok
+  out_has '{"offset":99,"length":1}'
+  out_lacks '"old":'
 }
 
 case_deps() {
@@ -518,6 +567,7 @@ case_compare-identical() {
   out_has '"outcome":"identical"'
   run compare a b --final-only
   rc_is 0
+  out_has "identical final states: A ends at epoch $("$FIX" last-epoch a), B at epoch $("$FIX" last-epoch b)"
 }
 
 case_compare-one-byte() {
@@ -680,6 +730,15 @@ case_compare-ignore() {
   rc_is 1
   run compare a b --ignore-range '*:8:4'
   rc_is 0
+  # Offsets and lengths as cat takes them (0x hex); a range running past the
+  # page's end stops there; one starting past it names nothing: exit 2.
+  run compare a b --ignore-range beta:0xa:0x1
+  rc_is 0
+  run compare a b --ignore-range beta:8:4096
+  rc_is 0
+  run compare a b --ignore-range beta:100:1
+  rc_is 2
+  err_has "offset 100 is past the end of page 1 'beta' (100 bytes)"
 }
 
 case_recover-intact() {

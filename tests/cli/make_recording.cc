@@ -11,7 +11,9 @@
 //       adds page 5 (8 B, never written) named q"<LF><FF>: a quote, a
 //       newline and a byte that is not UTF-8. --wide N then adds a page
 //       'wide' of N bytes and writes all of them at once (epoch 13), with
-//       bytes that depend on --seed. --hold 1 keeps the recorder running
+//       bytes that depend on --seed. --comb 1 then adds a page 'comb' of
+//       64 bytes and assigns it an image with 0xc0 at every fourth byte: one
+//       delta of 16 one-byte ranges (offsets 0, 4, .., 60). --hold 1 keeps the recorder running
 //       after the script: it flushes, prints "ready", and stops only when
 //       stdin reaches its end (a recording still being written).
 //   page NAME EPOCH [--steps N] [--seed S] [--flip-byte E]
@@ -95,6 +97,7 @@ struct Options {
   bool odd_name = false;
   uint64_t wide = 0;
   bool hold = false;
+  bool comb = false;
 };
 
 // Parses --name value pairs from argv[first..].
@@ -114,6 +117,7 @@ Options parse_options(int argc, char** argv, int first) {
     else if (k == "--odd-name") o.odd_name = v != 0;
     else if (k == "--wide") o.wide = v;
     else if (k == "--hold") o.hold = v != 0;
+    else if (k == "--comb") o.comb = v != 0;
     else die("unknown option " + k);
   }
   return o;
@@ -172,6 +176,12 @@ void run_script(mmsb::Bus& bus, const Options& o, const std::function<void()>& s
     std::vector<std::byte> v(o.wide);
     for (auto& b : v) b = std::byte(fill.byte());
     write(wide, 0, v);
+  }
+  if (o.comb) {
+    const mmsb::PageId comb = bus.create_page(64, "comb").value();
+    std::vector<std::byte> image(64);
+    for (size_t i = 0; i < image.size(); i += 4) image[i] = std::byte{0xc0};
+    check(bus.assign(comb, image), "assign (comb)");
   }
 
   model::Rng rng(o.seed);
