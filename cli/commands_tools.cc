@@ -188,10 +188,14 @@ int run_compare(const CompareArgs& a) {
         break;
       case CompareReport::Outcome::kPrefix: {
         const bool a_short = r.shorter == "a";
+        // A run cut short by damage is not a run that stopped early: say so
+        // on the verdict line, which is what a CI log shows.
+        const std::string& damage = a_short ? damage_a : damage_b;
         out = fmt("prefix: %s stops at epoch %" PRIu64 ", %s goes on to epoch %" PRIu64
                   "; identical up to epoch %" PRIu64 "\n",
                   a_short ? "A" : "B", a_short ? r.a_last : r.b_last, a_short ? "B" : "A",
                   a_short ? r.b_last : r.a_last, std::min(r.a_last, r.b_last));
+        if (!damage.empty()) out += fmt("  %s is damaged there, not shorter: ", a_short ? "A" : "B") + damage + "\n";
         break;
       }
       case CompareReport::Outcome::kDiverged: {

@@ -630,6 +630,10 @@ case_compare-damaged() {
   out_has "\"b_last\":$((first - 1)),"
   out_has '"damage_a":null'
   out_has "\"damage_b\":\"Corruption: b/$file offset $offset"
+  run compare a b -q
+  rc_is 1
+  out_has "prefix: B stops at epoch $((first - 1)), A goes on"
+  out_has "  B is damaged there, not shorter: Corruption: b/$file offset $offset"
   # A torn tail (the writer died mid-frame): A is the damaged one now.
   local want
   fixture frames a >frames-a.txt
@@ -642,6 +646,12 @@ case_compare-damaged() {
   out_has "\"a_last\":$want,"
   out_has '"damage_a":"Corruption: torn/seg-000000.tlog'
   out_has '"damage_b":null'
+  # A run that is shorter but intact gets no such line.
+  make_rec short --steps 100 --batch 16
+  run compare short a
+  rc_is 1
+  out_has "prefix: A stops at epoch"
+  out_lacks "damaged there"
   # Intact runs: both null.
   run compare a a --json
   rc_is 0
