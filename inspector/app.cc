@@ -98,6 +98,14 @@ bool lower_contains(const std::string& hay, const std::string& needle_lower) {
   return h.find(needle_lower) != std::string::npos;
 }
 
+// `s` shortened from the front (keep_end) until it is at most `room` wide:
+// the end of a name tells bands, tiles and the like apart.
+std::string fit_end(const std::string& s, float room) {
+  std::string shown = s;
+  for (size_t n = s.size(); n > 0 && ImGui::CalcTextSize(shown.c_str()).x > room; --n) shown = keep_end(s, n - 1);
+  return shown;
+}
+
 char printable(std::byte b) {
   const int c = std::to_integer<int>(b);
   return c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.';
@@ -130,6 +138,9 @@ void FrameLayout::clear() {
   tabs.clear();
   buttons.clear();
   fits.clear();
+  page_names.clear();
+  live = false;
+  stacked = false;
   banner = false;
   modal.clear();
   modal_text.clear();
@@ -202,6 +213,17 @@ void App::open_async(const std::filesystem::path& dir) {
   });
 }
 
+void App::reload() {
+  if (!model_.loaded()) return;
+  if (loading()) {
+    set_notice("still opening " + loading_dir_.string());
+    return;
+  }
+  reload_ = Kept{model_.dir(),    model_.cursor(),        model_.last_epoch(), model_.diff_a(),
+                 model_.diff_b(), model_.selected_page(), model_.selected_byte()};
+  open_async(model_.dir());
+}
+
 void App::cancel_load() {
   if (!job_) return;
   job_->cancel = true;
@@ -241,6 +263,7 @@ void App::set_notice(std::string text) {
 void App::take(Loaded&& l) {
   last_error_.clear();
   notice_.clear();
+  const std::optional<Kept> kept = std::exchange(reload_, std::nullopt);
   if (!l.error.ok()) {
     // Keep the path that failed in the field, so that a typo is fixed, not retyped.
     std::snprintf(path_buf_, sizeof path_buf_, "%s", l.dir.string().c_str());
@@ -255,12 +278,24 @@ void App::take(Loaded&& l) {
     if (model_.loaded()) error_text_ += "\n\nThe recording that was open stays open.";
     return;
   }
-  if (!l.damage().ok() && !auto_accept_) {
+  // Damage in a recording reopened by reload() was accepted the first time
+  // (or is a live writer's frame in flight): the banner says so.
+  if (!l.damage().ok() && !auto_accept_ && !kept) {
     pending_ = std::move(l);
     return;
   }
   model_.adopt(std::move(l));
   after_adopt();
+  if (kept && kept->dir == model_.dir()) {
+    // At the end before: at the end now, as tail -f follows a growing file.
+    model_.seek(kept->cursor == kept->last ? model_.last_epoch() : kept->cursor);
+    model_.set_diff(kept->diff_a, kept->diff_b);
+    if (kept->page != kNoPage && kept->page < model_.page_count()) model_.select_page(kept->page);
+    if (kept->byte) model_.select_byte(kept->byte);
+    set_notice(fmt("reloaded: epochs %llu..%llu (%llu new)", static_cast<ull>(model_.first_epoch()),
+                   static_cast<ull>(model_.last_epoch()),
+                   static_cast<ull>(model_.last_epoch() > kept->last ? model_.last_epoch() - kept->last : 0)));
+  }
 }
 
 void App::after_adopt() {
@@ -340,20 +375,37 @@ void App::draw(float dt) {
 
   const float x = vp->WorkPos.x, w = vp->WorkSize.x;
   const float h = std::max(100.f, vp->WorkPos.y + vp->WorkSize.y - y);
-  // The side panels give way first, down to 200 px: the page view keeps
-  // room for a whole row of its grids (a vertical scrollbar included).
-  // Narrower than that, the hex view shows 8 bytes a row (draw_hex).
+  // The side panels give way first: the page view keeps room for a whole
+  // row of its grids (a vertical scrollbar included). Where two side
+  // columns would be narrower than kSideMin, their tables cannot show a
+  // name and "written" side by side: one column of kSideMin or more holds
+  // pages, deltas and the recording, one above the other.
   const ImGuiStyle& style = ImGui::GetStyle();
   const float grid_w = std::max(hex_grid_chars(kHexPerRow), diff_grid_chars()) * ImGui::CalcTextSize("0").x +
                        2 * style.WindowPadding.x + style.ScrollbarSize + 2;
-  const float side = std::floor(std::clamp(std::min(w * 0.26f, (w - grid_w) / 2), 200.f, 420.f));
-  const float left = side, right = side;
-  const float center = std::max(200.f, w - left - right);
-  const float pages_h = std::floor(h * 0.6f);
-  draw_pages(x, y, left, pages_h);
-  draw_recording(x, y + pages_h, left, h - pages_h);
-  draw_views(x + left, y, center, h);
-  draw_deltas(x + left + center, y, right, h);
+  constexpr float kSideMin = 300, kSideMax = 420;
+  const float two = std::floor(std::min({w * 0.26f, (w - grid_w) / 2, kSideMax}));
+  layout_.stacked = two < kSideMin;
+  if (!layout_.stacked) {
+    const float center = w - 2 * two;
+    const float pages_h = std::floor(h * 0.6f);
+    draw_pages(x, y, two, pages_h);
+    draw_recording(x, y + pages_h, two, h - pages_h);
+    draw_views(x + two, y, center, h);
+    draw_deltas(x + two + center, y, two, h);
+  } else {
+    // Wide enough for 16 bytes a row next to kSideMin, or else for 8 (the
+    // side-by-side diff then scrolls sideways).
+    const float hex8_w = hex_grid_chars(kHexPerRow / 2) * ImGui::CalcTextSize("0").x + 2 * style.WindowPadding.x +
+                         style.ScrollbarSize + 2;
+    const float side =
+        std::floor(std::clamp(w - grid_w >= kSideMin ? w - grid_w : w - hex8_w, kSideMin, kSideMax));
+    const float pages_h = std::floor(h * 0.35f), deltas_h = std::floor(h * 0.4f);
+    draw_pages(x, y, side, pages_h);
+    draw_deltas(x, y + pages_h, side, deltas_h);
+    draw_recording(x, y + pages_h + deltas_h, side, h - pages_h - deltas_h);
+    draw_views(x + side, y, std::max(200.f, w - side), h);
+  }
   draw_modals();
 }
 
@@ -369,6 +421,7 @@ void App::handle_keys() {
   if (pressed(ImGuiKey_PageDown)) model_.step(1000);
   if (pressed(ImGuiKey_PageUp)) model_.step(-1000);
   if (ImGui::IsKeyPressed(ImGui::GetKeyIndex(ImGuiKey_Space), false)) model_.set_playing(!model_.playing());
+  if (ImGui::IsKeyPressed(kReloadKey, false)) reload();
 }
 
 // A red strip over everything while the open recording is damaged.
@@ -533,11 +586,8 @@ float App::draw_timeline(float y) {
   const PageId page = model_.selected_page();
   const std::string page_label = page == kNoPage ? std::string("(no page)") : model_.page_label(page);
   {
-    // Shortened from the front: the end tells bands and the like apart.
     const float room = label_w - 4;
-    std::string s = page_label;
-    for (size_t n = page_label.size(); n > 0 && ImGui::CalcTextSize(s.c_str()).x > room; --n)
-      s = keep_end(page_label, n - 1);
+    const std::string s = fit_end(page_label, room);
     dl->AddText(ImVec2(p.x, y_page + 1), dim, s.c_str());
     note_fit("timeline:page", p.x + ImGui::CalcTextSize(s.c_str()).x, p.x + room);
   }
@@ -783,7 +833,14 @@ void App::draw_pages(float x, float y, float w, float h) {
         layout_.page_rows.push_back({id, item_rect()});
         ImGui::PopID();
         ImGui::TableSetColumnIndex(1);
-        ImGui::TextUnformatted(m && !m->name.empty() ? m->name.c_str() : "");
+        {
+          // Escaped (one line, unambiguous) and shortened from the front.
+          const std::string name = m ? replay::printable(m->name, '\0') : std::string();
+          const std::string shown = fit_end(name, ImGui::GetContentRegionAvail().x);
+          ImGui::TextUnformatted(shown.c_str());
+          if (shown != name && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", name.c_str());
+          layout_.page_names[id] = shown;
+        }
         ImGui::TableSetColumnIndex(2);
         ImGui::Text("%llu", static_cast<ull>(m ? m->size : 0));
         ImGui::TableSetColumnIndex(3);
@@ -816,9 +873,16 @@ void App::draw_recording(float x, float y, float w, float h) {
   ImGui::PushTextWrapPos(0);
   ImGui::TextUnformatted(rec.dir().string().c_str());
   ImGui::PopTextWrapPos();
+  ImGui::BeginDisabled(loading());
+  if (small_button("Reload")) reload();
+  ImGui::EndDisabled();
   // Each value wraps at the panel's edge (a long program name, a narrow window).
   field("program", fmt("%s (pid %u)", m.program.empty() ? "?" : m.program.c_str(), m.pid));
   field("host", m.host.empty() ? "?" : m.host);
+  // As when it was opened (Recording::live()): a writer that runs on adds
+  // epochs that Reload (F5) shows.
+  layout_.live = rec.live();
+  field("writer", rec.live() ? "running when opened: Reload (F5) shows newer epochs" : "ended");
   {
     const std::time_t t = static_cast<std::time_t>(m.start_time_ns / 1000000000ull);
     std::tm tm{};
@@ -909,8 +973,10 @@ void App::draw_hex() {
               static_cast<ull>(at));
   const auto d = model_.cursor_delta();
   if (d && d->page == page) {
+    ImGui::PushTextWrapPos(0);  // a narrow view wraps the ranges rather than cutting them
     ImGui::TextColored(colv(Palette::kCurrent), "written at this epoch: %s%s", format_ranges(d->ranges, 5).c_str(),
                        d->derived() ? fmt(" (derived from epoch %llu)", static_cast<ull>(d->cause)).c_str() : "");
+    ImGui::PopTextWrapPos();
   } else if (const auto last = ix->prev_change(page, at + 1)) {
     ImGui::TextDisabled("not written at epoch %llu; last written at epoch %llu", static_cast<ull>(at),
                         static_cast<ull>(*last));
@@ -931,7 +997,7 @@ void App::draw_hex() {
   const ImGuiStyle& style = ImGui::GetStyle();
   const auto sb = model_.selected_byte();
   const float byte_w = sb ? button_width("< byte write") + button_width("byte write >") +
-                                ImGui::CalcTextSize("byte 0000000").x + 2 * style.ItemSpacing.x
+                                ImGui::CalcTextSize("byte 0000000 (0x000000)").x + 2 * style.ItemSpacing.x
                           : ImGui::CalcTextSize("click a byte to follow its writes").x;
   ImGui::SameLine(0, 16);
   if (ImGui::GetContentRegionAvail().x < byte_w) ImGui::NewLine();
@@ -954,7 +1020,7 @@ void App::draw_hex() {
       else set_notice(fmt("no later write of byte %llu", static_cast<ull>(*sb)));
     }
     ImGui::SameLine();
-    ImGui::Text("byte %llu", static_cast<ull>(*sb));
+    ImGui::Text("byte %llu (0x%llx)", static_cast<ull>(*sb), static_cast<ull>(*sb));  // the grid's offsets are hex
   } else {
     ImGui::TextDisabled("click a byte to follow its writes");
   }
@@ -979,11 +1045,15 @@ void App::draw_hex() {
   // scroll position is relative to the window's start). When the cursor
   // moves, the view brings a byte into sight (moving the window if it must,
   // and scrolling below): the selected byte, which anchors the view while
-  // its writes are followed, or else the first byte the cursor's delta wrote.
+  // its writes are followed, or else the first byte the cursor's delta wrote;
+  // a page just shown whose last write came earlier opens at that write.
   std::optional<uint64_t> focus;
   if (hex_scrolled_ != std::make_pair(page, at)) {
     if (sb) focus = *sb;
     else if (d && d->page == page && !d->ranges.empty()) focus = d->ranges.front().offset;
+    else if (hex_scrolled_.first != page)
+      if (const auto last = ix->prev_change(page, at + 1))
+        if (const auto w = ix->delta(*last); w && !w->ranges.empty()) focus = w->ranges.front().offset;
   }
   if (focus) model_.show_bytes(*focus, *focus + 1);
   if (meta && meta->size > model_.window_bytes() && model_.page_error().empty()) draw_hex_window(meta->size);
@@ -1250,7 +1320,7 @@ void App::draw_diff() {
         ImGui::PopID();
         ImGui::TableSetColumnIndex(1);
         const auto* m = model_.page_meta(pd.page);
-        ImGui::TextUnformatted(m ? m->name.c_str() : "");
+        ImGui::TextUnformatted(m ? replay::printable(m->name, '\0').c_str() : "");
         ImGui::TableSetColumnIndex(2);
         if (pd.created) ImGui::Text("new -> v%llu", static_cast<ull>(pd.new_version));
         else ImGui::Text("v%llu -> v%llu", static_cast<ull>(pd.old_version), static_cast<ull>(pd.new_version));
@@ -1582,8 +1652,7 @@ void App::draw_deltas(float x, float y, float w, float h) {
         ImGui::TableSetColumnIndex(1);
         {
           const std::string label = model_.page_label(d->page);
-          std::string shown = label;
-          for (size_t n = label.size(); n > 0 && text_w(shown.c_str()) > page_room; --n) shown = keep_end(label, n - 1);
+          const std::string shown = fit_end(label, page_room);
           ImGui::TextUnformatted(shown.c_str());
           if (shown != label && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", label.c_str());
         }
@@ -1776,6 +1845,15 @@ bool App::write_layout_json(const std::filesystem::path& path, std::string* erro
     first = false;
   }
   out << "},\n";
+  out << "  \"page_names\": {";
+  first = true;
+  for (const auto& [id, name] : layout_.page_names) {
+    out << (first ? "" : ", ") << "\"" << id << "\": " << json_string(name);
+    first = false;
+  }
+  out << "},\n";
+  out << "  \"live\": " << (layout_.live ? "true" : "false") << ",\n";
+  out << "  \"stacked\": " << (layout_.stacked ? "true" : "false") << ",\n";
   out << "  \"banner\": " << (layout_.banner ? "true" : "false") << ",\n";
   out << "  \"notice\": " << json_string(notice_) << ",\n";
   out << "  \"side_by_side_error\": " << json_string(sides_.error) << ",\n";

@@ -35,6 +35,10 @@ struct Rect {
 };
 
 // Where the last frame drew what (screen pixels, origin top left).
+// F5 (Reload) as ImGui 1.86's GLFW backend indexes io.KeysDown: by GLFW key
+// code, GLFW_KEY_F5 (main.cc checks); its ImGuiKey enum has no F keys.
+inline constexpr int kReloadKey = 294;
+
 struct FrameLayout {
   int width = 0, height = 0;
   Rect timeline;        // the interactive strip (scrub, pan, zoom)
@@ -48,6 +52,9 @@ struct FrameLayout {
   // of the room it has ("recording:program", "diff:only rows that differ",
   // "timeline:page", "deltas:written": the widest row's "N ranges, M B").
   std::map<std::string, std::pair<float, float>> fits;
+  std::map<PageId, std::string> page_names;  // the Pages table's name cells, as drawn
+  bool live = false;                    // the Recording panel says a writer is running
+  bool stacked = false;                 // one side column (a narrow window)
   bool banner = false;                  // the damaged-recording banner is shown
   std::string modal;                    // title of the open modal, "" if none
   std::string modal_text;
@@ -86,6 +93,11 @@ class App {
   // asks first whether to open its readable part, unless auto_accept.
   void open_async(const std::filesystem::path& dir);
   void open_blocking(const std::filesystem::path& dir);
+  // Opens the open recording again (in the background), keeping the cursor
+  // (at the last epoch when it was at the last), the selected page and byte
+  // and the diff's epochs where they still exist: a recording still being
+  // written shows its newer epochs.
+  void reload();
   bool loading() const noexcept { return job_ != nullptr; }
   // Stops waiting for the open in the background (the Opening modal's
   // Cancel): the load is told to stop, and is left to finish on its own if
@@ -156,6 +168,13 @@ class App {
   std::thread loader_;
   std::filesystem::path loading_dir_;
   std::optional<Loaded> pending_;  // a damaged recording waiting for "open the readable part"
+  struct Kept {                    // what reload() restores once the recording is open again
+    std::filesystem::path dir;
+    Epoch cursor = 0, last = 0, diff_a = 0, diff_b = 0;
+    PageId page = kNoPage;
+    std::optional<uint64_t> byte;
+  };
+  std::optional<Kept> reload_;
   bool auto_accept_ = false;
   std::string last_error_;
   std::string error_title_, error_text_;  // the error modal; "" when none

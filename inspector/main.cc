@@ -32,6 +32,8 @@
 #include "app.h"
 #include "script.h"
 
+static_assert(mmsb::inspector::kReloadKey == GLFW_KEY_F5, "app.h's F5 is not GLFW's");
+
 namespace {
 
 using mmsb::inspector::App;
@@ -46,6 +48,7 @@ constexpr const char* kFooter = R"(Keys (when no text field has the focus):
   PageUp/PageDown  step 1000 epochs
   Home/End         the first / the last epoch
   Space            play / pause
+  F5               reload the recording (newer epochs of one still being written)
 Timeline: click or drag to scrub, right- or middle-drag to pan, the wheel zooms at the pointer.
 
 Exit codes:

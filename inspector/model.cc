@@ -11,6 +11,8 @@
 #include <thread>
 #include <utility>
 
+#include "mmsb/replay/text.h"
+
 namespace mmsb::inspector {
 
 namespace {
@@ -539,7 +541,12 @@ const replay::PageMeta* Model::page_meta(PageId id) const noexcept {
 
 std::string Model::page_label(PageId id) const {
   const auto* m = page_meta(id);
-  if (m && !m->name.empty()) return "'" + m->name + "'";
+  if (m && !m->name.empty()) {  // one line, unambiguous
+    std::string s(1, '\'');
+    s += replay::printable(m->name);
+    s += '\'';
+    return s;
+  }
   return "#" + std::to_string(id);
 }
 

@@ -3,11 +3,14 @@
 #include <imgui.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "app.h"
 
@@ -21,7 +24,7 @@ const std::set<std::string>& known_commands() {
   static const std::set<std::string> k = {
       "open", "seek", "select-page", "select-byte", "view", "diff", "filter-pages", "fade", "play", "pause",
       "key", "drag-timeline", "pan-timeline", "wheel-timeline", "click-tab", "click-page", "click-diff-page",
-      "click-delta", "click-deps", "click-byte", "hover-byte", "click-button", "type", "wait", "wait-loaded", "wait-diff", "screenshot",
+      "click-delta", "click-deps", "click-byte", "hover-byte", "click-button", "type", "wait", "wait-file", "wait-loaded", "wait-diff", "screenshot",
       "layout-json", "stats-begin", "stats-end", "expect-epoch", "expect-page", "expect-view", "expect-byte",
       "expect-highlight", "expect-diff-pages", "expect-loaded", "expect-error", "expect-modal", "expect-banner",
       "expect-zoomed", "print", "quit"};
@@ -299,11 +302,11 @@ bool Script::step(App& app, const Cmd& c) {
       else break;
     }
     const auto k = keys.find(name);
-    if (k == keys.end()) return fail(c, "unknown key '" + c.args[0] + "'"), true;
+    if (k == keys.end() && name != "F5") return fail(c, "unknown key '" + c.args[0] + "'"), true;
     uint64_t count = 1;
     if (c.args.size() > 1 && !u64_arg(1, &count)) return true;
     // Even frames press (one frame down), odd frames release.
-    const int idx = ImGui::GetIO().KeyMap[k->second];
+    const int idx = k == keys.end() ? kReloadKey : ImGui::GetIO().KeyMap[k->second];
     if (idx < 0 || idx >= static_cast<int>(IM_ARRAYSIZE(ImGui::GetIO().KeysDown))) return fail(c, "key not mapped"), true;
     shift_ = shift;
     ctrl_ = ctrl;
@@ -371,6 +374,13 @@ bool Script::step(App& app, const Cmd& c) {
     uint64_t f = 1;
     if (!c.args.empty() && !u64_arg(0, &f)) return true;
     return static_cast<uint64_t>(++sub_) > f;
+  }
+  if (n == "wait-file") {  // another process's signal, for tests: up to a minute
+    if (c.rest.empty()) return fail(c, "needs a file"), true;
+    if (std::filesystem::exists(c.rest)) return true;
+    if (++sub_ > 6000) return fail(c, "no " + c.rest + " after a minute"), true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return false;
   }
   if (n == "wait-loaded") {
     if (!app.loading() || ++sub_ > 600 * 60) return true;

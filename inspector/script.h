@@ -14,7 +14,7 @@
 //   fade K                       fade the highlight over the last K writes
 //   play RATE | pause            playback at RATE epochs per second
 //   key NAME [COUNT]             press Left, Right, Up, Down, Home, End, PageUp,
-//                                PageDown, Space, Enter, Escape or A (Shift+Right, Ctrl+A ...)
+//                                PageDown, Space, Enter, Escape, A or F5 (Shift+Right, Ctrl+A ...)
 //   drag-timeline F0 F1 [FRAMES] left-drag across the timeline, from F0 to F1
 //                                (fractions of its width), over FRAMES frames
 //   pan-timeline F0 F1 [FRAMES]  the same with the right button
@@ -32,6 +32,8 @@
 //                                field:goto: the hex view's offset of a large page)
 //   type TEXT                    type characters (into the focused text field)
 //   wait FRAMES
+//   wait-file FILE               wait (up to a minute) until FILE exists: a signal
+//                                from another process (a test that grows a recording)
 //   wait-loaded                  wait (up to 10 minutes) until an open in the background is done
 //   wait-diff                    draw frames (up to 10 minutes) until a diff computed in the
 //                                background is shown

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -25,6 +26,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fixture.h"
@@ -853,9 +855,111 @@ void case_damaged(const std::string& inspector, const fs::path& work, const fs::
 
 }  // namespace
 
+// The Pages table's name cell of page `id` as drawn ("page_names" in the
+// sidecar), its JSON escapes undone.
+std::string json_page_name(const std::string& json, mmsb::PageId id) {
+  const auto k = json.find("\"page_names\": {");
+  if (k == std::string::npos) return "<no page_names>";
+  const std::string key = "\"" + std::to_string(id) + "\": \"";
+  const auto at = json.find(key, k);
+  if (at == std::string::npos || at > json.find('}', k)) return "<no page " + std::to_string(id) + ">";
+  std::string s;
+  for (size_t i = at + key.size(); i < json.size() && json[i] != '"'; ++i) {
+    if (json[i] == '\\' && i + 1 < json.size()) ++i;
+    s += json[i];
+  }
+  return s;
+}
+
+bool json_flag(const std::string& json, const std::string& key) {
+  return json.find("\"" + key + "\": true") != std::string::npos;
+}
+
+// Page names as the lists draw them: one line each, control bytes escaped
+// as mmsb-replay escapes them, a long name shortened from the front (its end
+// tells tiles apart); a narrow window stacks the side panels so that the
+// deltas list's "written" is not cut.
+void case_names(const std::string& inspector, const fs::path& work, const fs::path&) {
+  const fs::path rec = work / "names.mmsb";
+  const std::string long_name = "renderer/frame_buffers/band_026/tile_004947";
+  {
+    mmsb::Bus bus;
+    auto r = mmsb::capture::Recorder::start(bus, rec, {});
+    EXPECT(r.ok(), "Recorder::start");
+    if (!r.ok()) return;
+    for (const std::string name : {std::string("new\nline"), long_name, std::string("plain")}) {
+      auto page = bus.create_page(8, name);
+      EXPECT(page.ok(), "create_page %s", name.c_str());
+      const std::byte b{0x5a};
+      if (page.ok()) EXPECT(bus.write(*page, 0, std::span(&b, 1)).ok(), "write");
+    }
+    EXPECT((*r)->stop().ok(), "Recorder::stop");
+  }
+  for (const char* size : {"1024x700", "800x600", "1280x800"}) {
+    const fs::path json = work / (std::string("names-") + size + ".json");
+    const Run r = run_inspector(inspector, work,
+                                quote(rec.string()) + " --size " + size + " --page 1 --screenshot " +
+                                    quote((work / (std::string("names-") + size + ".png")).string()) +
+                                    " --layout-json " + quote(json.string()));
+    EXPECT(r.code == 0, "%s: exit code %d", size, r.code);
+    const std::string j = read_file(json);
+    const bool narrow = std::string(size) != "1280x800";
+    EXPECT(json_flag(j, "stacked") == narrow, "%s: the side panels are %sstacked", size, narrow ? "not " : "");
+    EXPECT(json_page_name(j, 0) == "new\\x0aline", "%s: page 0 is drawn as '%s'", size, json_page_name(j, 0).c_str());
+    EXPECT(json_page_name(j, 2) == "plain", "%s: page 2 is drawn as '%s'", size, json_page_name(j, 2).c_str());
+    const std::string shown = json_page_name(j, 1);
+    if (narrow)
+      EXPECT(shown.size() < long_name.size() && shown.front() == '~' &&
+                 long_name.compare(long_name.size() - (shown.size() - 1), std::string::npos, shown, 1) == 0,
+             "%s: the long name is drawn as '%s', not shortened from the front", size, shown.c_str());
+    else
+      EXPECT(shown == long_name || (shown.front() == '~' && shown.size() > 12), "%s: the long name is drawn as '%s'",
+             size, shown.c_str());
+    expect_fits(j, {"deltas:written", "timeline:page", "toolbar"}, size, false);
+  }
+}
+
+// Reload (F5) of a recording still being written: the Recording panel says
+// a writer runs; the reload shows the epochs written since, the cursor that
+// was at the end follows it, page and byte stay selected; a cursor elsewhere
+// stays where it was.
+void case_reload(const std::string& inspector, const fs::path& work, const fs::path&) {
+  const fs::path rec = work / "live.mmsb", live = work / "live.json", after = work / "after.json",
+                 grown = work / "grown", script = work / "reload.txt";
+  mmsb::Bus bus;
+  auto page = bus.create_page(16, "counter");
+  auto r = mmsb::capture::Recorder::start(bus, rec, {});
+  EXPECT(page.ok() && r.ok(), "create_page, Recorder::start");
+  if (!page.ok() || !r.ok()) return;
+  auto write = [&](int i) {
+    const std::byte b{static_cast<unsigned char>(i)};
+    EXPECT(bus.write(*page, static_cast<uint64_t>(i % 16), std::span(&b, 1)).ok(), "write %d", i);
+  };
+  for (int i = 1; i <= 5; ++i) write(i);
+  EXPECT((*r)->flush().ok(), "flush");
+  std::ofstream(script) << "wait-loaded\nexpect-epoch 5\nselect-page counter\nselect-byte 3\nlayout-json "
+                        << live.string() << "\nwait-file " << grown.string()
+                        << "\nkey F5\nwait-loaded\nexpect-epoch 8\nexpect-page counter\nexpect-byte 3\n"
+                           "layout-json "
+                        << after.string() << "\nseek 4\nkey F5\nwait-loaded\nexpect-epoch 4\nexpect-byte 3\nquit\n";
+  Run run;
+  std::thread ui([&] { run = run_inspector(inspector, work, quote(rec.string()) + " --script " + quote(script.string()), 120); });
+  for (int i = 0; i < 6000 && !fs::exists(live); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT(fs::exists(live), "the inspector never opened the recording");
+  for (int i = 6; i <= 8; ++i) write(i);
+  EXPECT((*r)->flush().ok(), "flush");
+  std::ofstream(grown) << "go\n";
+  ui.join();
+  EXPECT((*r)->stop().ok(), "Recorder::stop");
+  EXPECT(run.code == 0, "exit code %d: %s", run.code, run.err.c_str());
+  EXPECT(json_flag(read_file(live), "live"), "the Recording panel does not say the writer runs");
+  const std::string notice = json_string(read_file(after), "notice");
+  EXPECT(notice == "reloaded: epochs 0..8 (3 new)", "notice after the reload: '%s'", notice.c_str());
+}
+
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|window|diff|deps|script|damaged|args|cancel|scroll\n", argv[0]);
+    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|window|diff|deps|script|damaged|args|cancel|scroll|names|reload\n", argv[0]);
     return 2;
   }
   const std::string inspector = argv[1], which = argv[3];
@@ -882,6 +986,8 @@ int main(int argc, char** argv) {
   else if (which == "args") case_args(inspector, work, rec);
   else if (which == "cancel") case_cancel(inspector, work, rec);
   else if (which == "scroll") case_scroll(inspector, work, rec);
+  else if (which == "names") case_names(inspector, work, rec);
+  else if (which == "reload") case_reload(inspector, work, rec);
   else {
     std::fprintf(stderr, "unknown case %s\n", which.c_str());
     return 2;
