@@ -2,7 +2,9 @@
 // callback may not mutate the bus (kFailedPrecondition, no deadlock).
 #include <catch2/catch.hpp>
 
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "engine_model.h"
@@ -341,4 +343,102 @@ TEST_CASE("a callback may read the bus: it sees the state right after the event"
   CHECK(calls == 100);
   INFO((problems.empty() ? std::string() : problems.front()));
   CHECK(problems.empty());
+}
+
+TEST_CASE("callbacks across two buses: B's callback reads A and may not write it, no deadlock", "[events]") {
+  Bus a, b;
+  REQUIRE(a.create_page(4, "pa").ok());
+  REQUIRE(b.create_page(4, "pb").ok());
+  std::vector<std::byte> seen;
+  mmsb::Status b_writes_a, b_reads_a, a_writes_b;
+  // A's callback writes B (another bus: allowed); B's callback, nested in it
+  // on this thread, reads A (its write lock is held by this thread) and
+  // tries to write A.
+  REQUIRE(a.subscribe(mmsb::mask_of(EventKind::kDeltaApplied), [&](const Event& e) {
+             a_writes_b = b.write(0, 0, e.delta->bytes.first(1));
+           }).ok());
+  REQUIRE(b.subscribe(mmsb::mask_of(EventKind::kDeltaApplied), [&](const Event&) {
+             b_reads_a = a.copy_page(0, &seen);
+             b_writes_a = a.write(0, 1, B({9}));
+           }).ok());
+  REQUIRE(a.write(0, 0, B({7, 8})).ok());
+  CHECK(a_writes_b.ok());
+  CHECK(b_reads_a.ok());
+  CHECK(model::same(seen, {7, 8, 0, 0}));
+  CHECK(b_writes_a.code() == Code::kFailedPrecondition);
+  CHECK(a.epoch() == 1u);  // B's write to A did not happen
+  CHECK(model::same(b.page_bytes(0), {7, 0, 0, 0}));
+}
+
+TEST_CASE("a callback that throws leaves the bus usable on its thread and others", "[events]") {
+  Bus bus;
+  REQUIRE(bus.create_page(4, "src").ok());
+  REQUIRE(bus.create_page(4, "dst").ok());
+  REQUIRE(bus.add_dependency(0, 1, [](mmsb::UpdateContext& ctx) { return ctx.assign(ctx.source_bytes()); }).ok());
+  bool throwing = true;
+  REQUIRE(bus.subscribe(mmsb::mask_of(EventKind::kDeltaApplied), [&](const Event&) {
+             if (throwing) throw std::runtime_error("boom");
+           }).ok());
+  CHECK_THROWS_WITH(bus.write(0, 0, B({1})), "boom");
+  throwing = false;
+  // The thread is not left "inside a callback": writes work, reads lock.
+  REQUIRE(bus.write(0, 1, B({2})).ok());
+  CHECK(model::same(bus.page_bytes(0), {1, 2, 0, 0}));
+  // The dependent caught up: the change whose event threw was not lost.
+  CHECK(model::same(bus.page_bytes(1), {1, 2, 0, 0}));
+  std::vector<std::byte> out;
+  REQUIRE(bus.copy_page(1, &out).ok());
+  CHECK(model::same(out, {1, 2, 0, 0}));
+}
+
+TEST_CASE("an update function that throws fails its update, not the pass", "[events][deps]") {
+  BusOptions o;
+  o.propagation = mmsb::Propagation::kDeferred;
+  Bus bus(std::move(o));
+  REQUIRE(bus.create_page(4, "src").ok());
+  REQUIRE(bus.create_page(4, "bad").ok());
+  REQUIRE(bus.create_page(4, "good").ok());
+  REQUIRE(bus.add_dependency(0, 1, [](mmsb::UpdateContext&) -> mmsb::Status { throw std::runtime_error("no"); }).ok());
+  REQUIRE(bus.add_dependency(0, 2, [](mmsb::UpdateContext& ctx) { return ctx.assign(ctx.source_bytes()); }).ok());
+  REQUIRE(bus.write(0, 0, B({3, 4})).ok());
+  const mmsb::Status s = bus.propagate();
+  CHECK(s.code() == Code::kFailedPrecondition);
+  CHECK(s.message().find("update of page 1 from page 0") != std::string::npos);
+  CHECK(s.message().find("threw: no") != std::string::npos);
+  CHECK(model::same(bus.page_bytes(2), {3, 4, 0, 0}));  // the other dependent updated
+  // Not left "inside an update function": the bus takes writes.
+  REQUIRE(bus.write(2, 0, B({1})).ok());
+}
+
+TEST_CASE("UpdateContext from a callback its own write fired: refused, no deadlock; not copyable", "[events][deps]") {
+  static_assert(!std::is_copy_constructible_v<mmsb::UpdateContext>);
+  Bus bus;
+  REQUIRE(bus.create_page(4, "src").ok());
+  REQUIRE(bus.create_page(4, "dst").ok());
+  mmsb::UpdateContext* current = nullptr;
+  mmsb::Status nested_write, nested_assign;
+  REQUIRE(bus.subscribe(mmsb::mask_of(EventKind::kDeltaApplied), [&](const Event& e) {
+             if (!current || e.page != 1) return;
+             nested_write = current->write(1, B({5}));
+             std::vector<std::byte> img(4, std::byte{6});
+             nested_assign = current->assign(img);
+           }).ok());
+  REQUIRE(bus.add_dependency(0, 1, [&](mmsb::UpdateContext& ctx) {
+             current = &ctx;
+             mmsb::Status s = ctx.write(0, B({1}));
+             current = nullptr;
+             return s;
+           }).ok());
+  REQUIRE(bus.write(0, 0, B({9})).ok());
+  CHECK(nested_write.code() == Code::kFailedPrecondition);
+  CHECK(nested_assign.code() == Code::kFailedPrecondition);
+  CHECK(model::same(bus.page_bytes(1), {1, 0, 0, 0}));
+}
+
+TEST_CASE("read() of nothing is fine, also with a null span", "[events]") {
+  Bus bus;
+  REQUIRE(bus.create_page(4).ok());
+  CHECK(bus.read(0, 0, {}).ok());
+  CHECK(bus.read(0, 4, {}).ok());
+  CHECK(bus.read(0, 5, {}).code() == Code::kOutOfRange);
 }

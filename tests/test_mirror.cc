@@ -220,6 +220,27 @@ TEST_CASE("mirror: sync() from an event callback is refused, not a deadlock", "[
   CHECK(compare_mirror(mir, m).empty());
 }
 
+TEST_CASE("mirror: made in an event callback, it copies the state after that delta", "[mirror]") {
+  Bus bus;
+  model::Model m;
+  REQUIRE(*bus.create_page(16) == m.create(16));
+  std::unique_ptr<CpuMirror> mir;
+  REQUIRE(bus.subscribe(mmsb::mask_of(mmsb::EventKind::kDeltaApplied), [&](const mmsb::Event&) {
+               if (!mir) mir = std::make_unique<CpuMirror>(bus);  // no deadlock on the held lock
+             }).ok());
+  REQUIRE(bus.write(0, 3, model::to_bytes({7})).ok());
+  m.write(0, 3, {7});
+  REQUIRE(mir);
+  CHECK(mir->synced_epoch() == 1u);
+  CHECK(compare_mirror(*mir, m).empty());
+  REQUIRE(bus.write(0, 4, model::to_bytes({8})).ok());
+  m.write(0, 4, {8});
+  auto r = mir->sync();
+  REQUIRE(r.ok());
+  CHECK(*r == 1u);
+  CHECK(compare_mirror(*mir, m).empty());
+}
+
 TEST_CASE("a mirror whose bus is destroyed says so, and its copy stays readable", "[mirror]") {
   auto bus = std::make_unique<Bus>();
   model::Model m;

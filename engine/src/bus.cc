@@ -1,7 +1,7 @@
 #include "mmsb/bus.h"
 
 #include <algorithm>
-#include <queue>
+#include <exception>
 #include <string>
 
 #include "mmsb/diff.h"
@@ -28,13 +28,42 @@ struct Bus::Edge {
 
 namespace {
 
-// Set while this thread runs an event callback / an update function of a
-// bus, so re-entrant calls fail cleanly instead of deadlocking.
-// initial-exec: no __tls_get_addr call on the write path (the library is
-// linked into executables or loaded at startup, never dlopen'ed late).
+// The buses whose event callbacks (update functions) this thread is running,
+// innermost last, so that re-entrant calls fail cleanly instead of
+// deadlocking -- also where a callback of one bus writes another whose
+// callback calls back into the first. Zero-initialized, no constructor: no
+// TLS init call. initial-exec: no __tls_get_addr call on the write path (the
+// library is linked into executables or loaded at startup, never dlopen'ed
+// late).
 #define MMSB_TLS thread_local __attribute__((tls_model("initial-exec")))
-MMSB_TLS const Bus* tl_callback_bus = nullptr;
-MMSB_TLS const Bus* tl_update_bus = nullptr;
+struct BusStack {
+  static constexpr int kMax = 32;  // nesting deeper than this is not tracked
+  const Bus* at[kMax];
+  int depth;
+  bool has(const Bus* b) const noexcept {
+    for (int i = std::min(depth, kMax); i-- > 0;)
+      if (at[i] == b) return true;
+    return false;
+  }
+};
+MMSB_TLS BusStack tl_callbacks;
+MMSB_TLS BusStack tl_updates;
+
+// Marks `bus` as running callbacks (updates) on this thread for a scope; an
+// exception thrown by one unwinds it too.
+class Running {
+ public:
+  Running(BusStack& s, const Bus* bus) noexcept : s_(s) {
+    if (s_.depth < BusStack::kMax) s_.at[s_.depth] = bus;
+    ++s_.depth;
+  }
+  ~Running() { --s_.depth; }
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+
+ private:
+  BusStack& s_;
+};
 
 std::string page_label(PageId id, const std::string& name) {
   std::string s = "page " + std::to_string(id);
@@ -103,7 +132,7 @@ inline Bus::Slot* Bus::slot(PageId id) const noexcept {
 }
 
 Status Bus::check_callable(const char* what) const {
-  if (tl_callback_bus == this) [[unlikely]]
+  if (tl_callbacks.depth != 0 && tl_callbacks.has(this)) [[unlikely]]
     return Status(Code::kFailedPrecondition,
                   std::string("Bus::") + what +
                       " called from an event callback; callbacks run with the write lock held and must "
@@ -112,7 +141,8 @@ Status Bus::check_callable(const char* what) const {
 }
 
 Status Bus::check_writable(const char* what) const {
-  if (tl_callback_bus != this && tl_update_bus != this) [[likely]]
+  if ((tl_callbacks.depth == 0 || !tl_callbacks.has(this)) && (tl_updates.depth == 0 || !tl_updates.has(this)))
+      [[likely]]
     return Status::OK();
   if (Status s = check_callable(what); !s.ok()) return s;
   return Status(Code::kFailedPrecondition,
@@ -122,7 +152,7 @@ Status Bus::check_writable(const char* what) const {
 }
 
 Status Bus::check_not_in_callback(const char* what) const {
-  if (tl_callback_bus != this) [[likely]]
+  if (tl_callbacks.depth == 0 || !tl_callbacks.has(this)) [[likely]]
     return Status::OK();
   return Status(Code::kFailedPrecondition,
                 std::string(what) + " called from an event callback of its bus; callbacks run with the bus's write "
@@ -143,7 +173,7 @@ Version Bus::version_locked(PageId id) const noexcept {
 // Event callbacks run with mu_ held by their thread: reads from them need no
 // (and must not take the) lock.
 std::unique_lock<std::mutex> Bus::read_lock() const {
-  if (tl_callback_bus == this) return std::unique_lock<std::mutex>();
+  if (tl_callbacks.depth != 0 && tl_callbacks.has(this)) return std::unique_lock<std::mutex>();
   return std::unique_lock<std::mutex>(mu_);
 }
 
@@ -224,7 +254,7 @@ Status Bus::read(PageId id, uint64_t offset, std::span<std::byte> out) const {
     return Status(Code::kOutOfRange, "read of " + std::to_string(out.size()) + " bytes at offset " +
                                          std::to_string(offset) + " is past the end of " +
                                          page_label(id, s->name) + " (" + std::to_string(s->size) + " bytes)");
-  std::memcpy(out.data(), s->data + offset, out.size());
+  if (!out.empty()) std::memcpy(out.data(), s->data + offset, out.size());  // an empty span may be null
   return Status::OK();
 }
 
@@ -340,7 +370,8 @@ bool Bus::owes_propagation_locked() const {
 // the lock and run the immediate propagation the change owes.
 template <class Change>
 Status Bus::write_path(const char* what, Change&& change) {
-  if (tl_callback_bus == this || tl_update_bus == this) [[unlikely]]
+  if ((tl_callbacks.depth != 0 && tl_callbacks.has(this)) || (tl_updates.depth != 0 && tl_updates.has(this)))
+      [[unlikely]]
     return check_writable(what);
   Status st;
   bool owed;
@@ -376,6 +407,7 @@ std::span<const std::byte> UpdateContext::bytes() const { return bus_->page_byte
 std::span<const std::byte> UpdateContext::source_bytes() const { return bus_->page_bytes(source_); }
 
 Status UpdateContext::write(uint64_t offset, std::span<const std::byte> values) {
+  if (Status s = bus_->check_callable("UpdateContext::write"); !s.ok()) return s;  // it holds mu_
   std::lock_guard<std::mutex> lock(bus_->mu_);
   Status s = bus_->write_locked(page_, offset, values, cause_, nullptr);
   if (s.ok()) ++writes_;
@@ -383,6 +415,7 @@ Status UpdateContext::write(uint64_t offset, std::span<const std::byte> values) 
 }
 
 Status UpdateContext::assign(std::span<const std::byte> image) {
+  if (Status s = bus_->check_callable("UpdateContext::assign"); !s.ok()) return s;  // it holds mu_
   std::lock_guard<std::mutex> lock(bus_->mu_);
   Epoch e = 0;
   Status s = bus_->assign_locked(page_, image, cause_, &e);
@@ -473,15 +506,29 @@ Status Bus::propagate() {
   if (Status s = check_writable("propagate"); !s.ok()) return s;
   std::lock_guard<std::mutex> plock(prop_mu_);
   Status first;
+  std::vector<PageId>& changed = pass_.changed;
   for (;;) {
-    std::vector<PageId> changed;
+    changed.clear();
     {
       std::lock_guard<std::mutex> lock(mu_);
-      changed.swap(dirty_);
+      changed.swap(dirty_);  // dirty_ keeps the cleared vector's capacity
       for (PageId id : changed) slot(id)->dirty = false;
     }
     if (changed.empty()) return first;
-    Status s = run_pass(changed);
+    Status s;
+    try {
+      s = run_pass(changed);
+    } catch (...) {
+      // An event callback threw (they must not): the pages stay owed to the
+      // next propagate(); their dependents recompute then.
+      std::lock_guard<std::mutex> lock(mu_);
+      for (PageId id : changed)
+        if (Slot* sl = slot(id); !sl->dirty) {
+          sl->dirty = true;
+          dirty_.push_back(id);
+        }
+      throw;
+    }
     if (!s.ok() && first.ok()) first = std::move(s);
   }
 }
@@ -490,37 +537,60 @@ Status Bus::propagate() {
 // update are the transitive dependents of `changed`; they run in topological
 // order, ties broken by the smaller page id (Kahn's algorithm with a min-heap).
 // A page's update functions run, in source id order, for each source that
-// changed before it in this pass.
-Status Bus::run_pass(std::vector<PageId>& changed) {
+// changed before it in this pass. It touches only the pages it reaches.
+Status Bus::run_pass(const std::vector<PageId>& changed) {
+  PassScratch& p = pass_;
   const size_t n = out_edges_.size();
-  std::vector<char> is_changed(n, 0), affected(n, 0);
-  std::vector<PageId> stack;
-  for (PageId id : changed) {
-    is_changed[id] = 1;
-    stack.push_back(id);
+  if (p.is_changed.size() < n) {  // pages were created: grow (zeroed) once
+    p.is_changed.resize(n, 0);
+    p.affected.resize(n, 0);
+    p.indegree.resize(n, 0);
   }
-  while (!stack.empty()) {
-    PageId p = stack.back();
-    stack.pop_back();
-    for (PageId d : out_edges_[p])
-      if (!affected[d]) {
-        affected[d] = 1;
-        stack.push_back(d);
+  // Every flag this pass sets is cleared when it ends, however it ends.
+  struct Clear {
+    PassScratch& p;
+    ~Clear() {
+      for (PageId id : p.touched) p.is_changed[id] = 0;
+      for (PageId id : p.affected_pages) p.affected[id] = p.indegree[id] = 0;
+      p.touched.clear();
+      p.affected_pages.clear();
+      p.stack.clear();
+      p.ready.clear();
+    }
+  } clear{p};
+  auto mark_changed = [&](PageId id) {
+    if (!p.is_changed[id]) {
+      p.is_changed[id] = 1;
+      p.touched.push_back(id);
+    }
+  };
+  for (PageId id : changed) {
+    mark_changed(id);
+    p.stack.push_back(id);
+  }
+  while (!p.stack.empty()) {
+    const PageId s = p.stack.back();
+    p.stack.pop_back();
+    for (PageId d : out_edges_[s])
+      if (!p.affected[d]) {
+        p.affected[d] = 1;
+        p.affected_pages.push_back(d);
+        p.stack.push_back(d);
       }
   }
-  std::vector<uint32_t> indegree(n, 0);
-  std::priority_queue<PageId, std::vector<PageId>, std::greater<PageId>> ready;
-  for (PageId d = 0; d < n; ++d) {
-    if (!affected[d]) continue;
-    for (const Edge& e : in_edges_[d]) indegree[d] += affected[e.source];
-    if (indegree[d] == 0) ready.push(d);
+  const auto later = std::greater<PageId>();  // a min-heap: the smallest ready page first
+  for (PageId d : p.affected_pages) {
+    for (const Edge& e : in_edges_[d]) p.indegree[d] += p.affected[e.source];
+    if (p.indegree[d] == 0) p.ready.push_back(d);
   }
+  std::make_heap(p.ready.begin(), p.ready.end(), later);
   Status first;
-  while (!ready.empty()) {
-    const PageId d = ready.top();
-    ready.pop();
+  while (!p.ready.empty()) {
+    std::pop_heap(p.ready.begin(), p.ready.end(), later);
+    const PageId d = p.ready.back();
+    p.ready.pop_back();
     for (const Edge& e : in_edges_[d]) {
-      if (!is_changed[e.source]) continue;
+      if (!p.is_changed[e.source]) continue;
       Epoch cause;
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -536,17 +606,29 @@ Status Bus::run_pass(std::vector<PageId>& changed) {
         }
       }
       UpdateContext ctx(this, d, e.source, cause);
-      const Bus* outer = tl_update_bus;
-      tl_update_bus = this;
-      Status s = e.fn(ctx);
-      tl_update_bus = outer;
+      Status s;
+      {
+        Running running(tl_updates, this);
+        // An exception is this update's failure, not the end of the pass:
+        // the other dependents still update.
+        try {
+          s = e.fn(ctx);
+        } catch (const std::exception& x) {
+          s = Status(Code::kFailedPrecondition, std::string("the update function threw: ") + x.what());
+        } catch (...) {
+          s = Status(Code::kFailedPrecondition, "the update function threw a non-std::exception");
+        }
+      }
       if (!s.ok() && first.ok())
         first = Status(s.code(), "update of page " + std::to_string(d) + " from page " + std::to_string(e.source) +
                                      " (cause epoch " + std::to_string(cause) + ") failed: " + s.message());
-      if (ctx.writes() > 0) is_changed[d] = 1;
+      if (ctx.writes() > 0) mark_changed(d);
     }
     for (PageId m : out_edges_[d])
-      if (affected[m] && --indegree[m] == 0) ready.push(m);
+      if (p.affected[m] && --p.indegree[m] == 0) {
+        p.ready.push_back(m);
+        std::push_heap(p.ready.begin(), p.ready.end(), later);
+      }
   }
   return first;
 }
@@ -554,11 +636,9 @@ Status Bus::run_pass(std::vector<PageId>& changed) {
 // ---------------------------------------------------------------- events
 
 void Bus::emit_locked(const Event& e) {
-  const Bus* outer = tl_callback_bus;
-  tl_callback_bus = this;
+  Running running(tl_callbacks, this);
   for (const Subscriber& s : subscribers_)
     if (s.kinds & mask_of(e.kind)) s.fn(e);
-  tl_callback_bus = outer;
 }
 
 Result<SubscriptionId> Bus::subscribe(uint32_t kinds, EventCallback cb) {

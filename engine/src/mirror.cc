@@ -8,7 +8,9 @@
 namespace mmsb {
 
 CpuMirror::CpuMirror(Bus& bus) : bus_(bus), link_(bus) {
-  auto lock = bus_.lock_writes();
+  // In one of the bus's event callbacks this thread holds the write lock
+  // already (taking it again would deadlock): the bus is between two deltas.
+  auto lock = bus_.check_not_in_callback("CpuMirror").ok() ? bus_.lock_writes() : std::unique_lock<std::mutex>();
   // Only allocation can fail here; sync() then retries and reports it.
   need_resync_ = !resync_locked().ok();
   resyncs_ = 0;  // the first copy is not a resync

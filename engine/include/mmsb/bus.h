@@ -13,11 +13,17 @@
 //   - Event callbacks run on the writing thread, with the lock held, in epoch
 //     order. They may call the reading methods (info, find, read, copy_page,
 //     page_bytes, the hashes); mutating methods return kFailedPrecondition
-//     instead of deadlocking.
+//     instead of deadlocking. That holds across buses too: a callback of
+//     bus A may write bus B, whose callbacks may then read A but not write it.
+//     Callbacks must not throw: an exception leaves the call that fired the
+//     event (whose change is already applied) and skips later subscribers;
+//     the bus stays usable.
 //   - Dependency update functions run without the lock, one propagation at a
 //     time. They write their dependent page through UpdateContext only; the
 //     bus's mutating methods (write, apply, assign, create_page, propagate,
-//     dependency changes) return kFailedPrecondition from inside them.
+//     dependency changes) return kFailedPrecondition from inside them. An
+//     update function that throws has failed: propagate() returns
+//     kFailedPrecondition with the exception's what(), and the pass goes on.
 //   - create_page() and dependency changes wait for a running propagation.
 #pragma once
 
@@ -112,6 +118,9 @@ class UpdateContext {
   Status assign(std::span<const std::byte> image);
   // Number of deltas written through this context.
   uint32_t writes() const noexcept { return writes_; }
+  // Valid during the update function's call only: not copied, not kept.
+  UpdateContext(const UpdateContext&) = delete;
+  UpdateContext& operator=(const UpdateContext&) = delete;
 
  private:
   friend class Bus;
@@ -245,7 +254,7 @@ class Bus {
   Status write_path(const char* what, Change&& change);
   void step_aside() const noexcept;
   void emit_locked(const Event& e);
-  Status run_pass(std::vector<PageId>& changed);
+  Status run_pass(const std::vector<PageId>& changed);
   bool reaches_locked(PageId from, PageId to, std::vector<PageId>* path) const;
 
   static constexpr size_t kSlotsPerChunk = 1024;
@@ -266,6 +275,19 @@ class Bus {
   std::vector<std::vector<Edge>> in_edges_;   // by dependent, sorted by source
   std::vector<std::vector<PageId>> out_edges_;  // by source, sorted
   std::vector<PageId> dirty_;                 // changed since last propagation
+  // propagate()'s scratch (prop_mu_): reused, so that a pass allocates
+  // nothing once they have grown, and costs the pages it reaches, not the
+  // bus's page count. The per-page flags are all clear between passes.
+  struct PassScratch {
+    std::vector<PageId> changed;          // the pages a pass starts from
+    std::vector<char> is_changed;         // by page: changed before or in this pass
+    std::vector<char> affected;           // by page: a transitive dependent of `changed`
+    std::vector<uint32_t> indegree;       // by page: affected sources not yet updated
+    std::vector<PageId> touched;          // pages whose is_changed is set
+    std::vector<PageId> affected_pages;   // pages whose affected is set
+    std::vector<PageId> stack, ready;     // the walk; a min-heap of pages ready to update
+  };
+  PassScratch pass_;
 
   std::vector<Subscriber> subscribers_;
   std::mutex attach_mu_;  // guards attachments_ (not the write lock: consumers

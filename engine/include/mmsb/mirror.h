@@ -19,7 +19,8 @@ namespace mmsb {
 
 class CpuMirror {
  public:
-  // Copies the bus's state at its current epoch.
+  // Copies the bus's state at its current epoch (also from one of its event
+  // callbacks: the state after the delta that fired it).
   explicit CpuMirror(Bus& bus);
   ~CpuMirror();
   CpuMirror(const CpuMirror&) = delete;
