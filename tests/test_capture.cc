@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <ostream>
@@ -1024,6 +1026,9 @@ TEST_CASE("a bus destroyed before its recorder: the recording still ends whole",
   CHECK((*started)->status().ok());
   CHECK((*started)->flush().ok());
   CHECK((*started)->stop().ok());
+  // stats() reads what the recorder kept, not the gone bus's TLog (ASan).
+  CHECK((*started)->stats().deltas == w.expected.size());
+  CHECK((*started)->stats().app_waits == 0u);
   started->reset();
   const tlogr::Recording r = tlogr::read_recording(dir.path);
   INFO(r.summary());
@@ -1203,4 +1208,82 @@ TEST_CASE("start, flush and stop from an event callback are refused, not a deadl
   const tlogr::Recording r = tlogr::read_recording(dir.path / "rec");
   CHECK(r.last_epoch == 1u);
   CHECK(r.deltas.size() == 1u);
+}
+
+TEST_CASE("a recorder destroyed from an event callback while it owes a snapshot: no deadlock", "[capture][errors]") {
+  TempDir dir("callback-dtor");
+  Bus bus;
+  const mmsb::PageId p = bus.create_page(64).value();
+  const std::byte v[1] = {std::byte{5}};
+  REQUIRE(bus.write(p, 0, v).ok());  // past epoch 0: the writer owes an initial snapshot
+  auto started = Recorder::start(bus, dir.path);
+  REQUIRE(started.ok());
+  std::unique_ptr<Recorder> rec = std::move(*started);
+  REQUIRE(bus.subscribe(mmsb::mask_of(mmsb::EventKind::kDeltaApplied), [&](const mmsb::Event&) { rec.reset(); }).ok());
+  REQUIRE(bus.write(p, 1, v).ok());  // returns: the destructor did not wait for the bus lock
+  CHECK(rec == nullptr);
+  REQUIRE(bus.write(p, 2, v).ok());
+  // What was written is there: the segment's file header and first frames.
+  const tlogr::Recording r = tlogr::read_recording(dir.path);
+  INFO(r.summary());
+  CHECK_FALSE(r.segments.empty());
+}
+
+TEST_CASE("stop() and flush() from several threads at once", "[capture][threads]") {
+  for (int round = 0; round < 20; ++round) {
+    TempDir dir("stop-race");
+    Bus bus;
+    const mmsb::PageId p = bus.create_page(16).value();
+    auto started = Recorder::start(bus, dir.path);
+    REQUIRE(started.ok());
+    std::unique_ptr<Recorder> rec = std::move(*started);
+    for (int i = 0; i < 100; ++i) {
+      const std::byte v[1] = {std::byte(i)};
+      REQUIRE(bus.write(p, static_cast<uint64_t>(i % 16), v).ok());
+    }
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&, t] {
+        const mmsb::Status s = t % 2 ? rec->flush() : rec->stop();
+        if (!s.ok()) ++failures;
+        (void)rec->stats();
+      });
+    for (auto& t : threads) t.join();
+    CHECK(failures == 0);
+    REQUIRE(rec->stop().ok());
+    const tlogr::Recording r = tlogr::read_recording(dir.path);
+    CHECK(r.clean());
+    CHECK(r.deltas.size() == 100u);
+  }
+}
+
+TEST_CASE("start: options out of range are refused, naming the option, and nothing is created", "[capture][errors]") {
+  Bus bus;
+  REQUIRE(bus.create_page(8).ok());
+  struct Bad {
+    const char* name;
+    std::function<void(RecorderOptions&)> set;
+  };
+  const std::vector<Bad> bad = {
+      {"batch_deltas", [](RecorderOptions& o) { o.batch_deltas = 0; }},
+      {"batch_bytes", [](RecorderOptions& o) { o.batch_bytes = 0; }},
+      {"snapshot_part_bytes", [](RecorderOptions& o) { o.snapshot_part_bytes = 0; }},
+      {"flush_interval", [](RecorderOptions& o) { o.flush_interval = std::chrono::milliseconds::max(); }},
+      {"flush_interval", [](RecorderOptions& o) { o.flush_interval = std::chrono::milliseconds(-1); }},
+      {"snapshot_log_ratio", [](RecorderOptions& o) { o.snapshot_log_ratio = -1; }},
+      {"snapshot_log_ratio", [](RecorderOptions& o) { o.snapshot_log_ratio = std::nan(""); }},
+      {"durability", [](RecorderOptions& o) { o.durability = static_cast<mmsb::capture::Durability>(9); }},
+  };
+  for (const Bad& b : bad) {
+    TempDir dir("bad-options");
+    RecorderOptions o;
+    b.set(o);
+    auto r = Recorder::start(bus, dir.path, o);
+    INFO(b.name << ": " << r.status().to_string());
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Code::kInvalidArgument);
+    CHECK(r.status().message().find(b.name) != std::string::npos);
+    CHECK_FALSE(fs::exists(dir.path));
+  }
 }

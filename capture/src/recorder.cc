@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -61,9 +62,13 @@ class Recorder::Writer {
   RecorderStats stats() const {
     std::lock_guard<std::mutex> lk(mu_);
     RecorderStats s = stats_;
-    s.app_waits = log_.producer_waits() - waits_at_start_;
+    // Once done, the count finish() kept: the bus (and its TLog) may be gone.
+    s.app_waits = done_ ? app_waits_ : log_.producer_waits() - waits_at_start_;
     return s;
   }
+  // From the application thread, in an event callback of the bus: the
+  // writer must not wait for the bus lock (lock_bus_draining fails).
+  void abandon_lock() { abandon_.store(true, std::memory_order_release); }
 
  private:
   Status drain(bool may_emit);
@@ -112,10 +117,12 @@ class Recorder::Writer {
   Status error_;
   RecorderStats stats_;
   uint64_t waits_at_start_ = 0;  // TLog::producer_waits() when the cursor opened
+  uint64_t app_waits_ = 0;       // producer waits while recording, kept by finish()
   uint64_t flush_requests_ = 0;  // tickets handed out by flush()
   uint64_t flush_served_ = 0;    // tickets whose deltas are all in frames
   bool stop_ = false;
   bool done_ = false;
+  std::atomic<bool> abandon_{false};
 };
 
 Status Recorder::Writer::begin() {
@@ -284,6 +291,12 @@ Status Recorder::Writer::lock_bus_draining(std::unique_lock<std::mutex>* lk) {
     }
     *lk = bus_.try_lock_writes();
     if (lk->owns_lock()) break;
+    if (abandon_.load(std::memory_order_acquire)) {
+      bus_.want_lock(false);
+      return Status(Code::kFailedPrecondition,
+                    "the Recorder was destroyed from an event callback of its bus, which holds the bus lock: "
+                    "the snapshot it owed was not taken; the frames written before stay readable");
+    }
 #if defined(__x86_64__) || defined(__i386__)
     for (int i = 0; i < 64; ++i) __builtin_ia32_pause();
 #endif
@@ -370,9 +383,11 @@ Status Recorder::Writer::snapshot() {
 }
 
 void Recorder::Writer::finish(Status s) {
+  const uint64_t waits = log_.producer_waits() - waits_at_start_;
   log_.close(cursor_);  // the application never waits for us again
   lock_.release();      // nothing more is written: recover() may cut or close what is there
   std::lock_guard<std::mutex> lk(mu_);
+  app_waits_ = waits;
   if (error_.ok()) error_ = std::move(s);
   done_ = true;
   cv_.notify_all();
@@ -435,6 +450,18 @@ Recorder::Recorder(Bus& bus, fs::path dir)
 Result<std::unique_ptr<Recorder>> Recorder::start(Bus& bus, const fs::path& dir, RecorderOptions options) {
   // It opens a cursor under the bus's write lock.
   if (Status s = bus.check_not_in_callback("Recorder::start"); !s.ok()) return s;
+  auto bad = [](const std::string& what) { return Status(Code::kInvalidArgument, "RecorderOptions: " + what); };
+  if (options.batch_deltas == 0) return bad("batch_deltas is 0 (at least 1 delta a frame)");
+  if (options.batch_bytes == 0) return bad("batch_bytes is 0 (at least 1 byte a frame)");
+  if (options.snapshot_part_bytes == 0) return bad("snapshot_part_bytes is 0");
+  if (options.flush_interval.count() < 0 || options.flush_interval > std::chrono::hours(24))
+    return bad("flush_interval of " + std::to_string(options.flush_interval.count()) + " ms is outside 0..24 h");
+  if (!(options.snapshot_log_ratio >= 0) || std::isinf(options.snapshot_log_ratio))
+    return bad("snapshot_log_ratio must be a finite number >= 0 (0: never), not " +
+               std::to_string(options.snapshot_log_ratio));
+  if (options.durability != Durability::kProcess && options.durability != Durability::kFsyncSegment &&
+      options.durability != Durability::kFsyncFlush)
+    return bad("durability " + std::to_string(static_cast<int>(options.durability)) + " is not a Durability");
   std::error_code ec;
   if (fs::exists(dir, ec)) {
     if (!fs::is_directory(dir, ec))
@@ -460,7 +487,11 @@ Result<std::unique_ptr<Recorder>> Recorder::start(Bus& bus, const fs::path& dir,
   return r;
 }
 
-Recorder::~Recorder() { (void)finish(); }
+Recorder::~Recorder() {
+  // After the bus went (stopped_ set by its link) bus_ must not be touched.
+  if (!stopped_ && !bus_.check_not_in_callback("~Recorder").ok()) writer_->abandon_lock();
+  (void)finish();
+}
 
 // flush() and stop() wait for the writer thread, which takes the bus's
 // write lock: from one of its event callbacks they would never return.
@@ -477,10 +508,11 @@ Status Recorder::stop() {
 }
 
 Status Recorder::finish() {
+  std::lock_guard<std::mutex> g(stop_mu_);  // a second caller waits for the first's join
   if (stopped_ || !writer_) return writer_ ? writer_->error() : Status::OK();
-  stopped_ = true;
   writer_->request_stop();
   if (thread_.joinable()) thread_.join();
+  stopped_ = true;
   return writer_->error();
 }
 

@@ -99,11 +99,19 @@ struct RecorderStats {
 class Recorder {
  public:
   // Starts recording `bus` into `dir`, which must not exist or be empty.
+  // kInvalidArgument for options out of range (a zero batch, a negative or
+  // over-a-day flush_interval, a negative ratio). It sets SIGXFSZ to ignored
+  // when it is at its default, so that the file size limit is an error
+  // (EFBIG) rather than the process's end.
   // A bus past epoch 0 gets a (fuzzy) snapshot first, from the writer thread;
   // the recording's state is known from that snapshot's last epoch on.
   static Result<std::unique_ptr<Recorder>> start(Bus& bus, const std::filesystem::path& dir,
                                                  RecorderOptions options = {});
-  ~Recorder();  // stop()s; errors are then only in status()
+  // stop()s; errors are then only in status(). From an event callback of its
+  // bus (which holds the bus lock the writer may need) it does not wait for
+  // a snapshot the writer owes: the recording then ends without it, with the
+  // error in the writer's frames left open ('mmsb-replay recover' closes them).
+  ~Recorder();
   Recorder(const Recorder&) = delete;
   Recorder& operator=(const Recorder&) = delete;
 
@@ -114,7 +122,8 @@ class Recorder {
   // kFailedPrecondition instead of deadlocking.
   Status flush();
   // Flushes, closes the last segment with its index and trailer, joins the
-  // writer. Idempotent.
+  // writer. Idempotent. flush(), stop(), status() and stats() may be called
+  // from any thread, also concurrently, and after the bus is gone.
   Status stop();
   // OK while recording normally; the error that stopped it otherwise.
   Status status() const;
@@ -129,8 +138,9 @@ class Recorder {
   Bus& bus_;
   std::filesystem::path dir_;
   std::unique_ptr<Writer> writer_;
+  std::mutex stop_mu_;  // one finish() at a time: it joins thread_
   std::thread thread_;
-  bool stopped_ = false;
+  std::atomic<bool> stopped_{false};
   BusLink link_;  // last: detaches first; a bus that goes first calls finish()
 };
 
