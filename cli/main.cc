@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "mmsb/format.h"
+#include "mmsb/replay/recording.h"
 #include "mmsb/replay/text.h"
 
 namespace {
@@ -29,6 +30,7 @@ Run 'mmsb-replay SUBCOMMAND --help' for its options and an example.)";
 
 int main(int argc, char** argv) {
   using namespace mmsb::cli;
+  mmsb::replay::raise_open_file_limit();  // a recording keeps one descriptor per segment
   CLI::App app{"mmsb-replay: inspect, check, compare and repair MMSB recordings."};
   app.name("mmsb-replay");
   app.set_version_flag("--version", std::string("mmsb-replay " MMSB_VERSION " (recording format ") +

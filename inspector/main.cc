@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "app.h"
+#include "mmsb/replay/recording.h"
 #include "script.h"
 
 static_assert(mmsb::inspector::kReloadKey == GLFW_KEY_F5, "app.h's F5 is not GLFW's");
@@ -99,6 +100,7 @@ bool write_png(GLFWwindow* window, const std::string& path, std::string* error) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  mmsb::replay::raise_open_file_limit();  // a recording keeps one descriptor per segment
   CLI::App cli{"mmsb-inspector: scrub an MMSB recording's timeline, read pages in hex with the bytes each delta "
                "wrote highlighted, diff two epochs and walk propagation."};
   std::string recording, screenshot, page, view_arg, script_path, layout_json, size = "1280x800";

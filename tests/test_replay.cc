@@ -6,6 +6,7 @@
 #include "replay_workload.h"
 #include "mmsb/replay/tools.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -449,4 +450,46 @@ TEST_CASE("open: a FIFO, a directory or a dangling link named like a segment is 
   INFO(r.status().to_string());
   CHECK(r.status().code() == Code::kCorruption);
   CHECK(r.status().message().find("seg-000000.tlog is not a segment file: it is a FIFO") != std::string::npos);
+}
+
+TEST_CASE("open: more segments than the open-file limit is a clear error; the limit can be raised", "[replay]") {
+  TempDir dir("replay-many-segments");
+  {
+    Bus bus;
+    const mmsb::PageId p = bus.create_page(64).value();
+    RecorderOptions opt = small_options();
+    opt.batch_deltas = 1;
+    opt.segment_bytes = 1;  // a segment per frame
+    auto started = Recorder::start(bus, dir.path, opt);
+    REQUIRE(started.ok());
+    for (int i = 0; i < 80; ++i) {
+      const std::byte b{static_cast<unsigned char>(i)};
+      REQUIRE(bus.write(p, static_cast<uint64_t>(i % 64), std::span(&b, 1)).ok());
+      REQUIRE((*started)->flush().ok());
+    }
+    REQUIRE((*started)->stop().ok());
+  }
+  const size_t segments = segment_files(dir.path).size();
+  REQUIRE(segments >= 80);
+  size_t open_now = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++open_now;
+  struct rlimit saved;
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  REQUIRE(saved.rlim_max >= open_now + segments + 16);
+  struct rlimit low = saved;
+  low.rlim_cur = open_now + segments / 2;  // room for half the segments
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  auto refused = Recording::open(dir.path);
+  mmsb::replay::raise_open_file_limit();
+  struct rlimit raised;
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &raised) == 0);
+  auto opened = Recording::open(dir.path);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == Code::kIOError);
+  CHECK(refused.status().message().find("ulimit -n") != std::string::npos);
+  if (saved.rlim_max != RLIM_INFINITY) CHECK(raised.rlim_cur == saved.rlim_max);
+  REQUIRE(opened.ok());
+  CHECK((*opened)->segments().size() == segments);
+  CHECK((*opened)->last_epoch() == 80u);
 }

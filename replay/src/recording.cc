@@ -1,6 +1,7 @@
 #include "mmsb/replay/recording.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,7 +70,13 @@ Status open_segment(const fs::path& path, int* fd, uint64_t* bytes, std::string*
     return Status::OK();
   }
   const int f = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (f < 0) return Status(Code::kIOError, path.string() + ": cannot open: " + std::strerror(errno));
+  if (f < 0) {
+    const int err = errno;
+    return Status(Code::kIOError, path.string() + ": cannot open: " + std::strerror(err) +
+                                      (err == EMFILE ? " (a reader keeps every segment of a recording open: raise the "
+                                                       "open-file limit, e.g. 'ulimit -n 65536')"
+                                                     : ""));
+  }
   if (::fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {  // replaced since the stat
     *what = file_type_name(st.st_mode);
     ::close(f);
@@ -112,6 +119,14 @@ std::optional<PageId> Recording::find_page(std::string_view text) const noexcept
   for (char c : text) id = id * 10 + static_cast<uint64_t>(c - '0');
   if (id >= pages_.size()) return std::nullopt;
   return static_cast<PageId>(id);
+}
+
+void raise_open_file_limit() noexcept {
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &rl);  // best effort: the open's error says what to do
+  }
 }
 
 Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {

@@ -94,10 +94,18 @@ struct MetaInfo {
   std::map<std::string, std::string> labels;
 };
 
+// Raises this process's soft limit on open files to its hard limit: for a
+// tool (mmsb-replay, mmsb-inspector) that may open recordings of thousands
+// of segments, each held open by Recording. A library never calls it.
+void raise_open_file_limit() noexcept;
+
 class Recording {
  public:
   // kNotFound if `dir` is missing, kCorruption if it holds no readable
-  // segment, kUnsupported for a newer major format version.
+  // segment, kUnsupported for a newer major format version. Each segment
+  // stays open (one file descriptor each) for the Recording's lifetime: a
+  // recording of more segments than the open-file limit allows is kIOError
+  // (raise the limit, as mmsb-replay and mmsb-inspector do at start).
   static Result<std::unique_ptr<Recording>> open(const std::filesystem::path& dir);
 
   const std::filesystem::path& dir() const noexcept { return dir_; }
