@@ -80,9 +80,12 @@ std::unique_ptr<replay::Index> build_index(const replay::Recording& rec, const C
 // damaged tail", or, while a process is still writing it, to wait for it.
 std::string damage_advice(const replay::Recording& rec);
 std::string damage_text(const replay::Recording& rec, const replay::Index& index);
-// An epoch a command reads (argument `what`) must come before such damage:
-// exit 3 naming the file and offset otherwise.
-void require_readable(const replay::Index& index, Epoch epoch, const std::string& what);
+// An epoch a command reads (argument `what`, given as `text`) must come
+// before such damage: exit 3 naming the file and offset otherwise. `last`
+// (or no epoch given: text "") means the last readable epoch, which damage
+// found while decoding can bring before the recording's own last epoch:
+// returns the epoch to read.
+Epoch require_readable(const replay::Index& index, Epoch epoch, const std::string& text, const std::string& what);
 
 // Epoch arguments: a decimal number, or `start` (the first known state),
 // `first` (the first delta) or `last` (the last delta). Outside

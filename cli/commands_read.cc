@@ -296,13 +296,13 @@ struct CatArgs {
 int run_cat(const CatArgs& a) {
   auto rec = open_recording(a.dir, a.common);
   const PageId page = resolve_page(*rec, a.page, a.by_id ? PageBy::kId : a.by_name ? PageBy::kName : PageBy::kAuto);
-  const Epoch epoch = a.epoch.empty() ? rec->last_epoch()
+  const Epoch asked = a.epoch.empty() ? rec->last_epoch()
                                       : parse_epoch(a.epoch, *rec, rec->start_epoch(), rec->last_epoch(), "--epoch");
   const replay::PageMeta& meta = rec->pages()[page];
   if (a.raw && a.output.empty() && !a.common.json && isatty(STDOUT_FILENO))
     throw Error{kExitUsage, "refusing to write raw bytes to a terminal", "redirect stdout or give -o FILE"};
   auto index = build_index(*rec, a.common);
-  require_readable(*index, epoch, a.epoch.empty() ? "the last epoch" : "--epoch");
+  const Epoch epoch = require_readable(*index, asked, a.epoch, "--epoch");
   if (page >= index->page_count_at(epoch))
     throw Error{kExitUsage,
                 fmt("page %s does not exist at epoch %" PRIu64 " (it was created at epoch %" PRIu64 ")",
@@ -360,13 +360,13 @@ struct DiffArgs {
 
 int run_diff(const DiffArgs& a) {
   auto rec = open_recording(a.dir, a.common);
-  const Epoch ea = parse_epoch(a.a, *rec, rec->start_epoch(), rec->last_epoch(), "epoch A");
-  const Epoch eb = parse_epoch(a.b, *rec, rec->start_epoch(), rec->last_epoch(), "epoch B");
+  const Epoch asked_a = parse_epoch(a.a, *rec, rec->start_epoch(), rec->last_epoch(), "epoch A");
+  const Epoch asked_b = parse_epoch(a.b, *rec, rec->start_epoch(), rec->last_epoch(), "epoch B");
   std::optional<PageId> only;
   if (!a.page.empty()) only = resolve_page(*rec, a.page);
   auto index = build_index(*rec, a.common);
-  require_readable(*index, ea, "epoch A");
-  require_readable(*index, eb, "epoch B");
+  const Epoch ea = require_readable(*index, asked_a, a.a, "epoch A");
+  const Epoch eb = require_readable(*index, asked_b, a.b, "epoch B");
 
   std::vector<PageDiff> diffs;
   if (only) {
@@ -470,15 +470,15 @@ void tree_json(const Index& index, const CauseTree& t, Json& j) {
 int run_deps(const DepsArgs& a) {
   auto rec = open_recording(a.dir, a.common);
   if (rec->delta_count() == 0) throw Error{kExitUsage, "the recording has no deltas", ""};
-  const Epoch epoch = parse_epoch(a.epoch, *rec, 0, UINT64_MAX, "epoch");
-  if (epoch < rec->first_delta_epoch() || epoch > rec->last_epoch())  // 'start', a state before any delta
+  const Epoch asked = parse_epoch(a.epoch, *rec, 0, UINT64_MAX, "epoch");
+  if (asked < rec->first_delta_epoch() || asked > rec->last_epoch())  // 'start', a state before any delta
     throw Error{kExitUsage,
                 fmt("deps needs a delta's epoch (first..last = %" PRIu64 "..%" PRIu64 "); epoch %" PRIu64 " %s",
-                    rec->first_delta_epoch(), rec->last_epoch(), epoch,
-                    epoch > rec->last_epoch() ? "is past the last delta" : "is the state before the first delta"),
+                    rec->first_delta_epoch(), rec->last_epoch(), asked,
+                    asked > rec->last_epoch() ? "is past the last delta" : "is the state before the first delta"),
                 ""};
   auto index = build_index(*rec, a.common);
-  require_readable(*index, epoch, "epoch");
+  const Epoch epoch = require_readable(*index, asked, a.epoch, "epoch");
   const std::vector<Epoch> chain = index->cause_chain(epoch);
 
   if (a.common.json) {

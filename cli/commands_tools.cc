@@ -313,10 +313,10 @@ struct ExportArgs {
 
 int run_export(const ExportArgs& a) {
   auto rec = open_recording(a.dir, a.common);
-  const Epoch epoch = a.epoch.empty() ? rec->last_epoch()
+  const Epoch asked = a.epoch.empty() ? rec->last_epoch()
                                       : parse_epoch(a.epoch, *rec, rec->start_epoch(), rec->last_epoch(), "--epoch");
   auto index = build_index(*rec, a.common);
-  require_readable(*index, epoch, a.epoch.empty() ? "the last epoch" : "--epoch");
+  const Epoch epoch = require_readable(*index, asked, a.epoch, "--epoch");
   auto result = replay::export_state(*index, epoch, a.out);
   if (!result.ok()) {
     const Code c = result.status().code();

@@ -130,8 +130,9 @@ std::string damage_text(const Recording& rec, const Index& index) {
   return rec.damage().ok() ? "" : rec.damage().to_string();
 }
 
-void require_readable(const Index& index, Epoch epoch, const std::string& what) {
-  if (epoch <= index.last_epoch() || index.damage().ok()) return;
+Epoch require_readable(const Index& index, Epoch epoch, const std::string& text, const std::string& what) {
+  if (epoch <= index.last_epoch() || index.damage().ok()) return epoch;
+  if (text.empty() || text == "last") return index.last_epoch();  // build_index's warning says why
   const std::string dir = index.recording().dir().string();
   throw Error{kExitBadInput,
               what + " " + std::to_string(epoch) + " lies past damage in " + quoted(dir) + ": " +

@@ -851,8 +851,118 @@ TEST_CASE("verify: a trailer that contradicts the frames, or an index frame mid-
     CHECK(rep.offset == target->offset);
     CHECK(rep.problem.find("an index frame in the middle of the segment") != std::string::npos);
   }
+  // Damage to what only closes the segment -- its index frame, its trailer,
+  // bytes after them -- loses no delta: the readers walk the whole frames,
+  // the history goes on into the next segments, and verify and recover see
+  // a problem with the index.
+  auto index_only = [&](const std::string& what) {
+    auto rec = open_rec(work.path);
+    INFO(rec->damage().to_string());
+    CHECK(rec->damage().ok());
+    CHECK(rec->last_epoch() == f.last);
+    CHECK(rec->segments().size() == segs.size());
+    CHECK(rec->segments()[0].problem.find(what) != std::string::npos);
+    auto rep = mmsb::replay::verify(work.path);
+    INFO(rep.problem);
+    CHECK_FALSE(rep.ok);
+    CHECK(rep.recoverable);
+    CHECK(rep.file == seg.string());
+  };
+  SECTION("the index frame's payload") {
+    const RawFrame index = raw_frames(orig).back();
+    std::vector<uint8_t> b = orig;
+    b[index.offset + 40 + index.payload / 2] ^= 0x04;
+    write_file(seg, b);
+    index_only("this is the segment's index frame");
+  }
+  SECTION("the trailer's magic") {
+    std::vector<uint8_t> b = orig;
+    b[trailer_at] ^= 0x01;
+    write_file(seg, b);
+    index_only("after the index frame");
+  }
+  SECTION("bytes after the trailer") {
+    std::vector<uint8_t> b = orig;
+    b.insert(b.end(), 8, 0);
+    write_file(seg, b);
+    index_only("after the index frame");
+  }
   INFO("recover keeps every epoch up to " << intact);
   recover_cut(work.path, f, intact);
+}
+
+TEST_CASE("an unreadable snapshot part leaves its snapshot incomplete, not the history cut", "[replay]") {
+  Full f;
+  record_full(f, 0x1d0e, 900, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  TempDir work("replay-bad-snapshot");
+  copy_dir(f.dir.path, work.path);
+  constexpr uint8_t kSnapshotKind = 4;
+  fs::path seg;
+  RawFrame target;
+  for (size_t s = 1; s < segs.size() && !target.payload; ++s)
+    for (const RawFrame& r : raw_frames(read_file(segs[s])))
+      if (r.kind == kSnapshotKind) {
+        target = r;
+        seg = work.path / segs[s].filename();
+        break;
+      }
+  REQUIRE(target.payload > 0);
+  std::vector<uint8_t> b = read_file(seg);
+  b[target.offset + 40 + target.payload / 2] ^= 0x10;
+  write_file(seg, b);
+  INFO(seg.filename() << " offset " << target.offset);
+  auto rec = open_rec(work.path);
+  CHECK(rec->damage().ok());
+  CHECK(rec->last_epoch() == f.last);
+  size_t incomplete = 0;
+  for (const auto& s : rec->snapshots()) incomplete += !s.complete;
+  CHECK(incomplete >= 1);
+  // Every epoch still replays to the model's state (seeks use the other snapshots).
+  auto ix = build(*rec);
+  CHECK(ix->damage().ok());
+  StateView v(*ix);
+  for (Epoch e : {Epoch{1}, target.first, f.last / 2, f.last}) {
+    REQUIRE(v.seek(e).ok());
+    const Snap& want = f.saved.at(e);
+    for (uint32_t p = 0; p < v.page_count(); ++p) {
+      INFO("page " << p << " at epoch " << e);
+      CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
+    }
+  }
+  mmsb::replay::State st(*rec);
+  REQUIRE(st.seek(f.last).ok());
+  // verify still names the bad frame.
+  auto rep = mmsb::replay::verify(work.path);
+  CHECK_FALSE(rep.ok);
+  CHECK(rep.file == seg.string());
+  CHECK(rep.offset == target.offset);
+}
+
+TEST_CASE("open: a delta frame that claims more epochs than it has bytes ends the history there", "[replay]") {
+  Full f;
+  record_full(f, 0x1d0f, 300, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  TempDir work("replay-huge-epochs");
+  copy_dir(f.dir.path, work.path);
+  const fs::path seg = work.path / segs.back().filename();
+  std::vector<uint8_t> b = read_file(seg);
+  RawFrame target;
+  for (const RawFrame& r : raw_frames(b))
+    if (r.kind == kDeltasKind) target = r;  // the last delta frame
+  REQUIRE(target.payload > 0);
+  const uint64_t huge = target.first + (uint64_t{1} << 40);
+  std::memcpy(b.data() + target.offset + 24, &huge, 8);  // last_epoch (FORMAT.md), header checksum fixed
+  const uint32_t sum = static_cast<uint32_t>(XXH3_64bits(b.data() + target.offset, 36));
+  std::memcpy(b.data() + target.offset + 36, &sum, 4);
+  write_file(seg, b);
+  auto rec = open_rec(work.path);
+  INFO(rec->damage().to_string());
+  CHECK_FALSE(rec->damage().ok());
+  CHECK(rec->damage().message().find("claims epochs") != std::string::npos);
+  CHECK(rec->last_epoch() == target.first - 1);
+  auto ix = build(*rec);  // no attempt to reserve for 2^40 deltas
+  CHECK(ix->last_epoch() == target.first - 1);
 }
 
 TEST_CASE("recover: a middle segment cut exactly at a frame boundary ends the history there", "[replay]") {
@@ -992,6 +1102,20 @@ TEST_CASE("verify names and recover cuts at a good frame holding a delta invalid
   CHECK(rep.epoch == target.first + 1);
   CHECK(rep.page == bad_page);
   CHECK(rep.problem.find("refers to page " + std::to_string(bad_page)) != std::string::npos);
+
+  // Readers keep every epoch before that frame, with the damage said.
+  {
+    auto rec = open_rec(work.path);
+    auto ix = build(*rec);
+    INFO(ix->damage().to_string());
+    CHECK_FALSE(ix->damage().ok());
+    CHECK(ix->damage().message().find("refers to page " + std::to_string(bad_page)) != std::string::npos);
+    CHECK(ix->last_epoch() == target.first - 1);
+    StateView v(*ix);
+    REQUIRE(v.seek(target.first - 1).ok());
+    const Snap& want = f.saved.at(target.first - 1);
+    for (uint32_t p = 0; p < v.page_count(); ++p) CHECK(model::first_mismatch(v.page(p), want.pages[p].bytes) == -1);
+  }
 
   const RecoverReport cut = recover_cut(work.path, f, target.first - 1);
   CHECK(cut.bytes_cut > 0);

@@ -48,9 +48,14 @@ Result<std::unique_ptr<Index>> Index::build(const Recording& rec, IndexOptions o
                                     std::to_string(rec.frames()[fi].header.first_epoch - 1));
       break;
     }
-    // A good frame holding a delta that is invalid for its page: every delta
-    // of the frame is checked before any is used.
-    if (Status s = rec.check_deltas(fi, batch); !s.ok()) return s;
+    // A good frame holding a delta that is invalid for its page ends the
+    // history before it too (recover cuts it whole): every delta of the
+    // frame is checked before any is used.
+    if (Status s = rec.check_deltas(fi, batch); !s.ok()) {
+      damage = Status(s.code(), s.message() + "; the history ends at epoch " +
+                                    std::to_string(rec.frames()[fi].header.first_epoch - 1));
+      break;
+    }
     if (Status s = builder.add(batch); !s.ok()) return s;
   }
   return builder.finish(std::move(damage));

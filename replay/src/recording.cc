@@ -229,6 +229,26 @@ Status Recording::scan_segment(uint32_t i) {
   uint64_t off = format::kFileHeaderBytes;
   std::optional<uint64_t> index_at;  // the index frame the walk met (the last one)
   std::vector<std::byte> payload;
+  // A bad frame ends the history -- unless every frame before it is whole
+  // and it is only the segment's index or trailer: its writer closed it (a
+  // whole index frame came before, or the trailer says the index is this
+  // frame, after as many frames as the walk found). The next segment then
+  // goes on, and the index is a problem recover rewrites.
+  auto bad_frame = [&](Status s, Epoch epoch) {
+    const size_t walked = frames_.size() - first_frame;
+    if (index_at) {
+      seg.trailer = true;
+      seg.problem = s.message() + " after the index frame at offset " + std::to_string(*index_at) +
+                    ": the segment's frames are whole ('mmsb-replay recover' rewrites its index and trailer)";
+      off = *index_at;
+    } else if (have_trailer && t.index_offset == off && t.frames == walked) {
+      seg.trailer = true;
+      seg.problem = s.message() + ": this is the segment's index frame (its trailer says so); the frames before it "
+                                  "are whole ('mmsb-replay recover' rewrites the index and trailer)";
+    } else {
+      set_damage(std::move(s), i, seg.path, off, epoch);
+    }
+  };
   while (off < seg.file_bytes) {
     const std::string where = file + " offset " + std::to_string(off);
     // A trailer (shorter than a frame header) right after the index frame is
@@ -242,48 +262,49 @@ Status Recording::scan_segment(uint32_t i) {
       }
     }
     if (seg.file_bytes - off < format::kFrameHeaderBytes) {
-      set_damage(Status(Code::kCorruption, where + ": torn frame header (" + std::to_string(seg.file_bytes - off) +
-                                               " bytes before the end of the file)"),
-                 i, seg.path, off, 0);
+      bad_frame(Status(Code::kCorruption, where + ": torn frame header (" + std::to_string(seg.file_bytes - off) +
+                                              " bytes before the end of the file)"),
+                0);
       break;
     }
     std::byte hb[format::kFrameHeaderBytes];
     FrameRef f{i, off, {}};
     if (Status s = pread_all(fd, off, sizeof hb, hb, file); !s.ok()) return s;
     if (Status s = format::decode(hb, &f.header, where); !s.ok()) {
-      set_damage(s, i, seg.path, off, 0);
+      bad_frame(s, 0);
       break;
     }
     if (f.header.payload_bytes > seg.file_bytes - off - format::kFrameHeaderBytes) {
-      set_damage(Status(Code::kCorruption, where + ": torn frame: the header announces " +
-                                               std::to_string(f.header.payload_bytes) + " payload bytes, the file has " +
-                                               std::to_string(seg.file_bytes - off - format::kFrameHeaderBytes)),
-                 i, seg.path, off, f.header.first_epoch);
+      bad_frame(Status(Code::kCorruption, where + ": torn frame: the header announces " +
+                                              std::to_string(f.header.payload_bytes) + " payload bytes, the file has " +
+                                              std::to_string(seg.file_bytes - off - format::kFrameHeaderBytes)),
+                f.header.first_epoch);
       break;
     }
     payload.resize(f.header.payload_bytes);
     if (Status s = pread_all(fd, off + format::kFrameHeaderBytes, payload.size(), payload.data(), file); !s.ok())
       return s;
     if (format::checksum(payload) != f.header.payload_checksum) {
-      set_damage(Status(Code::kCorruption, where + ": payload checksum mismatch (epochs " +
-                                               std::to_string(f.header.first_epoch) + ".." +
-                                               std::to_string(f.header.last_epoch) + ")"),
-                 i, seg.path, off, f.header.first_epoch);
+      bad_frame(Status(Code::kCorruption, where + ": payload checksum mismatch (epochs " +
+                                              std::to_string(f.header.first_epoch) + ".." +
+                                              std::to_string(f.header.last_epoch) + ")"),
+                f.header.first_epoch);
       break;
     }
     const uint64_t next = off + format::kFrameHeaderBytes + f.header.payload_bytes;
+    if (index_at) {
+      // The writer ends a segment with its index frame, then the trailer: a
+      // whole frame after one means that frame was not what it said.
+      set_damage(Status(Code::kCorruption, file + " offset " + std::to_string(*index_at) +
+                                               ": an index frame in the middle of the segment (a whole frame follows "
+                                               "it at offset " +
+                                               std::to_string(off) + "; only the last frame before the trailer may be "
+                                               "one)"),
+                 i, seg.path, *index_at, 0);
+      off = *index_at;
+      break;
+    }
     if (f.header.kind == format::FrameKind::kIndex) {
-      // The writer ends a segment with its index frame, then the trailer:
-      // whole frames after one mean this frame is not what it says.
-      const uint64_t after = seg.file_bytes - next;
-      if (after >= format::kFrameHeaderBytes) {
-        set_damage(Status(Code::kCorruption, where + ": an index frame in the middle of the segment (" +
-                                                 std::to_string(after) +
-                                                 " bytes follow it; only the last frame before the trailer may be "
-                                                 "one)"),
-                   i, seg.path, off, f.header.first_epoch);
-        break;
-      }
       index_at = off;
     } else {
       frames_.push_back(f);
@@ -291,7 +312,7 @@ Status Recording::scan_segment(uint32_t i) {
     off = next;
   }
   seg.good_bytes = off;
-  if (seg.trailer) seg.problem = trailer_disagreement(i, t, index_at, first_frame);
+  if (seg.trailer && seg.problem.empty()) seg.problem = trailer_disagreement(i, t, index_at, first_frame);
   return Status::OK();
 }
 
@@ -378,6 +399,17 @@ Status Recording::load_tables() {
       continue;  // index frames and kinds from a later minor version
     if (k == format::FrameKind::kDeltas) {
       if (expect == 0) expect = e0 + 1;
+      // Every delta takes bytes of the frame's FlatBuffer: a header claiming
+      // more deltas than that (a checksum-valid but crafted or miswritten
+      // frame) would have readers reserve for them.
+      if (f.header.last_epoch - f.header.first_epoch >= f.header.raw_bytes) {
+        set_damage(Status(Code::kCorruption, describe(f) + ": delta frame claims epochs " +
+                                                 std::to_string(f.header.first_epoch) + ".." +
+                                                 std::to_string(f.header.last_epoch) + " in " +
+                                                 std::to_string(f.header.raw_bytes) + " bytes"),
+                   f.segment, segments_[f.segment].path, f.offset, f.header.first_epoch);
+        break;
+      }
       if (f.header.first_epoch != expect) {
         set_damage(Status(Code::kCorruption, describe(f) + ": delta frame starts at epoch " +
                                                  std::to_string(f.header.first_epoch) + ", expected " +
@@ -394,7 +426,12 @@ Status Recording::load_tables() {
     // A frame whose checks pass but whose table contradicts what came before
     // ends the history there, like a failed checksum: what precedes it stays.
     const Status st = [&]() -> Status {
-      if (Status s = read_frame(i, &raw); !s.ok()) return s;
+      if (Status s = read_frame(i, &raw); !s.ok()) {
+        // An unreadable snapshot part only leaves its snapshot incomplete
+        // (the next part's number no longer follows): the history goes on.
+        // verify still reports it.
+        return k == format::FrameKind::kSnapshot ? Status::OK() : s;
+      }
       const fb::Frame* frame = as_frame(raw);
       if (k == format::FrameKind::kMeta && !have_meta) {
         const fb::Meta* m = frame->body_as_Meta();

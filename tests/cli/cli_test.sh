@@ -543,7 +543,7 @@ case_verify-bitflip() {
   out_lacks "\"epoch\":$first"
   err_has "$file offset $offset"
   # An epoch past the damage: exit 3 naming file and offset, not a range error.
-  for args in "cat rec beta --epoch $first" "cat rec beta" "diff rec 1 $last" "deps rec $last" "export rec out"; do
+  for args in "cat rec beta --epoch $first" "diff rec 1 $last" "deps rec $last" "export rec out --epoch $last"; do
     # shellcheck disable=SC2086  # args are words
     run $args
     rc_is 3
@@ -551,6 +551,22 @@ case_verify-bitflip() {
       fail "stderr does not name the damage"
   done
   [ ! -e out ] || fail "export past the damage created its target"
+  # 'last' (and no epoch) is the last readable epoch: the state before the
+  # damaged frame, with the warning.
+  for args in "cat rec beta -o last.bin" "cat rec beta --epoch last -o last.bin"; do
+    rm -f last.bin
+    # shellcheck disable=SC2086
+    run $args
+    rc_is 0
+    err_has "epochs up to $((first - 1)) are readable"
+    [ "$(hexof last.bin)" = "$want" ] || fail "$args: not the state at epoch $((first - 1))"
+  done
+  run export rec out
+  rc_is 0
+  out_has "exported epoch $((first - 1)):"
+  run diff rec "$((first - 1))" last
+  rc_is 0
+  out_has "0 page(s) differ between epochs $((first - 1)) and $((first - 1))"
 }
 
 case_compare-identical() {

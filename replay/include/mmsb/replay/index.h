@@ -101,9 +101,9 @@ struct WriterSearch {
 class Index {
  public:
   // Decodes every delta frame of `rec` (which must outlive the Index).
-  // A frame whose payload fails its checks ends the history (see damage());
-  // kCorruption with file, offset and epoch if a delta in a good frame is
-  // invalid for its page.
+  // A frame whose payload fails its checks, or that holds a delta invalid
+  // for its page, ends the history before it (see damage(), which names the
+  // file, offset, epoch and page).
   static Result<std::unique_ptr<Index>> build(const Recording& rec, IndexOptions options = {});
   ~Index();
   Index(const Index&) = delete;
