@@ -891,7 +891,7 @@ TEST_CASE("verify: a trailer that contradicts the frames, or an index frame mid-
   recover_cut(work.path, f, intact);
 }
 
-TEST_CASE("an unreadable snapshot part leaves its snapshot incomplete, not the history cut", "[replay]") {
+TEST_CASE("an unreadable snapshot part leaves its snapshot incomplete; recover drops it, keeping every epoch", "[replay]") {
   Full f;
   record_full(f, 0x1d0e, 900, many_segments());
   const std::vector<fs::path> segs = segment_files(f.dir.path);
@@ -937,6 +937,33 @@ TEST_CASE("an unreadable snapshot part leaves its snapshot incomplete, not the h
   CHECK_FALSE(rep.ok);
   CHECK(rep.file == seg.string());
   CHECK(rep.offset == target.offset);
+  CHECK(rep.recoverable);
+
+  // recover drops that part (its segment rewritten without it) and keeps
+  // every epoch; a dry run says so and changes nothing.
+  const std::vector<uint8_t> before = read_file(seg);
+  auto dry = mmsb::replay::recover(work.path, /*dry_run=*/true);
+  REQUIRE(dry.ok());
+  CHECK(read_file(seg) == before);
+  CHECK(dry->actions.front().find("would drop " + seg.string() + " offset " +
+                                  std::to_string(target.offset)) != std::string::npos);
+  auto fixed = mmsb::replay::recover(work.path);
+  REQUIRE(fixed.ok());
+  INFO(fixed->summary);
+  CHECK(fixed->outcome == RecoverReport::Outcome::kCut);
+  CHECK(fixed->last_good_epoch == f.last);
+  CHECK(fixed->lost_last == 0u);
+  CHECK(fixed->summary.find("no epoch lost") != std::string::npos);
+  uint64_t aside = 0;
+  for (const auto& file : fixed->set_aside) aside += fs::file_size(file);
+  CHECK(aside == fixed->bytes_cut);
+  CHECK(aside >= 40 + target.payload);  // the dropped frame, header and payload
+  check_recovered(work.path, f, f.last);
+  for (const auto& e : fs::directory_iterator(work.path))  // no rewrite left behind
+    CHECK(e.path().filename().string().find(".rewrite") == std::string::npos);
+  auto twice = mmsb::replay::recover(work.path);
+  REQUIRE(twice.ok());
+  CHECK(twice->outcome == RecoverReport::Outcome::kIntact);
 }
 
 TEST_CASE("open: a delta frame that claims more epochs than it has bytes ends the history there", "[replay]") {

@@ -277,6 +277,76 @@ fs::path free_name(const fs::path& base) {
   return p;
 }
 
+// Rewrites segment `seg` of `rec` with the frames `kept` (in file order,
+// all before `end`) back to back, then an index and a trailer: frames at
+// the offsets `dropped`, and the bytes from `end` on, are left out and
+// saved, in that order, to <segment>.damaged. The new file is written
+// beside the old one and renamed over it once synced.
+Status rewrite_without(const Recording& rec, uint32_t seg, const std::vector<format::IndexEntry>& kept,
+                       const std::vector<uint64_t>& dropped, uint64_t end, Epoch seg_last, format::Compressor& zstd,
+                       bool dry_run, RecoverReport* r) {
+  const SegmentInfo& s = rec.segments()[seg];
+  std::map<uint64_t, uint64_t> size_at;  // frame offset -> its bytes, header included
+  for (const FrameRef& f : rec.frames())
+    if (f.segment == seg) size_at[f.offset] = format::kFrameHeaderBytes + f.header.payload_bytes;
+  uint64_t cut = s.file_bytes - end;
+  for (uint64_t off : dropped) cut += off < end ? size_at[off] : 0;  // those after `end` are in the old end
+  const fs::path aside = free_name(s.path.string() + ".damaged");
+  r->actions.push_back((dry_run ? "would rewrite " : "rewrote ") + s.path.filename().string() + " without " +
+                       num(dropped.size()) + " frame(s) (" + num(cut) + " bytes with its old end, " +
+                       (dry_run ? "to be saved to " : "saved to ") + aside.filename().string() +
+                       "), with an index of " + num(kept.size()) + " frames and a trailer");
+  r->bytes_cut += cut;
+  r->set_aside.push_back(aside);
+  if (dry_run) return Status::OK();
+
+  std::vector<std::byte> old(s.file_bytes);
+  {
+    std::ifstream in(s.path, std::ios::binary);
+    if (!in.read(reinterpret_cast<char*>(old.data()), static_cast<std::streamsize>(old.size())))
+      return io_error(s.path, "cannot read the segment to rewrite");
+  }
+  std::vector<std::byte> out(old.begin(), old.begin() + format::kFileHeaderBytes), saved;
+  std::vector<format::IndexEntry> entries;
+  for (const format::IndexEntry& e : kept) {
+    entries.push_back(e);
+    entries.back().offset = out.size();
+    out.insert(out.end(), old.begin() + e.offset, old.begin() + e.offset + size_at[e.offset]);
+  }
+  for (uint64_t off : dropped)
+    if (off < end) saved.insert(saved.end(), old.begin() + off, old.begin() + off + size_at[off]);
+  saved.insert(saved.end(), old.begin() + end, old.end());
+  std::vector<std::byte> tail;
+  if (Status st = format::segment_end(entries, out.size(), seg_last, zstd, &tail); !st.ok()) return st;
+  out.insert(out.end(), tail.begin(), tail.end());
+
+  auto write_synced = [](const fs::path& p, std::span<const std::byte> bytes) -> Status {
+    const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return io_error(p, "cannot create");
+    size_t done = 0;
+    bool ok = true;
+    while (ok && done < bytes.size()) {
+      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      ok = n > 0;
+      if (ok) done += static_cast<size_t>(n);
+    }
+    ok = ok && ::fsync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    return ok ? Status::OK() : io_error(p, "cannot write");
+  };
+  if (Status st = write_synced(aside, saved); !st.ok()) return st;
+  // Not named like a segment: readers never see it half written.
+  const fs::path tmp = free_name(s.path.parent_path() / ("." + s.path.filename().string() + ".rewrite"));
+  if (Status st = write_synced(tmp, out); !st.ok()) return st;
+  std::error_code ec;
+  fs::rename(tmp, s.path, ec);
+  if (ec) return Status(Code::kIOError, "cannot rename " + tmp.string() + " to " + s.path.string() + ": " + ec.message());
+  return Status::OK();
+}
+
 }  // namespace
 
 // ---- verify ----
@@ -549,6 +619,10 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   bool damaged = !rec.damage().ok();
   DamageAt dmg = rec.damage_at();
   std::string damage_text = damaged ? rec.damage().message() : "";
+  // Snapshot parts that fail their checks, and are not the recording's
+  // start state: dropped (their segment is rewritten without them), the
+  // history after them kept. Readers already skip them.
+  std::set<size_t> drop;
   {
     std::vector<std::byte> raw;
     format::BatchReader batch;
@@ -565,6 +639,13 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
       if (progress && i % 64 == 0) progress(done, total);
       DamageAt at;
       if (Status st = check_frame(rec, i, deltas, &raw, &batch, &at); !st.ok()) {
+        if (f.header.kind == format::FrameKind::kSnapshot &&
+            (rec.start_epoch() == 0 || f.header.first_epoch > rec.start_epoch())) {
+          drop.insert(i);
+          r.actions.push_back((dry_run ? "would drop " : "dropped ") + rec.describe(f) +
+                              ", an unreadable snapshot part (" + st.message() + ")");
+          continue;
+        }
         damaged = true;
         dmg = at;
         damage_text = st.message();
@@ -580,6 +661,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     uint64_t end;  // bytes kept
     bool needs_close;
     std::vector<format::IndexEntry> frames;
+    std::vector<uint64_t> dropped;  // offsets of frames left out: the segment is rewritten
   };
   std::vector<Keep> keep;
   for (uint32_t i = 0; i < rec.segments().size(); ++i) {
@@ -591,8 +673,14 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     keep.push_back(Keep{i, end, !s.closed || cut || !s.problem.empty(), {}});
   }
   std::vector<uint64_t> frames_end(keep.size(), format::kFileHeaderBytes);  // end of each one's last kept frame
-  for (const FrameRef& f : rec.frames()) {
+  for (size_t i = 0; i < rec.frames().size(); ++i) {
+    const FrameRef& f = rec.frames()[i];
     const uint64_t f_end = f.offset + format::kFrameHeaderBytes + f.header.payload_bytes;
+    if (drop.count(i) && f.segment < keep.size()) {
+      keep[f.segment].dropped.push_back(f.offset);
+      keep[f.segment].needs_close = true;
+      continue;
+    }
     if (f.segment < keep.size() && f_end <= keep[f.segment].end) {
       keep[f.segment].frames.push_back(
           format::IndexEntry{f.offset, f.header.first_epoch, f.header.last_epoch, f.header.kind});
@@ -633,6 +721,11 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     Epoch seg_last = 0;
     for (const format::IndexEntry& e : k.frames)
       if (e.kind == format::FrameKind::kDeltas && e.last_epoch <= last_delta) seg_last = std::max(seg_last, e.last_epoch);
+    if (!k.dropped.empty()) {
+      if (Status st = rewrite_without(rec, k.index, k.frames, k.dropped, k.end, seg_last, zstd, dry_run, &r); !st.ok())
+        return st;
+      continue;
+    }
     const uint64_t cut = s.file_bytes - k.end;
     if (cut > 0) {
       const fs::path aside = free_name(s.path.string() + ".damaged");
@@ -702,7 +795,11 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     r.summary = r.actions.empty() ? "intact: nothing to do; last epoch " + num(r.last_good_epoch)
                                   : (dry_run ? "nothing would be lost; last epoch " : "nothing lost; last epoch ") +
                                         num(r.last_good_epoch);
-  else {
+  else if (!damaged) {  // an index, a trailer or snapshot parts: every delta stays
+    r.summary = (dry_run ? "would repair, losing no epoch: " : "repaired, no epoch lost: ") + num(r.bytes_cut) +
+                (dry_run ? " bytes would be set aside" : " bytes set aside") + "; every epoch up to " +
+                num(r.last_good_epoch) + (dry_run ? " would be kept" : " kept");
+  } else {
     r.summary = (dry_run ? "would cut from the first damage on: " : "cut from the first damage on: ") +
                 num(r.bytes_cut) + (dry_run ? " bytes would be set aside" : " bytes set aside");
     if (r.lost_last > r.last_good_epoch)
