@@ -277,6 +277,24 @@ fs::path free_name(const fs::path& base) {
   return p;
 }
 
+// Writes `bytes` at offset `at` of `fd` (short writes retried), syncs it
+// and closes it; false with errno set when any of that failed.
+bool write_sync_close(int fd, std::span<const std::byte> bytes, uint64_t at) {
+  size_t done = 0;
+  bool ok = true;
+  while (ok && done < bytes.size()) {
+    const ssize_t n = ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(at + done));
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<size_t>(n);
+  }
+  ok = ok && ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  return ok;
+}
+
 // Rewrites segment `seg` of `rec` with the frames `kept` (in file order,
 // all before `end`) back to back, then an index and a trailer: frames at
 // the offsets `dropped`, and the bytes from `end` on, are left out and
@@ -323,19 +341,7 @@ Status rewrite_without(const Recording& rec, uint32_t seg, const std::vector<for
   auto write_synced = [](const fs::path& p, std::span<const std::byte> bytes) -> Status {
     const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return io_error(p, "cannot create");
-    size_t done = 0;
-    bool ok = true;
-    while (ok && done < bytes.size()) {
-      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      ok = n > 0;
-      if (ok) done += static_cast<size_t>(n);
-    }
-    ok = ok && ::fsync(fd) == 0;
-    const int err = errno;
-    ::close(fd);
-    errno = err;
-    return ok ? Status::OK() : io_error(p, "cannot write");
+    return write_sync_close(fd, bytes, 0) ? Status::OK() : io_error(p, "cannot write");
   };
   if (Status st = write_synced(aside, saved); !st.ok()) return st;
   // Not named like a segment: readers never see it half written.
@@ -744,19 +750,13 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     if (Status st = format::segment_end(k.frames, k.end, seg_last, zstd, &tail); !st.ok()) return st;
     const int fd = ::open(s.path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return io_error(s.path, "cannot open for writing");
-    bool ok = ::ftruncate(fd, static_cast<off_t>(k.end)) == 0;
-    size_t done = 0;
-    while (ok && done < tail.size()) {
-      const ssize_t n = ::pwrite(fd, tail.data() + done, tail.size() - done, static_cast<off_t>(k.end + done));
-      if (n < 0 && errno == EINTR) continue;
-      ok = n > 0;
-      if (ok) done += static_cast<size_t>(n);
+    if (::ftruncate(fd, static_cast<off_t>(k.end)) != 0) {
+      const int err = errno;
+      ::close(fd);
+      errno = err;
+      return io_error(s.path, "cannot cut the segment");
     }
-    ok = ok && ::fsync(fd) == 0;
-    const int err = errno;
-    ::close(fd);
-    errno = err;
-    if (!ok) return io_error(s.path, "cannot rewrite the segment's end");
+    if (!write_sync_close(fd, tail, k.end)) return io_error(s.path, "cannot rewrite the segment's end");
   }
   for (const fs::path& f : files) {
     if (f <= last_kept) continue;
