@@ -2,6 +2,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
+#include <tuple>
 
 #include "cli.h"
 #include "mmsb/json.h"
@@ -242,6 +243,13 @@ int run_compare(const CompareArgs& a) {
         break;
       }
     }
+    // A divergence at or past where a damaged run's readable history ends
+    // may be nothing but that damage (a page table lost with it, say).
+    if (r.outcome == CompareReport::Outcome::kDiverged)
+      for (const auto& [name, damage, last] : {std::tuple{"A", &damage_a, r.a_last}, std::tuple{"B", &damage_b, r.b_last}})
+        if (!damage->empty() && r.epoch >= last)
+          out += fmt("  %s is damaged at its epoch %" PRIu64 ", where its readable history ends: ", name, last) +
+                 *damage + "\n";
     print(out);
   }
   return r.outcome == CompareReport::Outcome::kIdentical ? kExitOk : kExitFailed;

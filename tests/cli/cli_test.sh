@@ -662,6 +662,13 @@ case_compare-damaged() {
   out_has "\"a_last\":$want,"
   out_has '"damage_a":"Corruption: torn/seg-000000.tlog'
   out_has '"damage_b":null'
+  # Cut inside its first frame, A has no page table: the pages 'exist only in
+  # B', and the text says A's readable history ends there.
+  "$FIX" cut a nopages 72 >/dev/null || fail "fixture cut"
+  run compare nopages a -q
+  rc_is 1
+  out_has "exists only in B"
+  out_has "  A is damaged at its epoch 0, where its readable history ends: Corruption: nopages/seg-000000.tlog"
   # A run that is shorter but intact gets no such line.
   make_rec short --steps 100 --batch 16
   run compare short a
