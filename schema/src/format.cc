@@ -401,8 +401,12 @@ DirLock& DirLock::operator=(DirLock&& o) noexcept {
 Status DirLock::acquire(const std::filesystem::path& dir) {
   release();
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return Status(Code::kIOError, "cannot open " + dir.string() + " to take its writer lock: " + std::strerror(errno));
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT || err == ENOTDIR)
+      return Status(Code::kIOError, "cannot open " + dir.string() + " to take its writer lock: " + std::strerror(err));
+    return Status::OK();  // unreadable: nothing held (the lock is advisory)
+  }
   int rc;
   do rc = ::flock(fd, LOCK_EX | LOCK_NB);
   while (rc != 0 && errno == EINTR);
@@ -411,7 +415,7 @@ Status DirLock::acquire(const std::filesystem::path& dir) {
     ::close(fd);
     if (err == EWOULDBLOCK)
       return Status(Code::kFailedPrecondition, dir.string() + " is being written: a running process holds its writer lock");
-    return Status(Code::kIOError, "cannot lock " + dir.string() + ": " + std::strerror(err));
+    return Status::OK();  // a filesystem without flock (ENOLCK, EOPNOTSUPP): nothing held
   }
   fd_ = fd;
   return Status::OK();

@@ -147,7 +147,10 @@ class DirLock {
   DirLock& operator=(const DirLock&) = delete;
 
   // kFailedPrecondition when another holder has it (in this process too),
-  // kIOError when `dir` cannot be opened.
+  // kIOError when `dir` does not exist. The lock is advisory: where it
+  // cannot be had otherwise (a directory this process cannot read, a
+  // filesystem without flock) acquire() succeeds holding nothing, and
+  // held() says false -- writers and readers work as they did without it.
   Status acquire(const std::filesystem::path& dir);
   void release() noexcept;
   // Whether some holder has `dir`'s lock now (false when `dir` cannot be
