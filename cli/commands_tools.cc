@@ -62,14 +62,15 @@ int run_verify(const VerifyArgs& a) {
     print(out);
   }
   if (!r.ok && !a.common.quiet) {
-    // recover cuts damage and closes segments; a well-formed frame that
-    // disagrees with the replayed state is beyond it, and a live writer's
-    // frames in flight are not damage.
+    // recover cuts damage, drops bad snapshots and closes segments; deltas
+    // in well-formed frames that cannot be replayed are beyond it, and a live
+    // writer's frames in flight are not damage.
     const std::string hint =
         r.live          ? "a process is still recording into it: verify it once the program has ended"
-        : r.recoverable ? "'mmsb-replay recover " + a.dir + "' keeps the intact prefix"
+        : r.recoverable ? "'mmsb-replay recover " + a.dir +
+                              "' repairs it: it cuts at the first damage, or drops a bad snapshot keeping every epoch"
                         : "'mmsb-replay recover' cannot repair this: every frame is intact, "
-                          "but what it holds disagrees with the replayed deltas";
+                          "but their deltas cannot be replayed";
     std::fflush(stdout);  // the verdict above comes first in a log that holds both
     std::fprintf(stderr, "mmsb-replay: %s failed verification\n  %s\n", a.dir.c_str(), hint.c_str());
   }

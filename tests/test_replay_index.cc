@@ -582,6 +582,19 @@ TEST_CASE("verify: a snapshot image that disagrees with the deltas before it is 
   CHECK(rep.page == page);
   CHECK(rep.epoch == epoch);
   CHECK(rep.problem.find("differs from the replayed page at byte 0") != std::string::npos);
+  CHECK(rep.recoverable);
+
+  // recover drops that snapshot, every part of it, and keeps every epoch.
+  auto fixed = mmsb::replay::recover(f.dir.path);
+  REQUIRE(fixed.ok());
+  INFO(fixed->summary);
+  CHECK(fixed->outcome == RecoverReport::Outcome::kCut);
+  CHECK(fixed->last_good_epoch == f.last);
+  CHECK(fixed->summary.find("no epoch lost") != std::string::npos);
+  CHECK(std::any_of(fixed->actions.begin(), fixed->actions.end(), [&](const std::string& a) {
+    return a.find("dropped snapshot " + std::to_string(sn->id())) != std::string::npos;
+  }));
+  check_recovered(f.dir.path, f, f.last);
 }
 
 TEST_CASE("compare: identical runs, one changed byte, a prefix, ignores, final states", "[replay]") {

@@ -61,18 +61,23 @@ Status check_frame(const Recording& rec, size_t i, bool deltas, std::vector<std:
   return rec.read_frame(i, raw);
 }
 
-// Every image of every complete snapshot equals the replayed page at the
-// image's epoch, with the same version. Images come in epoch order (one
-// snapshot at a time, its parts in turn), so one StateView walks forward
-// through the history once; `ix` needs no checkpoints.
-void check_snapshots(const Recording& rec, const Index& ix, VerifyReport* r) {
+// Every image of every complete snapshot within `ix`'s history equals the
+// replayed page at the image's epoch, with the same version. Images come in
+// epoch order (one snapshot at a time, its parts in turn), so one StateView
+// walks forward through the history once; `ix` needs no checkpoints. For a
+// snapshot that disagrees, `bad` gets it, the part's frame, the image and
+// the problem, and says whether to go on. Returns how many agreed;
+// *images counts the images read.
+using BadSnapshot = std::function<bool(const SnapshotInfo&, const FrameRef&, const SnapshotImage&, const Status&)>;
+uint64_t check_snapshots(const Recording& rec, const Index& ix, uint64_t* images, const BadSnapshot& bad) {
   std::vector<std::byte> raw;
   StateView view(ix);
+  uint64_t agreed = 0;
   for (const SnapshotInfo& s : rec.snapshots()) {
-    if (!s.complete) continue;
+    if (!s.complete || s.last_epoch > ix.last_epoch()) continue;
+    bool ok = true;
     for (size_t fi : s.parts) {
       const FrameRef& f = rec.frames()[fi];
-      const fs::path& file = rec.segments()[f.segment].path;
       // The image being checked, for the report (the frame's first epoch
       // before the first one).
       SnapshotImage where{kNoPage, 0, f.header.first_epoch, {}};
@@ -80,7 +85,7 @@ void check_snapshots(const Recording& rec, const Index& ix, VerifyReport* r) {
           fi, &raw,
           [&](const SnapshotImage& im) -> Status {
             where = im;
-            ++r->snapshot_pages;
+            ++*images;
             if (im.epoch < ix.start_epoch()) return Status::OK();  // the recording's own starting point
             const std::string what = rec.describe(f) + ": snapshot " + num(s.id) + " ";
             if (Status e = view.seek(im.epoch); !e.ok())
@@ -105,10 +110,15 @@ void check_snapshots(const Recording& rec, const Index& ix, VerifyReport* r) {
             return Status::OK();
           },
           &where);
-      if (!st.ok()) return fail(r, st.message(), file, f.offset, where.epoch, where.page);
+      if (!st.ok()) {
+        ok = false;
+        if (!bad(s, f, where, st)) return agreed;
+        break;
+      }
     }
-    ++r->snapshots;
+    agreed += ok;
   }
+  return agreed;
 }
 
 // ---- compare helpers ----
@@ -415,11 +425,16 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
     return r;
   }
   r.deltas = (*ix)->delta_count();
-  check_snapshots(rec, **ix, &r);
-  if (!r.ok) {
-    r.recoverable = false;  // well-formed frames that disagree with the replay: nothing to cut
-    return r;
-  }
+  // Well-formed frames that disagree with the replay: recover drops that
+  // snapshot (not the one the recording starts from: its images are not
+  // checked against deltas, there are none before it).
+  r.snapshots = check_snapshots(rec, **ix, &r.snapshot_pages,
+                                [&](const SnapshotInfo&, const FrameRef& f, const SnapshotImage& where, const Status& st) {
+                                  fail(&r, st.message(), rec.segments()[f.segment].path, f.offset, where.epoch,
+                                       where.page);
+                                  return false;
+                                });
+  if (!r.ok) return r;
   for (const SegmentInfo& s : rec.segments())
     if (!s.problem.empty()) {
       fail(&r, s.problem, s.path, s.file_bytes - format::kTrailerBytes, 0);
@@ -657,6 +672,26 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
         damage_text = st.message();
         break;
       }
+    }
+  }
+
+  // Snapshots whose well-formed images disagree with the deltas before
+  // them (verify's check) are dropped the same way, every part.
+  {
+    IndexOptions io;
+    io.checkpoint_bytes = 0;
+    if (auto ix = Index::build(rec, io); ix.ok()) {
+      uint64_t images = 0;
+      check_snapshots(rec, **ix, &images,
+                      [&](const SnapshotInfo& s, const FrameRef&, const SnapshotImage&, const Status& st) {
+                        size_t n = 0;
+                        for (size_t fi : s.parts) n += drop.insert(fi).second;
+                        if (n > 0)
+                          r.actions.push_back((dry_run ? "would drop snapshot " : "dropped snapshot ") + num(s.id) +
+                                              " (" + num(n) + " part(s)), which disagrees with the deltas (" +
+                                              st.message() + ")");
+                        return true;
+                      });
     }
   }
 

@@ -30,8 +30,8 @@ struct VerifyReport {
   Epoch epoch = 0;
   PageId page = kNoPage;
   // recover() cuts or repairs what was found (false: a problem it cannot
-  // fix, such as a snapshot image that disagrees with the deltas before it,
-  // or a recording whose writer still runs).
+  // fix -- a recording whose writer still runs, or whose index cannot be
+  // built from well-formed frames).
   bool recoverable = true;
   // A process was writing the recording (Recording::live()): an open
   // segment or torn tail is its writer's work in flight, not damage.
@@ -101,7 +101,10 @@ struct RecoverReport {
 // segment after its last good frame (the cut bytes are kept beside it as
 // <segment>.damaged, never deleted), sets aside segments after a break in the
 // history, and closes every segment that has no index with an index and a
-// trailer. dry_run reports what would be done and changes nothing.
+// trailer. A snapshot part that fails its checks, or a snapshot whose images
+// disagree with the deltas before it, is dropped instead (its segment
+// rewritten without it, the dropped bytes in <segment>.damaged): no epoch
+// is lost for it. dry_run reports what would be done and changes nothing.
 // kFailedPrecondition while a process is still writing the recording (it
 // holds the writer lock, format::DirLock): what looks torn is in flight.
 // progress: (payload bytes checked, total) while every frame is read.
