@@ -41,6 +41,8 @@ struct BusStack {
   const Bus* at[kMax];
   int depth;
   bool has(const Bus* b) const noexcept {
+    if (depth == 0) [[likely]]
+      return false;  // the write path's whole cost
     for (int i = std::min(depth, kMax); i-- > 0;)
       if (at[i] == b) return true;
     return false;
@@ -132,7 +134,7 @@ inline Bus::Slot* Bus::slot(PageId id) const noexcept {
 }
 
 Status Bus::check_callable(const char* what) const {
-  if (tl_callbacks.depth != 0 && tl_callbacks.has(this)) [[unlikely]]
+  if (tl_callbacks.has(this)) [[unlikely]]
     return Status(Code::kFailedPrecondition,
                   std::string("Bus::") + what +
                       " called from an event callback; callbacks run with the write lock held and must "
@@ -141,8 +143,7 @@ Status Bus::check_callable(const char* what) const {
 }
 
 Status Bus::check_writable(const char* what) const {
-  if ((tl_callbacks.depth == 0 || !tl_callbacks.has(this)) && (tl_updates.depth == 0 || !tl_updates.has(this)))
-      [[likely]]
+  if (!tl_callbacks.has(this) && !tl_updates.has(this)) [[likely]]
     return Status::OK();
   if (Status s = check_callable(what); !s.ok()) return s;
   return Status(Code::kFailedPrecondition,
@@ -152,7 +153,7 @@ Status Bus::check_writable(const char* what) const {
 }
 
 Status Bus::check_not_in_callback(const char* what) const {
-  if (tl_callbacks.depth == 0 || !tl_callbacks.has(this)) [[likely]]
+  if (!tl_callbacks.has(this)) [[likely]]
     return Status::OK();
   return Status(Code::kFailedPrecondition,
                 std::string(what) + " called from an event callback of its bus; callbacks run with the bus's write "
@@ -173,7 +174,7 @@ Version Bus::version_locked(PageId id) const noexcept {
 // Event callbacks run with mu_ held by their thread: reads from them need no
 // (and must not take the) lock.
 std::unique_lock<std::mutex> Bus::read_lock() const {
-  if (tl_callbacks.depth != 0 && tl_callbacks.has(this)) return std::unique_lock<std::mutex>();
+  if (tl_callbacks.has(this)) return std::unique_lock<std::mutex>();
   return std::unique_lock<std::mutex>(mu_);
 }
 
@@ -370,8 +371,7 @@ bool Bus::owes_propagation_locked() const {
 // the lock and run the immediate propagation the change owes.
 template <class Change>
 Status Bus::write_path(const char* what, Change&& change) {
-  if ((tl_callbacks.depth != 0 && tl_callbacks.has(this)) || (tl_updates.depth != 0 && tl_updates.has(this)))
-      [[unlikely]]
+  if (tl_callbacks.has(this) || tl_updates.has(this)) [[unlikely]]
     return check_writable(what);
   Status st;
   bool owed;

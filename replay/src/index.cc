@@ -42,16 +42,12 @@ Result<std::unique_ptr<Index>> Index::build(const Recording& rec, IndexOptions o
   Status damage;
   for (size_t fi : rec.delta_frames()) {
     // A frame that fails its checks ends the history, as in Recording::open
-    // (which trusts a closed segment's index and reads payloads lazily).
-    if (Status s = rec.read_deltas(fi, &raw, &batch); !s.ok()) {
-      damage = Status(s.code(), s.message() + "; the history ends at epoch " +
-                                    std::to_string(rec.frames()[fi].header.first_epoch - 1));
-      break;
-    }
-    // A good frame holding a delta that is invalid for its page ends the
-    // history before it too (recover cuts it whole): every delta of the
-    // frame is checked before any is used.
-    if (Status s = rec.check_deltas(fi, batch); !s.ok()) {
+    // (which trusts a closed segment's index and reads payloads lazily); so
+    // does a good frame holding a delta invalid for its page (recover cuts
+    // it whole): every delta of the frame is checked before any is used.
+    Status s = rec.read_deltas(fi, &raw, &batch);
+    if (s.ok()) s = rec.check_deltas(fi, batch);
+    if (!s.ok()) {
       damage = Status(s.code(), s.message() + "; the history ends at epoch " +
                                     std::to_string(rec.frames()[fi].header.first_epoch - 1));
       break;

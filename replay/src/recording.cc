@@ -145,7 +145,7 @@ Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
 
   std::unique_ptr<Recording> r(new Recording());
   r->dir_ = dir;
-  r->live_ = format::DirLock::held(dir);  // before the scan: a writer that ends during it wrote whole
+  r->live_ = format::DirLock::held(dir);  // probed before the scan: a writer that ends during it counts as live
   for (uint32_t i = 0; i < files.size(); ++i) {
     SegmentInfo seg;
     seg.path = files[i];

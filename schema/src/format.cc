@@ -398,26 +398,36 @@ DirLock& DirLock::operator=(DirLock&& o) noexcept {
   return *this;
 }
 
+namespace {
+
+// Opens `dir` and takes flock(op) on it without waiting: the descriptor, or
+// -1 with errno set (EWOULDBLOCK: another holder has it).
+int lock_dir(const std::filesystem::path& dir, int op) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc;
+  do rc = ::flock(fd, op | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  if (rc == 0) return fd;
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  return -1;
+}
+
+}  // namespace
+
 Status DirLock::acquire(const std::filesystem::path& dir) {
   release();
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT || err == ENOTDIR)
-      return Status(Code::kIOError, "cannot open " + dir.string() + " to take its writer lock: " + std::strerror(err));
-    return Status::OK();  // unreadable: nothing held (the lock is advisory)
-  }
-  int rc;
-  do rc = ::flock(fd, LOCK_EX | LOCK_NB);
-  while (rc != 0 && errno == EINTR);
-  if (rc != 0) {
-    const int err = errno;
-    ::close(fd);
-    if (err == EWOULDBLOCK)
-      return Status(Code::kFailedPrecondition, dir.string() + " is being written: a running process holds its writer lock");
-    return Status::OK();  // a filesystem without flock (ENOLCK, EOPNOTSUPP): nothing held
-  }
-  fd_ = fd;
+  fd_ = lock_dir(dir, LOCK_EX);
+  if (fd_ >= 0) return Status::OK();
+  const int err = errno;
+  if (err == EWOULDBLOCK)
+    return Status(Code::kFailedPrecondition, dir.string() + " is being written: a running process holds its writer lock");
+  if (err == ENOENT || err == ENOTDIR)
+    return Status(Code::kIOError, "cannot open " + dir.string() + " to take its writer lock: " + std::strerror(err));
+  // Unreadable, or a filesystem without flock (ENOLCK, EOPNOTSUPP): nothing
+  // held (the lock is advisory).
   return Status::OK();
 }
 
@@ -428,14 +438,10 @@ void DirLock::release() noexcept {
 }
 
 bool DirLock::held(const std::filesystem::path& dir) noexcept {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  int rc;
-  do rc = ::flock(fd, LOCK_SH | LOCK_NB);
-  while (rc != 0 && errno == EINTR);
-  const bool busy = rc != 0 && errno == EWOULDBLOCK;
+  const int fd = lock_dir(dir, LOCK_SH);
+  if (fd < 0) return errno == EWOULDBLOCK;
   ::close(fd);
-  return busy;
+  return false;
 }
 
 }  // namespace mmsb::format
