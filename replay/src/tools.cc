@@ -61,6 +61,47 @@ Status check_frame(const Recording& rec, size_t i, bool deltas, std::vector<std:
   return rec.read_frame(i, raw);
 }
 
+// What walk_frames() got through: the frames that passed their checks,
+// their bytes (headers included) and the deltas they hold.
+struct Walked {
+  uint64_t frames = 0, bytes = 0, deltas = 0;
+};
+
+// Reads and checks frames 0..end-1 in file order (check_frame). Every good
+// delta frame of the history is fed to `builder` while *build is OK, so a
+// caller that checks every frame decodes each delta frame once. `bad` hears
+// of each frame that fails (its index, the problem, where) and says whether
+// to go on. progress: (payload bytes walked, every frame's payload).
+using BadFrame = std::function<bool(size_t, const Status&, const DamageAt&)>;
+Walked walk_frames(const Recording& rec, size_t end, IndexBuilder& builder, Status* build, const Progress& progress,
+                   const BadFrame& bad) {
+  Walked w;
+  std::vector<std::byte> raw;
+  format::BatchReader batch;
+  uint64_t total = 0, done = 0;
+  for (const FrameRef& f : rec.frames()) total += f.header.payload_bytes;
+  const std::vector<size_t>& dframes = rec.delta_frames();
+  size_t next_delta = 0;  // dframes[next_delta] is the next delta frame of the history
+  for (size_t i = 0; i < end; ++i) {
+    const FrameRef& f = rec.frames()[i];
+    const bool deltas = next_delta < dframes.size() && dframes[next_delta] == i;
+    next_delta += deltas;
+    done += f.header.payload_bytes;
+    if (progress && i % 64 == 0) progress(done, total);
+    DamageAt at;
+    if (Status s = check_frame(rec, i, deltas, &raw, &batch, &at); !s.ok()) {
+      if (!bad(i, s, at)) break;
+      continue;
+    }
+    if (deltas && build->ok()) *build = builder.add(batch);
+    if (deltas) w.deltas += batch.count();
+    ++w.frames;
+    w.bytes += format::kFrameHeaderBytes + f.header.payload_bytes;
+  }
+  if (progress) progress(done, total);
+  return w;
+}
+
 // Every image of every complete snapshot within `ix`'s history equals the
 // replayed page at the image's epoch, with the same version. Images come in
 // epoch order (one snapshot at a time, its parts in turn), so one StateView
@@ -388,26 +429,16 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
   index_options.checkpoint_bytes = 0;
   IndexBuilder builder(rec, index_options);
   Status build = builder.start();
-  std::vector<std::byte> raw;
-  format::BatchReader batch;
-  uint64_t total = 0;
-  for (const FrameRef& f : rec.frames()) total += f.header.payload_bytes;
-  const std::vector<size_t>& dframes = rec.delta_frames();
-  size_t next_delta = 0;  // dframes[next_delta] is the next delta frame of the history
-  for (size_t i = 0; i < rec.frames().size(); ++i) {
-    const FrameRef& f = rec.frames()[i];
-    const bool deltas = next_delta < dframes.size() && dframes[next_delta] == i;
-    next_delta += deltas;
-    DamageAt at;
-    if (Status s = check_frame(rec, i, deltas, &raw, &batch, &at); !s.ok())
-      fail(&r, s.message(), at.file, at.offset, at.epoch, at.page);
-    if (!r.ok) return r;
-    if (deltas && build.ok()) build = builder.add(batch);
-    if (deltas) r.deltas += batch.count();  // checked: counts toward a failed report too
-    ++r.frames;
-    r.bytes += format::kFrameHeaderBytes + f.header.payload_bytes;
-    if (progress && i % 64 == 0) progress(r.bytes, total);
-  }
+  // The deltas checked count toward a failed report too.
+  const Walked w = walk_frames(rec, rec.frames().size(), builder, &build, progress,
+                               [&](size_t, const Status& s, const DamageAt& at) {
+                                 fail(&r, s.message(), at.file, at.offset, at.epoch, at.page);
+                                 return false;
+                               });
+  r.frames = w.frames;
+  r.bytes = w.bytes;
+  r.deltas = w.deltas;
+  if (!r.ok) return r;
   if (!rec.damage().ok()) {
     const DamageAt& d = rec.damage_at();
     fail(&r, rec.damage().message() + (r.live ? " (a process is still writing the recording: this may be a frame in flight)"
@@ -448,7 +479,6 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
            s.path, s.good_bytes, 0);
       return r;
     }
-  if (progress) progress(total, total);
   return r;
 }
 
@@ -644,43 +674,38 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   // start state: dropped (their segment is rewritten without them), the
   // history after them kept. Readers already skip them.
   std::set<size_t> drop;
-  {
-    std::vector<std::byte> raw;
-    format::BatchReader batch;
-    uint64_t total = 0, done = 0;
-    for (const FrameRef& f : rec.frames()) total += f.header.payload_bytes;
-    const std::vector<size_t>& dframes = rec.delta_frames();
-    size_t next_delta = 0;  // dframes[next_delta] is the next delta frame of the history
-    for (size_t i = 0; i < rec.frames().size(); ++i) {
-      const FrameRef& f = rec.frames()[i];
-      if (damaged && (f.segment > dmg.segment || (f.segment == dmg.segment && f.offset >= dmg.offset))) break;
-      const bool deltas = next_delta < dframes.size() && dframes[next_delta] == i;
-      next_delta += deltas;
-      done += f.header.payload_bytes;
-      if (progress && i % 64 == 0) progress(done, total);
-      DamageAt at;
-      if (Status st = check_frame(rec, i, deltas, &raw, &batch, &at); !st.ok()) {
-        if (f.header.kind == format::FrameKind::kSnapshot &&
-            (rec.start_epoch() == 0 || f.header.first_epoch > rec.start_epoch())) {
-          drop.insert(i);
-          r.actions.push_back((dry_run ? "would drop " : "dropped ") + rec.describe(f) +
-                              ", an unreadable snapshot part (" + st.message() + ")");
-          continue;
-        }
-        damaged = true;
-        dmg = at;
-        damage_text = st.message();
-        break;
-      }
+  // The walk feeds an index (no checkpoints) with the deltas it checks, for
+  // the snapshot checks after it: each delta frame is decoded once.
+  IndexOptions io;
+  io.checkpoint_bytes = 0;
+  IndexBuilder builder(rec, io);
+  Status build = builder.start();
+  size_t end = 0;  // the first frame at or past what open() found
+  while (end < rec.frames().size() &&
+         !(damaged && (rec.frames()[end].segment > dmg.segment ||
+                       (rec.frames()[end].segment == dmg.segment && rec.frames()[end].offset >= dmg.offset))))
+    ++end;
+  walk_frames(rec, end, builder, &build, progress, [&](size_t i, const Status& st, const DamageAt& at) {
+    const FrameRef& f = rec.frames()[i];
+    if (f.header.kind == format::FrameKind::kSnapshot &&
+        (rec.start_epoch() == 0 || f.header.first_epoch > rec.start_epoch())) {
+      drop.insert(i);
+      r.actions.push_back((dry_run ? "would drop " : "dropped ") + rec.describe(f) + ", an unreadable snapshot part (" +
+                          st.message() + ")");
+      return true;
     }
-  }
+    damaged = true;
+    dmg = at;
+    damage_text = st.message();
+    return false;
+  });
 
   // Snapshots whose well-formed images disagree with the deltas before
   // them (verify's check) are dropped the same way, every part.
-  {
-    IndexOptions io;
-    io.checkpoint_bytes = 0;
-    if (auto ix = Index::build(rec, io); ix.ok()) {
+  if (build.ok()) {
+    Result<std::unique_ptr<Index>> ix =
+        builder.finish(damaged ? Status(Code::kCorruption, damage_text) : Status::OK());
+    if (ix.ok()) {
       uint64_t images = 0;
       check_snapshots(rec, **ix, &images,
                       [&](const SnapshotInfo& s, const FrameRef&, const SnapshotImage&, const Status& st) {
