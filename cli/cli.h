@@ -56,6 +56,10 @@ CLI::Validator unsigned_arg();
 // A byte offset or count: decimal, or hex with 0x (as hex dumps print offsets).
 CLI::Validator byte_arg();
 CLI::Validator nonempty_arg(const std::string& what);
+// A required positional naming a recording directory ("DIR", "A", "B"):
+// an empty one is a usage error.
+CLI::Option* add_recording_arg(CLI::App* c, const std::string& name, std::string* to,
+                               const std::string& help = "Recording directory");
 
 // A subcommand with its description, the common flags and a footer: `details`
 // (if any), then the example.

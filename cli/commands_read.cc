@@ -529,7 +529,7 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "checked by 'verify'. A recording opened with damage is still described, with\n"
                               "a 'damage' line and a warning on stderr (exit 0). Exit 3: DIR is missing or\n"
                               "not a recording.");
-    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
+    add_recording_arg(c, "DIR", &a->dir);
     c->add_flag("--pages", a->pages, "List every page: id, size, creation epoch, name");
     commands.push_back({c, [a] { return run_info(*a); }});
   }
@@ -540,7 +540,7 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "One line per delta: epoch, page (id 'name'), the page's version after it, its\n"
                               "ranges as offset+length (decimal) and, for a derived delta, the epoch of the\n"
                               "delta that caused it. --bytes adds a line per range: offset: new bytes.");
-    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
+    add_recording_arg(c, "DIR", &a->dir);
     c->add_option("-p,--page", a->pages, "Only deltas to this page (name or id); repeatable")
         ->allow_extra_args(false);
     c->add_option("--from", a->from, "First epoch to list (default: the first)")->check(nonempty_arg("an epoch"));
@@ -560,7 +560,7 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "one reading (for a page named with digits). The hex dump is hexdump -C's:\n"
                               "offsets in hex, 16 bytes a line, printable ASCII between bars. --raw and -o\n"
                               "write the bytes unchanged (--raw refuses a terminal).");
-    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
+    add_recording_arg(c, "DIR", &a->dir);
     c->add_option("PAGE", a->page, "Page name or id (a name match wins; see --id, --name)")->required();
     c->add_option("-e,--epoch", a->epoch, "Epoch (default: last)")->check(nonempty_arg("an epoch"));
     auto* id = c->add_flag("--id", a->by_id, "PAGE is a page id");
@@ -583,7 +583,7 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "created in between is compared with zeros (and listed even when still all\n"
                               "zeros). --stat prints the headers and the totals only. Exit 0 whether or\n"
                               "not anything differs (use 'compare' for a verdict).");
-    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
+    add_recording_arg(c, "DIR", &a->dir);
     c->add_option("A", a->a, "Epoch A (old)")->required()->check(nonempty_arg("an epoch"));
     c->add_option("B", a->b, "Epoch B (new)")->required()->check(nonempty_arg("an epoch"));
     c->add_option("-p,--page", a->page, "Only this page (name or id)");
@@ -598,7 +598,7 @@ void add_read_commands(CLI::App& app, std::vector<Command>& commands) {
                               "Prints the tree of deltas caused by EPOCH (indented, in epoch order) and,\n"
                               "when EPOCH is itself derived, its cause chain back to the root. --root prints\n"
                               "only that chain, one delta per line, the root last.");
-    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
+    add_recording_arg(c, "DIR", &a->dir);
     c->add_option("EPOCH", a->epoch, "Epoch of the delta")->required();
     c->add_flag("--root", a->root, "Print only the chain from the delta back to its root cause");
     commands.push_back({c, [a] { return run_deps(*a); }});

@@ -358,7 +358,7 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "every delta against its page, every complete snapshot against the replayed\n"
                               "state, every segment's index. Exit 0: ok; 1: the first problem, with file,\n"
                               "offset, epoch and page; 3: DIR is missing or not a recording.");
-    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
+    add_recording_arg(c, "DIR", &a->dir);
     commands.push_back({c, [a] { return run_verify(*a); }});
   }
   {
@@ -371,8 +371,8 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "Exit 0: identical; 1: diverged (the first epoch after which the states differ,\n"
                               "the page, its differing byte ranges in A and B) or one run is a prefix of the\n"
                               "other; 3: a recording is missing or unreadable.");
-    c->add_option("A", a->a, "Recording A")->required()->check(nonempty_arg("a recording path"));
-    c->add_option("B", a->b, "Recording B")->required()->check(nonempty_arg("a recording path"));
+    add_recording_arg(c, "A", &a->a, "Recording A");
+    add_recording_arg(c, "B", &a->b, "Recording B");
     c->add_option("--ignore-page", a->ignore_pages, "Ignore this page (name or id); repeatable")
         ->allow_extra_args(false);
     c->add_option("--ignore-range", a->ignore_ranges,
@@ -390,7 +390,7 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "as <segment>.damaged), sets aside segments after a break in the history and\n"
                               "closes open segments with an index and a trailer. Exit 0: nothing was lost;\n"
                               "1: a damaged tail was cut and the intact prefix kept; 3: nothing recoverable.");
-    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
+    add_recording_arg(c, "DIR", &a->dir);
     c->add_flag("-n,--dry-run", a->dry_run, "Say what would be done; change nothing");
     commands.push_back({c, [a] { return run_recover(*a); }});
   }
@@ -403,7 +403,7 @@ void add_tool_commands(CLI::App& app, std::vector<Command>& commands) {
                               "the epoch, and OUT_DIR/manifest.json: each page's id, name, size, version,\n"
                               "file and XXH3-64 hash, and the state hash. OUT_DIR must not exist, or be an\n"
                               "empty directory.");
-    c->add_option("DIR", a->dir, "Recording directory")->required()->check(nonempty_arg("a recording path"));
+    add_recording_arg(c, "DIR", &a->dir);
     c->add_option("OUT_DIR", a->out, "Directory to create (or an empty one)")
         ->required()
         ->check(nonempty_arg("the export directory"));

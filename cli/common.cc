@@ -46,6 +46,10 @@ CLI::Validator nonempty_arg(const std::string& what) {
                         "");
 }
 
+CLI::Option* add_recording_arg(CLI::App* c, const std::string& name, std::string* to, const std::string& help) {
+  return c->add_option(name, *to, help)->required()->check(nonempty_arg("a recording path"));
+}
+
 namespace {
 
 std::string quoted(const std::string& s) { return "'" + printable(s) + "'"; }
