@@ -381,8 +381,11 @@ void App::draw(float dt) {
   // name and "written" side by side: one column of kSideMin or more holds
   // pages, deltas and the recording, one above the other.
   const ImGuiStyle& style = ImGui::GetStyle();
-  const float grid_w = std::max(hex_grid_chars(kHexPerRow), diff_grid_chars()) * ImGui::CalcTextSize("0").x +
-                       2 * style.WindowPadding.x + style.ScrollbarSize + 2;
+  // A grid of `chars` characters a row in the page view, padding and scrollbar included.
+  auto grid_px = [&](float chars) {
+    return chars * ImGui::CalcTextSize("0").x + 2 * style.WindowPadding.x + style.ScrollbarSize + 2;
+  };
+  const float grid_w = grid_px(std::max(hex_grid_chars(kHexPerRow), diff_grid_chars()));
   constexpr float kSideMin = 300, kSideMax = 420;
   const float two = std::floor(std::min({w * 0.26f, (w - grid_w) / 2, kSideMax}));
   layout_.stacked = two < kSideMin;
@@ -396,8 +399,7 @@ void App::draw(float dt) {
   } else {
     // Wide enough for 16 bytes a row next to kSideMin, or else for 8 (the
     // side-by-side diff then scrolls sideways).
-    const float hex8_w = hex_grid_chars(kHexPerRow / 2) * ImGui::CalcTextSize("0").x + 2 * style.WindowPadding.x +
-                         style.ScrollbarSize + 2;
+    const float hex8_w = grid_px(hex_grid_chars(kHexPerRow / 2));
     const float side =
         std::floor(std::clamp(w - grid_w >= kSideMin ? w - grid_w : w - hex8_w, kSideMin, kSideMax));
     const float pages_h = std::floor(h * 0.35f), deltas_h = std::floor(h * 0.4f);
