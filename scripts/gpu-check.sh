@@ -14,8 +14,10 @@
 #                                      the CUDA targets with every core, prints
 #                                      nvidia-smi, runs the cuda/ tests (the GPU
 #                                      ones must not skip where nvidia-smi shows a
-#                                      GPU) and mmsb-bench --only gpu_apply,gpu_diff
-#                                      --workload all --repeat 5
+#                                      GPU), runs them again under
+#                                      compute-sanitizer (memcheck, racecheck,
+#                                      synccheck, initcheck) and mmsb-bench --only
+#                                      gpu_apply,gpu_diff --workload all --repeat 5
 #
 # Options (default mode):
 #   --allow-skip      GPU tests and benches may skip (a machine without a GPU)
@@ -208,6 +210,36 @@ if grep -qE '\(Skipped\)|\*\*\*Skipped' "$gpu_log"; then
     fail "GPU tests skipped although nvidia-smi shows a GPU (see 'no CUDA device:' above)"
   else
     echo "gpu-check: GPU tests skipped (no usable device; --allow-skip)"
+  fi
+fi
+
+# The kernels' memory accesses, races, barriers and reads of uninitialized
+# device memory, over every GPU test case (about 30 s on an H100).
+section "tests: cuda/ on the GPU under compute-sanitizer"
+sanitizer=$(dirname "$nvcc")/compute-sanitizer
+[ -x "$sanitizer" ] || sanitizer=$(command -v compute-sanitizer || true)
+if [ $has_gpu -eq 0 ]; then
+  echo "skipped: no GPU"
+elif [ -z "$sanitizer" ] || [ ! -x "$sanitizer" ]; then
+  echo "skipped: no compute-sanitizer next to nvcc or on PATH"
+else
+  for tool in memcheck racecheck synccheck initcheck; do
+    if "$sanitizer" --tool $tool --error-exitcode 9 "$root/$build_dir/tests/mmsb_cuda_gpu_tests" \
+         > "$root/$build_dir/sanitizer-$tool.log" 2>&1; then
+      echo "$tool: clean ($(grep -E 'SUMMARY' "$root/$build_dir/sanitizer-$tool.log" | tail -n 1 | sed 's/^=* *//'))"
+    else
+      tail -n 30 "$root/$build_dir/sanitizer-$tool.log"
+      fail "compute-sanitizer --tool $tool (log $build_dir/sanitizer-$tool.log)"
+    fi
+  done
+  if [ $samples = ON ]; then
+    if "$sanitizer" --tool memcheck --error-exitcode 9 "$root/$build_dir/bin/mmsb-sample-heat" --gpu --size 256 \
+         --band-rows 16 --steps 20 --quiet > "$root/$build_dir/sanitizer-heat.log" 2>&1; then
+      echo "memcheck of mmsb-sample-heat --gpu: clean"
+    else
+      tail -n 30 "$root/$build_dir/sanitizer-heat.log"
+      fail "compute-sanitizer --tool memcheck mmsb-sample-heat (log $build_dir/sanitizer-heat.log)"
+    fi
   fi
 fi
 
