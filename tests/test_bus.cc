@@ -121,7 +121,7 @@ TEST_CASE("create_page: dense ids, names, info fields, zero-filled", "[bus][page
   CHECK(info->last_epoch == 3u);
 }
 
-TEST_CASE("find by name; duplicate and unknown names", "[bus][pages]") {
+TEST_CASE("find by name -- duplicate and unknown names", "[bus][pages]") {
   Bus bus;
   REQUIRE(bus.create_page(10, "a").ok());
   REQUIRE(bus.create_page(10).ok());

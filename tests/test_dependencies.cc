@@ -265,7 +265,7 @@ TEST_CASE("derived deltas carry the epoch of the source delta as cause", "[deps]
   CHECK(h.bus.info(2)->last_epoch == 15u);
 }
 
-TEST_CASE("update functions see the source and dependent bytes; assign writes only differences",
+TEST_CASE("update functions see the source and dependent bytes -- assign writes only differences",
           "[deps]") {
   Bus bus;
   model::Model m;

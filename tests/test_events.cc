@@ -191,7 +191,7 @@ TEST_CASE("unsubscribe stops delivery to that subscriber only", "[events]") {
   CHECK(b == 2);
 }
 
-TEST_CASE("events arrive in epoch order; kDeltaApplied epochs are contiguous", "[events][property]") {
+TEST_CASE("events arrive in epoch order -- kDeltaApplied epochs are contiguous", "[events][property]") {
   Bus bus;
   model::Model m;
   model::Rng rng(0xe7e70001);
@@ -410,7 +410,7 @@ TEST_CASE("an update function that throws fails its update, not the pass", "[eve
   REQUIRE(bus.write(2, 0, B({1})).ok());
 }
 
-TEST_CASE("UpdateContext from a callback its own write fired: refused, no deadlock; not copyable", "[events][deps]") {
+TEST_CASE("UpdateContext from a callback its own write fired: refused, no deadlock -- not copyable", "[events][deps]") {
   static_assert(!std::is_copy_constructible_v<mmsb::UpdateContext>);
   Bus bus;
   REQUIRE(bus.create_page(4, "src").ok());

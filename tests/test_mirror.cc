@@ -257,7 +257,7 @@ TEST_CASE("a mirror whose bus is destroyed says so, and its copy stays readable"
   CHECK(mir.state_hash() == model::state_hash(m));
 }
 
-TEST_CASE("attachments hear of their bus's end newest first; detached ones do not", "[mirror]") {
+TEST_CASE("attachments hear of their bus's end newest first -- detached ones do not", "[mirror]") {
   struct Probe final : mmsb::Bus::Attachment {
     std::vector<int>* order;
     int id;

@@ -452,7 +452,7 @@ TEST_CASE("open: a FIFO, a directory or a dangling link named like a segment is 
   CHECK(r.status().message().find("seg-000000.tlog is not a segment file: it is a FIFO") != std::string::npos);
 }
 
-TEST_CASE("open: more segments than the open-file limit is a clear error; the limit can be raised", "[replay]") {
+TEST_CASE("open: more segments than the open-file limit is a clear error -- the limit can be raised", "[replay]") {
   TempDir dir("replay-many-segments");
   {
     Bus bus;

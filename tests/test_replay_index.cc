@@ -437,7 +437,7 @@ TEST_CASE("index: states, pages and diffs at random epochs match the model", "[r
   }
 }
 
-TEST_CASE("verify: an intact recording passes; a flipped byte is reported with file and offset", "[replay]") {
+TEST_CASE("verify: an intact recording passes -- a flipped byte is reported with file and offset", "[replay]") {
   Full f;
   record_full(f, 0x1d03, 900, many_segments());
   auto ok = mmsb::replay::verify(f.dir.path);
@@ -904,7 +904,7 @@ TEST_CASE("verify: a trailer that contradicts the frames, or an index frame mid-
   recover_cut(work.path, f, intact);
 }
 
-TEST_CASE("an unreadable snapshot part leaves its snapshot incomplete; recover drops it, keeping every epoch", "[replay]") {
+TEST_CASE("an unreadable snapshot part leaves its snapshot incomplete -- recover drops it, keeping every epoch", "[replay]") {
   Full f;
   record_full(f, 0x1d0e, 900, many_segments());
   const std::vector<fs::path> segs = segment_files(f.dir.path);
@@ -1161,7 +1161,7 @@ TEST_CASE("verify names and recover cuts at a good frame holding a delta invalid
   CHECK(cut.bytes_cut > 0);
 }
 
-TEST_CASE("verify: a recording that began past epoch 0; a bad image in the snapshot it starts from is named",
+TEST_CASE("verify: a recording that began past epoch 0 -- a bad image in the snapshot it starts from is named",
           "[replay]") {
   // Such a recording's start state is its first complete snapshot. An image
   // whose size disagrees with the page table (checksums pass) is damage in
@@ -1446,7 +1446,7 @@ TEST_CASE("compare: deltas that differ but leave equal states are not a divergen
   }
 }
 
-TEST_CASE("compare: other pages that differ are listed; ignores naming nothing are errors", "[replay]") {
+TEST_CASE("compare: other pages that differ are listed -- ignores naming nothing are errors", "[replay]") {
   // At step 400 run A writes byte 1234 of page 3 and run B byte 7 of page
   // 5: the first divergence may show on both pages at once.
   Epoch at_a = 0, at_b = 0;

@@ -504,7 +504,7 @@ TEST_CASE("threads: pages created while another thread's writes propagate", "[th
   CHECK(bus.info(src)->version == static_cast<mmsb::Version>(kWrites));
 }
 
-TEST_CASE("threads: lock_writes holds off writers; try_lock_writes does not wait", "[threads]") {
+TEST_CASE("threads: lock_writes holds off writers -- try_lock_writes does not wait", "[threads]") {
   Bus bus;
   REQUIRE(bus.create_page(8).ok());
   REQUIRE(bus.write(0, 0, std::vector<std::byte>(8, std::byte{1})).ok());

@@ -199,7 +199,7 @@ TEST_CASE("TLog: an unpinned cursor whose records were overwritten gets kLagged"
   log.close(*fresh);
 }
 
-TEST_CASE("TLog: the record index finds each block's first record; read_at reads from there", "[tlog][property]") {
+TEST_CASE("TLog: the record index finds each block's first record -- read_at reads from there", "[tlog][property]") {
   // Reference: every record's start, from the head before and after its
   // append (a record that wrapped starts after the padding, at head - size).
   const size_t capacity = GENERATE(size_t{1} << 16, size_t{1} << 18, size_t{1} << 20);
@@ -301,7 +301,7 @@ TEST_CASE("TLog: at most kMaxPinned pinned cursors", "[tlog]") {
   log.close(*unpinned);
 }
 
-TEST_CASE("TLog: wait(min_bytes) waits for that many bytes; producer_waits counts full-ring waits",
+TEST_CASE("TLog: wait(min_bytes) waits for that many bytes -- producer_waits counts full-ring waits",
           "[tlog][threads]") {
   TLog log(1);  // 64 KiB: wake_bytes() = 4 KiB
   REQUIRE(log.wake_bytes() == 4096u);
@@ -549,7 +549,7 @@ TEST_CASE("Bus TLog: an unpinned cursor that falls behind gets kLagged", "[tlog]
   bus.tlog().close(falling_behind);
 }
 
-TEST_CASE("Bus TLog: a slow pinned consumer sees every epoch; the producer waits for it",
+TEST_CASE("Bus TLog: a slow pinned consumer sees every epoch -- the producer waits for it",
           "[tlog][bus][threads]") {
   Bus bus(small_tlog(64 << 10));
   const size_t capacity = bus.tlog().capacity();
