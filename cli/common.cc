@@ -126,6 +126,9 @@ std::string damage_advice(const Recording& rec) {
   if (rec.live())
     return "a process is still writing it (it holds the recording's writer lock): its last frames may be in "
            "flight; run this again once the program has ended, and never 'mmsb-replay recover' it while it runs";
+  if (!rec.missing_end().ok())
+    return "copy the missing segment files back if they exist elsewhere; otherwise run 'mmsb-replay recover " + dir +
+           "' to end the recording where its files end";
   return "run 'mmsb-replay recover " + dir + "' to cut the damaged tail";
 }
 

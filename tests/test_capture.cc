@@ -412,6 +412,9 @@ TEST_CASE("round trip: random workloads read back equal the model, delta by delt
     CHECK(s.default_page_size == mmsb::kDefaultPageSize);
     CHECK(s.meta_major == 1);
     CHECK(s.start_time_ns > 0);
+    CHECK(s.minor == 1);
+    // FORMAT.md 1.1: the writer marks the segment it closes last, and no other.
+    CHECK(s.last_segment == (&s == &r.segments.back()));
   }
 
   // The history: epochs 1..N, each delta exactly as the model and the

@@ -209,7 +209,7 @@ TEST_CASE("frames decode with the stock tools: zstd -d, then flatc --json with t
     REQUIRE(!json.empty());
     CHECK(string_value(json, "body_type") == "Meta");
     CHECK(number(json, "format_major") == 1);
-    CHECK(number(json, "format_minor") == 0);
+    CHECK(number(json, "format_minor") == 1);
     CHECK(string_value(json, "program") == "tools-test");
     CHECK(number(json, "pid") == ::getpid());
     CHECK(number(json, "segment") == 0);

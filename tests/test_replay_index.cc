@@ -148,6 +148,15 @@ void check_recovered(const fs::path& dir, const Full& f, Epoch last) {
   }
 }
 
+// A second recover of a recovered recording finds nothing to do.
+void check_recovered_again(const fs::path& dir) {
+  auto twice = mmsb::replay::recover(dir);
+  REQUIRE(twice.ok());
+  INFO(twice->summary);
+  CHECK(twice->outcome == RecoverReport::Outcome::kIntact);
+  CHECK(twice->actions.empty());
+}
+
 // Recovers `dir`, which must lose a damaged part and keep exactly the epochs
 // up to `intact`, with the model's state; returns recover's report.
 RecoverReport recover_cut(const fs::path& dir, const Full& f, Epoch intact) {
@@ -750,11 +759,7 @@ TEST_CASE("recover: cut and bit-flipped copies keep every intact epoch", "[repla
     uint64_t aside = 0;
     for (const auto& file : rep->set_aside) aside += fs::file_size(file);
     CHECK(aside == rep->bytes_cut);
-    // A second recover finds nothing to do.
-    auto twice = mmsb::replay::recover(work.path);
-    REQUIRE(twice.ok());
-    CHECK(twice->outcome == RecoverReport::Outcome::kIntact);
-    CHECK(twice->actions.empty());
+    check_recovered_again(work.path);
   }
 }
 
@@ -974,9 +979,7 @@ TEST_CASE("an unreadable snapshot part leaves its snapshot incomplete -- recover
   check_recovered(work.path, f, f.last);
   for (const auto& e : fs::directory_iterator(work.path))  // no rewrite left behind
     CHECK(e.path().filename().string().find(".rewrite") == std::string::npos);
-  auto twice = mmsb::replay::recover(work.path);
-  REQUIRE(twice.ok());
-  CHECK(twice->outcome == RecoverReport::Outcome::kIntact);
+  check_recovered_again(work.path);
 }
 
 TEST_CASE("open: a delta frame that claims more epochs than it has bytes ends the history there", "[replay]") {
@@ -985,11 +988,16 @@ TEST_CASE("open: a delta frame that claims more epochs than it has bytes ends th
   const std::vector<fs::path> segs = segment_files(f.dir.path);
   TempDir work("replay-huge-epochs");
   copy_dir(f.dir.path, work.path);
-  const fs::path seg = work.path / segs.back().filename();
-  std::vector<uint8_t> b = read_file(seg);
+  // The last delta frame (the last segment may hold only snapshot parts).
+  fs::path seg;
+  std::vector<uint8_t> b;
   RawFrame target;
-  for (const RawFrame& r : raw_frames(b))
-    if (r.kind == kDeltasKind) target = r;  // the last delta frame
+  for (auto s = segs.rbegin(); s != segs.rend() && target.payload == 0; ++s) {
+    seg = work.path / s->filename();
+    b = read_file(seg);
+    for (const RawFrame& r : raw_frames(b))
+      if (r.kind == kDeltasKind) target = r;
+  }
   REQUIRE(target.payload > 0);
   const uint64_t huge = target.first + (uint64_t{1} << 40);
   std::memcpy(b.data() + target.offset + 24, &huge, 8);  // last_epoch (FORMAT.md), header checksum fixed
@@ -1048,6 +1056,120 @@ TEST_CASE("recover: a middle segment cut exactly at a frame boundary ends the hi
     for (size_t s = 2; s < segs.size(); ++s) later += fs::file_size(segs[s]);
     CHECK(rep.bytes_cut == later);
   }
+}
+
+TEST_CASE("open: lost last segments (deleted, or not copied) are damage -- recover marks the new end, losing nothing more",
+          "[replay]") {
+  // A 1.1 writer marks the segment it closes last (FORMAT.md, SegmentIndex.
+  // last_segment), so a recording whose last segments are gone no longer
+  // passes for a finished one.
+  Full f;
+  record_full(f, 0x1d0b, 900, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  REQUIRE(segs.size() >= 4);
+  {
+    auto whole = open_rec(f.dir.path);
+    CHECK(whole->damage().ok());
+    CHECK(whole->last_epoch() == f.last);
+    CHECK(mmsb::replay::verify(f.dir.path).ok);
+  }
+  for (const size_t lost : {size_t{1}, size_t{2}}) {
+    TempDir work("replay-lost-end");
+    copy_dir(f.dir.path, work.path);
+    const size_t kept = segs.size() - lost;
+    for (size_t s = kept; s < segs.size(); ++s) fs::remove(work.path / segs[s].filename());
+    // The model: the last delta epoch in the segments left, from their bytes.
+    Epoch intact = 0;
+    for (size_t s = 0; s < kept; ++s)
+      for (const RawFrame& r : raw_frames(read_file(segs[s])))
+        if (r.kind == kDeltasKind) intact = std::max(intact, r.last);
+    INFO(lost << " last segment(s) removed, intact up to epoch " << intact);
+    REQUIRE(intact > 0);
+    REQUIRE(intact <= f.last);  // equal when the lost files held only snapshot parts
+
+    const fs::path missing = work.path / segs[kept].filename();
+    {
+      auto rec = open_rec(work.path);
+      check_damage(*rec, static_cast<uint32_t>(kept), 0, "is missing", intact);
+      CHECK(rec->damage_at().file == missing);
+      CHECK(rec->damage().message().find(segs[kept - 1].filename().string()) != std::string::npos);
+    }
+    // While a writer holds the lock it may be between the two files: no damage.
+    {
+      mmsb::format::DirLock lock;
+      REQUIRE(lock.acquire(work.path).ok());
+      auto rec = open_rec(work.path);
+      CHECK(rec->live());
+      CHECK(rec->damage().ok());
+      CHECK(rec->last_epoch() == intact);
+    }
+    auto v = mmsb::replay::verify(work.path);
+    CHECK_FALSE(v.ok);
+    CHECK(v.recoverable);
+    CHECK(v.problem.find(missing.filename().string()) != std::string::npos);
+    CHECK(v.problem.find("recover") != std::string::npos);
+
+    // The dry run changes nothing; recover rewrites only the new last
+    // segment's index and trailer, and sets nothing aside.
+    const std::vector<uint8_t> before = read_file(work.path / segs[kept - 1].filename());
+    auto dry = mmsb::replay::recover(work.path, /*dry_run=*/true);
+    REQUIRE(dry.ok());
+    CHECK(dry->outcome == RecoverReport::Outcome::kCut);
+    CHECK(read_file(work.path / segs[kept - 1].filename()) == before);
+    const RecoverReport rep = recover_cut(work.path, f, intact);
+    INFO(rep.summary);
+    CHECK(rep.summary.find("is missing") != std::string::npos);
+    CHECK(rep.set_aside.empty());
+    CHECK(rep.bytes_cut == 0);
+    REQUIRE(rep.actions.size() == 1);
+    CHECK(rep.actions[0].find("marked " + segs[kept - 1].filename().string()) != std::string::npos);
+    // Every frame of the new last segment is kept, byte for byte, before
+    // its new index frame.
+    const std::vector<uint8_t> after = read_file(work.path / segs[kept - 1].filename());
+    const std::vector<RawFrame> old_frames = raw_frames(before);
+    uint64_t index_at = 0;
+    for (const RawFrame& r : old_frames)
+      if (r.kind == kIndexKind) index_at = r.offset;
+    REQUIRE(index_at > 0);
+    REQUIRE(after.size() > index_at);
+    CHECK(std::equal(before.begin(), before.begin() + static_cast<std::ptrdiff_t>(index_at), after.begin()));
+    for (const auto& e : fs::directory_iterator(work.path)) CHECK(e.path().extension() == ".tlog");
+    check_recovered_again(work.path);
+  }
+}
+
+TEST_CASE("open: a format 1.0 recording (no last-segment mark) whose last segment is gone still opens clean",
+          "[replay]") {
+  // 1.0 writers did not mark the last segment, so readers cannot tell: the
+  // files' minor version decides (FORMAT.md, versioning rules).
+  Full f;
+  record_full(f, 0x1d0c, 600, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  REQUIRE(segs.size() >= 3);
+  TempDir work("replay-lost-end-1.0");
+  copy_dir(f.dir.path, work.path);
+  for (const fs::path& seg : segs) {  // file header: minor version (bytes 10-11) 0, checksum again
+    std::vector<uint8_t> b = read_file(work.path / seg.filename());
+    REQUIRE(get<uint16_t>(b, 10) == 1);
+    b[10] = b[11] = 0;
+    const uint32_t sum = static_cast<uint32_t>(XXH3_64bits(b.data(), 28));
+    std::memcpy(b.data() + 28, &sum, 4);
+    write_file(work.path / seg.filename(), b);
+  }
+  fs::remove(work.path / segs.back().filename());
+  Epoch intact = 0;
+  for (size_t s = 0; s + 1 < segs.size(); ++s)
+    for (const RawFrame& r : raw_frames(read_file(segs[s])))
+      if (r.kind == kDeltasKind) intact = std::max(intact, r.last);
+  auto rec = open_rec(work.path);
+  INFO(rec->damage().to_string());
+  CHECK(rec->damage().ok());
+  CHECK(rec->last_epoch() == intact);
+  CHECK(mmsb::replay::verify(work.path).ok);
+  auto rep = mmsb::replay::recover(work.path);
+  REQUIRE(rep.ok());
+  CHECK(rep->outcome == RecoverReport::Outcome::kIntact);
+  CHECK(rep->actions.empty());
 }
 
 TEST_CASE("recover: a page table that contradicts the ones before it ends the history there", "[replay]") {
@@ -1309,9 +1431,7 @@ TEST_CASE("damage: random cuts, flips, overwrites, inserts and lost files never 
     INFO(rep->summary);
     if (rep->outcome == RecoverReport::Outcome::kNothing) continue;
     check_recovered(work.path, f, rep->last_good_epoch);
-    auto twice = mmsb::replay::recover(work.path);
-    REQUIRE(twice.ok());
-    CHECK(twice->outcome == RecoverReport::Outcome::kIntact);
+    check_recovered_again(work.path);
   }
 }
 

@@ -561,6 +561,7 @@ bool Walker::segment(size_t si) {
       const fbs::SegmentIndex* idx = root->body_as_SegmentIndex();
       if (idx && idx->frames())
         for (const fbs::FrameEntry* e : *idx->frames()) index_entries.push_back(*e);
+      if (idx) s.last_segment = idx->last_segment();
     }
     if (f.kind == kDeltas) last_delta_in_segment = f.last_epoch;
     if (f.kind < kMeta || f.kind > kIndex) continue;  // a newer minor's kind: skippable
@@ -643,6 +644,10 @@ void Walker::run() {
   }
   for (size_t i = 0; i < r_.segments.size(); ++i)
     if (!segment(i)) break;
+  for (size_t i = 0; i + 1 < r_.segments.size(); ++i)
+    if (r_.segments[i].minor >= 1 && r_.segments[i].last_segment)
+      problem(r_.segments[i].name + ": its index says the recording ends with it, yet " + r_.segments[i + 1].name +
+              " follows");
 
   // Snapshots: complete when every part is readable.
   for (Snapshot& S : r_.snapshots) {

@@ -14,6 +14,8 @@
 //     checksum, header size, length or payload checksum is wrong ends the
 //     readable part of that segment (a torn tail) and is never applied;
 //   - a valid trailer's index frame is decoded and compared with the scan;
+//     from format 1.1 on, only the last segment's index may say
+//     last_segment (a marked segment with a successor is a problem);
 //   - the durable history is every delta up to the last readable delta frame
 //     whose epochs continue the previous ones without a gap;
 //   - states are rebuilt from page tables, delta batches and (fuzzy)
@@ -104,6 +106,7 @@ struct Segment {
   std::string stop;           // "" when the walk reached the end; else why it stopped (file, offset)
   bool has_trailer = false;   // a trailer with valid magic and checksum
   bool index_ok = false;      // trailer + index frame agree with the scan
+  bool last_segment = false;  // the index frame's last_segment (format >= 1.1: the recording ends here)
   uint64_t trailer_index_offset = 0, trailer_last_epoch = 0;
   uint32_t trailer_frames = 0;
   size_t first_frame = 0, frame_count = 0;  // range in Recording::frames (index frame included)

@@ -198,7 +198,7 @@ Status Recorder::Writer::append(format::FrameKind kind, Epoch first, Epoch last,
 Status Recorder::Writer::rotate_if_needed() {
   if (seg_->size() < opt_.segment_bytes) return Status::OK();
   const uint64_t before = seg_->size();
-  Status s = seg_->close(segment_last_, zstd_, opt_.durability != Durability::kProcess);
+  Status s = seg_->close(segment_last_, /*last_segment=*/false, zstd_, opt_.durability != Durability::kProcess);
   {
     std::lock_guard<std::mutex> lk(mu_);
     stats_.total_bytes += seg_->size() - before;
@@ -414,7 +414,7 @@ void Recorder::Writer::run() {
     if (s.ok() && (!stop || initial_snapshot_) && snapshot_due()) s = snapshot();
     if (s.ok() && stop) {
       const uint64_t before = seg_->size();
-      s = seg_->close(segment_last_, zstd_, opt_.durability != Durability::kProcess);
+      s = seg_->close(segment_last_, /*last_segment=*/true, zstd_, opt_.durability != Durability::kProcess);
       std::lock_guard<std::mutex> lk(mu_);
       stats_.total_bytes += seg_->size() - before;
     }

@@ -86,11 +86,11 @@ Status SegmentWriter::sync() {
   return Status::OK();
 }
 
-Status SegmentWriter::close(Epoch last_delta_epoch, format::Compressor& zstd, bool sync_file) {
+Status SegmentWriter::close(Epoch last_delta_epoch, bool last_segment, format::Compressor& zstd, bool sync_file) {
   if (fd_ < 0) return Status::OK();
   std::vector<std::byte> end;
   const uint64_t index_offset = size_;
-  Status s = format::segment_end(index_, index_offset, last_delta_epoch, zstd, &end);
+  Status s = format::segment_end(index_, index_offset, last_delta_epoch, last_segment, zstd, &end);
   if (s.ok()) s = write_all(end, {});
   if (s.ok()) by_kind_[static_cast<int>(format::FrameKind::kIndex)] += size_ - index_offset;
   if (s.ok() && sync_file) s = sync();

@@ -188,6 +188,7 @@ Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
     }
     seg.number = fh.segment;
     seg.start_epoch = fh.start_epoch;
+    seg.format_minor = fh.minor;
     r->segments_.push_back(seg);
     if (Status sc = r->scan_segment(i); !sc.ok()) return sc;
     // Only the last segment may lack its trailer: the writer closes a segment
@@ -203,7 +204,36 @@ Result<std::unique_ptr<Recording>> Recording::open(const fs::path& dir) {
     if (!r->damage_.ok()) break;  // nothing after damage is trusted
   }
   if (Status s = r->load_tables(); !s.ok()) return s;
+  r->check_last_segment();
   return r;
+}
+
+Status Recording::missing_end(DamageAt* at) const {
+  if (segments_.empty()) return Status::OK();
+  const SegmentInfo& last = segments_.back();
+  if (last.format_minor < format::kMinorLastSegment || last.last_segment.value_or(true)) return Status::OK();
+  const uint32_t next = static_cast<uint32_t>(segments_.size());
+  const fs::path missing = dir_ / format::segment_file_name(next);
+  if (at) *at = DamageAt{next, missing, 0, last_epoch_ + 1};
+  return Status(Code::kCorruption, missing.string() + " is missing: " + last.path.filename().string() +
+                                       " was closed to go on in it (its index says more follows), so the recording's "
+                                       "end is lost (deleted, not copied, or its writer stopped between the two "
+                                       "files); the history ends at epoch " +
+                                       std::to_string(last_epoch_));
+}
+
+// Not while a writer holds the lock: it may be between the two files.
+void Recording::check_last_segment() {
+  if (!damage_.ok() || live_) return;
+  DamageAt at;
+  if (Status s = missing_end(&at); !s.ok()) set_damage(std::move(s), at.segment, at.file, at.offset, at.epoch);
+}
+
+const fb::SegmentIndex* Recording::read_index(const FrameRef& idx, std::vector<std::byte>* raw) {
+  frames_.push_back(idx);
+  const bool read = read_frame(frames_.size() - 1, raw).ok();
+  frames_.pop_back();
+  return read ? as_frame(*raw)->body_as_SegmentIndex() : nullptr;
 }
 
 // Lists the frames of segment i: from its index when the trailer and index
@@ -306,6 +336,11 @@ Status Recording::scan_segment(uint32_t i) {
     }
     if (f.header.kind == format::FrameKind::kIndex) {
       index_at = off;
+      if (seg.format_minor >= format::kMinorLastSegment) {
+        std::vector<std::byte> raw;
+        const fb::SegmentIndex* index = read_index(f, &raw);
+        seg.last_segment = index ? std::optional<bool>(index->last_segment()) : std::nullopt;
+      }
     } else {
       frames_.push_back(f);
     }
@@ -335,10 +370,7 @@ bool Recording::use_index(uint32_t i, const format::Trailer& t) {
       t.index_offset + format::kFrameHeaderBytes + idx.header.payload_bytes != trailer_at)
     return false;
   std::vector<std::byte> raw;
-  frames_.push_back(idx);
-  const bool read = read_frame(frames_.size() - 1, &raw).ok();
-  frames_.pop_back();
-  const fb::SegmentIndex* index = read ? as_frame(raw)->body_as_SegmentIndex() : nullptr;
+  const fb::SegmentIndex* index = read_index(idx, &raw);
   if (!index || !index->frames() || index->frames()->size() != t.frames) return false;
   uint64_t expect = format::kFileHeaderBytes;  // where the next listed frame must start
   Epoch last_delta = 0;
@@ -356,6 +388,7 @@ bool Recording::use_index(uint32_t i, const format::Trailer& t) {
   if (expect != t.index_offset) return false;
   seg.closed = seg.trailer = true;
   seg.good_bytes = seg.file_bytes;
+  if (seg.format_minor >= format::kMinorLastSegment) seg.last_segment = index->last_segment();
   // Readers do not need the trailer's last epoch, but it must be true.
   if (t.last_epoch != last_delta)
     seg.problem = file + ": trailer at offset " + std::to_string(trailer_at) + " says the last delta epoch is " +

@@ -352,8 +352,8 @@ bool write_sync_close(int fd, std::span<const std::byte> bytes, uint64_t at) {
 // saved, in that order, to <segment>.damaged. The new file is written
 // beside the old one and renamed over it once synced.
 Status rewrite_without(const Recording& rec, uint32_t seg, const std::vector<format::IndexEntry>& kept,
-                       const std::vector<uint64_t>& dropped, uint64_t end, Epoch seg_last, format::Compressor& zstd,
-                       bool dry_run, RecoverReport* r) {
+                       const std::vector<uint64_t>& dropped, uint64_t end, Epoch seg_last, bool last_segment,
+                       format::Compressor& zstd, bool dry_run, RecoverReport* r) {
   const SegmentInfo& s = rec.segments()[seg];
   std::map<uint64_t, uint64_t> size_at;  // frame offset -> its bytes, header included
   for (const FrameRef& f : rec.frames())
@@ -386,7 +386,7 @@ Status rewrite_without(const Recording& rec, uint32_t seg, const std::vector<for
     if (off < end) saved.insert(saved.end(), old.begin() + off, old.begin() + off + size_at[off]);
   saved.insert(saved.end(), old.begin() + end, old.end());
   std::vector<std::byte> tail;
-  if (Status st = format::segment_end(entries, out.size(), seg_last, zstd, &tail); !st.ok()) return st;
+  if (Status st = format::segment_end(entries, out.size(), seg_last, last_segment, zstd, &tail); !st.ok()) return st;
   out.insert(out.end(), tail.begin(), tail.end());
 
   auto write_synced = [](const fs::path& p, std::span<const std::byte> bytes) -> Status {
@@ -670,6 +670,16 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   bool damaged = !rec.damage().ok();
   DamageAt dmg = rec.damage_at();
   std::string damage_text = damaged ? rec.damage().message() : "";
+  // open() saw the lock held (by this process) and left this out of damage().
+  // end_lost: that is all that is wrong so far (damage found in a frame
+  // below replaces it).
+  bool end_lost = false;
+  if (!damaged) {
+    if (Status s = rec.missing_end(&dmg); !s.ok()) {
+      damaged = end_lost = true;
+      damage_text = s.message();
+    }
+  }
   // Snapshot parts that fail their checks, and are not the recording's
   // start state: dropped (their segment is rewritten without them), the
   // history after them kept. Readers already skip them.
@@ -695,6 +705,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
       return true;
     }
     damaged = true;
+    end_lost = false;
     dmg = at;
     damage_text = st.message();
     return false;
@@ -728,6 +739,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     bool needs_close;
     std::vector<format::IndexEntry> frames;
     std::vector<uint64_t> dropped;  // offsets of frames left out: the segment is rewritten
+    bool only_mark = false;         // whole, closed, and closed again only to mark it the last segment
   };
   std::vector<Keep> keep;
   for (uint32_t i = 0; i < rec.segments().size(); ++i) {
@@ -736,7 +748,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     uint64_t end = s.closed ? s.file_bytes : s.good_bytes;
     if (damaged && i == dmg.segment && dmg.offset > 0) end = std::min(end, dmg.offset);
     const bool cut = end < s.file_bytes;
-    keep.push_back(Keep{i, end, !s.closed || cut || !s.problem.empty(), {}});
+    keep.push_back(Keep{i, end, !s.closed || cut || !s.problem.empty(), {}, {}, false});
   }
   std::vector<uint64_t> frames_end(keep.size(), format::kFileHeaderBytes);  // end of each one's last kept frame
   for (size_t i = 0; i < rec.frames().size(); ++i) {
@@ -759,6 +771,16 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     if (k.needs_close) k.end = frames_end[k.index];
   // A segment left with no frame (only its header, or nothing) is set aside.
   while (!keep.empty() && keep.back().frames.empty()) keep.pop_back();
+  // The recording now ends with the last segment kept: from format 1.1 on its
+  // index must say so, or readers take the segments after it for lost.
+  if (!keep.empty()) {
+    Keep& tail = keep.back();
+    const SegmentInfo& ts = rec.segments()[tail.index];
+    if (!tail.needs_close && ts.format_minor >= format::kMinorLastSegment && ts.last_segment != true) {
+      tail.needs_close = tail.only_mark = true;
+      tail.end = frames_end[tail.index];
+    }
+  }
   // Nothing of the state survives without a page table, a snapshot or a delta.
   bool any_state = false;
   for (const Keep& k : keep)
@@ -787,13 +809,19 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     Epoch seg_last = 0;
     for (const format::IndexEntry& e : k.frames)
       if (e.kind == format::FrameKind::kDeltas && e.last_epoch <= last_delta) seg_last = std::max(seg_last, e.last_epoch);
+    const bool last_segment = &k == &keep.back();
     if (!k.dropped.empty()) {
-      if (Status st = rewrite_without(rec, k.index, k.frames, k.dropped, k.end, seg_last, zstd, dry_run, &r); !st.ok())
+      if (Status st = rewrite_without(rec, k.index, k.frames, k.dropped, k.end, seg_last, last_segment, zstd, dry_run,
+                                      &r);
+          !st.ok())
         return st;
       continue;
     }
     const uint64_t cut = s.file_bytes - k.end;
-    if (cut > 0) {
+    if (k.only_mark) {  // its old index and trailer hold nothing the new ones lack: not saved
+      r.actions.push_back((dry_run ? "would mark " : "marked ") + s.path.filename().string() +
+                          " as the recording's last segment (a new index and trailer)");
+    } else if (cut > 0) {
       const fs::path aside = free_name(s.path.string() + ".damaged");
       r.actions.push_back((dry_run ? "would cut " : "cut ") + s.path.filename().string() + " at offset " + num(k.end) + " (" + num(cut) +
                           " damaged bytes, " + (dry_run ? "to be saved to " : "saved to ") + aside.filename().string() + ")");
@@ -803,11 +831,12 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
         if (Status st = save_tail(s.path, k.end, aside); !st.ok()) return st;
       }
     }
-    r.actions.push_back((dry_run ? "would close " : "closed ") + s.path.filename().string() + " with an index of " + num(k.frames.size()) +
-                        " frames and a trailer");
+    if (!k.only_mark)
+      r.actions.push_back((dry_run ? "would close " : "closed ") + s.path.filename().string() + " with an index of " +
+                          num(k.frames.size()) + " frames and a trailer");
     if (dry_run) continue;
     std::vector<std::byte> tail;
-    if (Status st = format::segment_end(k.frames, k.end, seg_last, zstd, &tail); !st.ok()) return st;
+    if (Status st = format::segment_end(k.frames, k.end, seg_last, last_segment, zstd, &tail); !st.ok()) return st;
     const int fd = ::open(s.path.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) return io_error(s.path, "cannot open for writing");
     if (::ftruncate(fd, static_cast<off_t>(k.end)) != 0) {
@@ -831,7 +860,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     }
   }
 
-  r.outcome = r.bytes_cut > 0 ? RecoverReport::Outcome::kCut : RecoverReport::Outcome::kIntact;
+  r.outcome = r.bytes_cut > 0 || end_lost ? RecoverReport::Outcome::kCut : RecoverReport::Outcome::kIntact;
   Epoch kept_last = rec.start_epoch();
   for (const Keep& k : keep)
     for (const format::IndexEntry& e : k.frames)
@@ -855,7 +884,12 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     r.summary = r.actions.empty() ? "intact: nothing to do; last epoch " + num(r.last_good_epoch)
                                   : (dry_run ? "nothing would be lost; last epoch " : "nothing lost; last epoch ") +
                                         num(r.last_good_epoch);
-  else if (!damaged) {  // an index, a trailer or snapshot parts: every delta stays
+  else if (end_lost) {
+    r.summary = damage_text + (dry_run ? "; would mark " : "; marked ") +
+                rec.segments()[keep.back().index].path.filename().string() + " as the last segment" +
+                (r.bytes_cut > 0 ? " and set aside " + num(r.bytes_cut) + " bytes" : "") + "; every epoch up to " +
+                num(r.last_good_epoch) + (dry_run ? " would be kept" : " kept");
+  } else if (!damaged) {  // an index, a trailer or snapshot parts: every delta stays
     r.summary = (dry_run ? "would repair, losing no epoch: " : "repaired, no epoch lost: ") + num(r.bytes_cut) +
                 (dry_run ? " bytes would be set aside" : " bytes set aside") + "; every epoch up to " +
                 num(r.last_good_epoch) + (dry_run ? " would be kept" : " kept");

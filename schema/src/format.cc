@@ -161,13 +161,13 @@ FrameHeader make_header(FrameKind kind, uint64_t first_epoch, uint64_t last_epoc
 }
 
 Status segment_end(std::span<const IndexEntry> frames, uint64_t index_offset, uint64_t last_delta_epoch,
-                   Compressor& zstd, std::vector<std::byte>* out) {
+                   bool last_segment, Compressor& zstd, std::vector<std::byte>* out) {
   flatbuffers::FlatBufferBuilder fbb(64 + frames.size() * sizeof(fb::FrameEntry));
   std::vector<fb::FrameEntry> entries;
   entries.reserve(frames.size());
   for (const IndexEntry& e : frames)
     entries.emplace_back(e.offset, e.first_epoch, e.last_epoch, static_cast<uint8_t>(e.kind));
-  auto idx = fb::CreateSegmentIndex(fbb, fbb.CreateVectorOfStructs(entries));
+  auto idx = fb::CreateSegmentIndex(fbb, fbb.CreateVectorOfStructs(entries), last_segment);
   fbb.Finish(fb::CreateFrame(fbb, fb::Body::SegmentIndex, idx.Union()), fb::FrameIdentifier());
   Result<std::span<const std::byte>> payload =
       zstd.compress({reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()), fbb.GetSize()});

@@ -228,7 +228,7 @@ case_info() {
   run info rec
   rc_is 0
   err_empty
-  out_has "format      1.0"
+  out_has "format      1.1"
   out_has "program     mmsb_cli_fixture"
   out_has "labels      steps=0 test=cli"
   out_has "epochs      start 0, first 1, last 12"
@@ -247,7 +247,7 @@ case_info() {
   run info rec --json
   rc_is 0
   json_ok
-  out_has '"format":"1.0"'
+  out_has '"format":"1.1"'
   out_has '"program":"mmsb_cli_fixture"'
   out_has '"labels":{"steps":"0","test":"cli"}'
   out_has '"start_epoch":0,"first_epoch":1,"last_epoch":12,"deltas":12'
@@ -835,6 +835,48 @@ case_recover-cut() {
     run recover "$dir"
     rc_is 0
   done
+}
+
+# A recording whose last segment is gone (deleted, or not copied): the
+# segment before it says more follows, so verify fails and names the missing
+# file; recover marks the new end and keeps every epoch the files hold.
+case_lost-end() {
+  make_rec orig --steps 400 --batch 16 --segment-bytes 4096
+  local segs last want
+  segs=$(ls orig/seg-*.tlog | wc -l)
+  [ "$segs" -ge 3 ] || fail "the recording has $segs segments, the case needs 3"
+  last=$(ls orig/seg-*.tlog | tail -n 1)
+  cp -r orig rec
+  rm "rec/$(basename "$last")"
+  want=$("$FIX" last-epoch rec)  # the independent reader's history of what is left
+  [ "$want" -lt "$("$FIX" last-epoch orig)" ] || fail "removing the last segment lost no epoch"
+  run verify rec
+  rc_is 1
+  out_has "$(basename "$last") is missing"
+  out_has "mmsb-replay recover"
+  run info rec
+  rc_is 0
+  out_has "last $want"
+  out_has "is missing"
+  err_has "copy the missing segment files back"
+  cp -r rec copy
+  run recover rec --dry-run
+  rc_is 1
+  out_has "would mark "
+  diff -r rec copy >/dev/null || fail "--dry-run changed the recording"
+  run recover rec
+  rc_is 1
+  out_has "marked "
+  out_has "last good epoch $want"
+  run verify rec
+  rc_is 0
+  [ "$("$FIX" last-epoch rec)" = "$want" ] || fail "after recover the reader sees a different history"
+  run cat rec beta --epoch "$want" --raw
+  rc_is 0
+  [ "$(hexof out.txt)" = "$("$FIX" page beta "$want" --steps 400)" ] || fail "page beta at epoch $want"
+  ls rec | grep -qv '\.tlog$' && fail "recover set a file aside"
+  run recover rec
+  rc_is 0
 }
 
 # A recording whose writer died mid-frame, before recover: read up to the

@@ -28,7 +28,10 @@ struct DeltaBatch;
 namespace mmsb::format {
 
 inline constexpr uint16_t kMajor = 1;
-inline constexpr uint16_t kMinor = 0;
+inline constexpr uint16_t kMinor = 1;
+// The first minor version whose index frames say which segment is the last
+// (SegmentIndex.last_segment).
+inline constexpr uint16_t kMinorLastSegment = 1;
 
 inline constexpr size_t kFileHeaderBytes = 32;
 inline constexpr size_t kFrameHeaderBytes = 40;
@@ -109,14 +112,16 @@ class Compressor {
 
 // How a closed segment ends: an index frame listing every frame before it,
 // then the trailer. segment_end() appends both to *out for a segment whose
-// index frame starts at file offset `index_offset`.
+// index frame starts at file offset `index_offset`; `last_segment` says
+// whether the recording ends with this segment (false: its writer goes on in
+// the next one).
 struct IndexEntry {
   uint64_t offset = 0;  // of the frame header
   uint64_t first_epoch = 0, last_epoch = 0;
   FrameKind kind = FrameKind::kDeltas;
 };
 Status segment_end(std::span<const IndexEntry> frames, uint64_t index_offset, uint64_t last_delta_epoch,
-                   Compressor& zstd, std::vector<std::byte>* out);
+                   bool last_segment, Compressor& zstd, std::vector<std::byte>* out);
 
 
 class Decompressor {

@@ -33,7 +33,9 @@ class SegmentWriter {
   // fdatasync: what was appended survives a power loss.
   Status sync();
   // Appends the index frame and the trailer, optionally syncs, and closes.
-  Status close(Epoch last_delta_epoch, format::Compressor& zstd, bool sync_file);
+  // last_segment: the recording ends with this segment (false when the
+  // writer goes on in a next one).
+  Status close(Epoch last_delta_epoch, bool last_segment, format::Compressor& zstd, bool sync_file);
 
   uint64_t size() const noexcept { return size_; }
   const std::filesystem::path& path() const noexcept { return path_; }

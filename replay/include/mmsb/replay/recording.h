@@ -26,6 +26,10 @@
 #include "mmsb/status.h"
 #include "mmsb/types.h"
 
+namespace mmsb::fb {
+struct SegmentIndex;
+}
+
 namespace mmsb::replay {
 
 struct SegmentInfo {
@@ -36,6 +40,11 @@ struct SegmentInfo {
   uint64_t good_bytes = 0;  // end of the last frame that passed its checks
   bool closed = false;      // has a valid index and trailer
   bool trailer = false;     // ends with a valid trailer (true when closed)
+  uint16_t format_minor = 0;  // the file header's
+  // What the segment's readable index frame says (format >= 1.1): true if
+  // the recording ends with this segment, false if its writer went on in the
+  // next. nullopt: no readable index, or a 1.0 writer.
+  std::optional<bool> last_segment;
   // A trailer or index that contradicts the frames ("" if none). Readers
   // do not need them (a segment whose index disagrees is walked), but
   // verify reports it.
@@ -134,6 +143,11 @@ class Recording {
   // last segment, or a torn frame at its end, is then a frame still being
   // written rather than a crash's remains: recover() refuses to cut it.
   bool live() const noexcept { return live_; }
+  // kCorruption when the last segment was closed to go on in a next one that
+  // is not there (format >= 1.1: SegmentInfo::last_segment is false), with
+  // *at (if given) naming the missing file; open() reports it as damage()
+  // unless the recording is live (its writer may be between the two files).
+  Status missing_end(DamageAt* at = nullptr) const;
   std::string describe(const FrameRef& f) const;  // "seg-000000.tlog offset 1234"
 
   // Reads frame i: checks the payload checksum, decompresses, verifies the
@@ -173,6 +187,9 @@ class Recording {
  private:
   Status scan_segment(uint32_t seg_index);
   bool use_index(uint32_t seg_index, const format::Trailer& t);
+  // Reads the index frame `idx` of segment seg_index; nullptr if unreadable.
+  const fb::SegmentIndex* read_index(const FrameRef& idx, std::vector<std::byte>* raw);
+  void check_last_segment();
   std::string trailer_disagreement(uint32_t seg_index, const format::Trailer& t, std::optional<uint64_t> index_at,
                                    size_t first_frame) const;
   void set_damage(Status s, uint32_t segment, const std::filesystem::path& file, uint64_t offset, Epoch epoch);

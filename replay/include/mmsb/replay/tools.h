@@ -100,8 +100,9 @@ struct RecoverReport {
 // Makes a recording whose writer died readable by everything: cuts each
 // segment after its last good frame (the cut bytes are kept beside it as
 // <segment>.damaged, never deleted), sets aside segments after a break in the
-// history, and closes every segment that has no index with an index and a
-// trailer. A snapshot part that fails its checks, or a snapshot whose images
+// history, closes every segment that has no index with an index and a
+// trailer, and marks the last segment it keeps as the recording's end (from
+// format 1.1 on; Recording::missing_end() otherwise, an outcome kCut). A snapshot part that fails its checks, or a snapshot whose images
 // disagree with the deltas before it, is dropped instead (its segment
 // rewritten without it, the dropped bytes in <segment>.damaged): no epoch
 // is lost for it. dry_run reports what would be done and changes nothing.
