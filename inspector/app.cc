@@ -111,11 +111,13 @@ char printable(std::byte b) {
   return c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '.';
 }
 
-void legend_box(uint32_t rgb, const char* text, bool outline = false) {
+// A square of the text's height in `rgb`, then `text`; `s` is the UI scale.
+void legend_box(float s, uint32_t rgb, const char* text, bool outline = false) {
   const float h = ImGui::GetTextLineHeight();
   const ImVec2 p = ImGui::GetCursorScreenPos();
-  if (outline) ImGui::GetWindowDrawList()->AddRect(ImVec2(p.x + 1, p.y + 2), ImVec2(p.x + h - 1, p.y + h - 2), col(rgb), 0, 0, 2);
-  else ImGui::GetWindowDrawList()->AddRectFilled(ImVec2(p.x, p.y + 1), ImVec2(p.x + h, p.y + h - 1), col(rgb));
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  if (outline) dl->AddRect(ImVec2(p.x + s, p.y + 2 * s), ImVec2(p.x + h - s, p.y + h - 2 * s), col(rgb), 0, 0, 2 * s);
+  else dl->AddRectFilled(ImVec2(p.x, p.y + s), ImVec2(p.x + h, p.y + h - s), col(rgb));
   ImGui::Dummy(ImVec2(h, h));
   ImGui::SameLine();
   ImGui::TextUnformatted(text);
@@ -137,6 +139,8 @@ void FrameLayout::clear() {
   deps_nodes.clear();
   tabs.clear();
   buttons.clear();
+  panels.clear();
+  grid_px = grid8_px = 0;
   fits.clear();
   page_names.clear();
   live = false;
@@ -178,14 +182,38 @@ App::~App() {
   else loader_.detach();
 }
 
-void App::apply_style() {
-  ImGui::StyleColorsDark();
+void App::set_scale(float scale, float framebuffer_scale) {
+  scale_ = scale;
+  framebuffer_scale_ = framebuffer_scale > 0 ? framebuffer_scale : 1;
+  ui_scale_ = scale_ / framebuffer_scale_;
+  // ScaleAllSizes() multiplies the sizes there are: start from the defaults.
   ImGuiStyle& st = ImGui::GetStyle();
+  st = ImGuiStyle();
+  ImGui::StyleColorsDark(&st);
   st.WindowRounding = 0;
   st.FrameRounding = 2;
   st.Colors[ImGuiCol_WindowBg] = colv(Palette::kBackground);
   st.Colors[ImGuiCol_ChildBg] = ImVec4(0, 0, 0, 0);
   st.Colors[ImGuiCol_PopupBg] = colv(0x242424);
+  st.ScaleAllSizes(ui_scale_);
+  // ProggyClean, rasterized for the display's pixels and drawn at
+  // 1 / framebuffer_scale, so that it measures 13 * ui_scale_ window
+  // coordinates. At scale 1 the same font as AddFontDefault() with no config
+  // (which sets oversampling and snapping only when it is given none).
+  ImGuiIO& io = ImGui::GetIO();
+  io.Fonts->Clear();
+  ImFontConfig cfg;
+  cfg.OversampleH = cfg.OversampleV = 1;
+  cfg.PixelSnapH = true;
+  cfg.SizePixels = 13.f * scale_;
+  io.Fonts->AddFontDefault(&cfg);
+  io.FontGlobalScale = 1.f / framebuffer_scale_;
+  // What the last frame measured at the old scale; the lists that follow
+  // the cursor and the selected page centre them again.
+  toolbar_h_ = 0;
+  deltas_written_w_ = 0;
+  deltas_scrolled_ = ~Epoch{0};
+  scrolled_to_page_ = kNoPage;
 }
 
 void App::open_async(const std::filesystem::path& dir) {
@@ -345,6 +373,11 @@ void App::field(const char* key, const std::string& value) {
   note_fit(std::string("recording:") + key, ImGui::GetItemRectMax().x, content_right());
 }
 
+void App::note_panel(const char* name) {
+  const ImVec2 p = ImGui::GetWindowPos(), s = ImGui::GetWindowSize();
+  layout_.panels[name] = {p.x, p.y, p.x + s.x, p.y + s.y};
+}
+
 void App::note_fit(const std::string& name, float right, float limit) {
   auto& f = layout_.fits[name];
   if (f.first == 0 && f.second == 0) f = {right, limit};
@@ -374,21 +407,26 @@ void App::draw(float dt) {
   y += draw_timeline(y);
 
   const float x = vp->WorkPos.x, w = vp->WorkSize.x;
-  const float h = std::max(100.f, vp->WorkPos.y + vp->WorkSize.y - y);
+  const float h = std::max(px(100), vp->WorkPos.y + vp->WorkSize.y - y);
   // The side panels give way first: the page view keeps room for a whole
   // row of its grids (a vertical scrollbar included). Where two side
-  // columns would be narrower than kSideMin, their tables cannot show a
-  // name and "written" side by side: one column of kSideMin or more holds
-  // pages, deltas and the recording, one above the other.
+  // columns would be narrower than side_min, their tables cannot show a
+  // name and "written" side by side: one column of side_min or more holds
+  // pages, deltas and the recording, one above the other. Every width here
+  // scales with the UI, so the breakpoints (stacked below about 1200 px at
+  // 1x) do too.
   const ImGuiStyle& style = ImGui::GetStyle();
   // A grid of `chars` characters a row in the page view, padding and scrollbar included.
   auto grid_px = [&](float chars) {
-    return chars * ImGui::CalcTextSize("0").x + 2 * style.WindowPadding.x + style.ScrollbarSize + 2;
+    return chars * ImGui::CalcTextSize("0").x + 2 * style.WindowPadding.x + style.ScrollbarSize + px(2);
   };
   const float grid_w = grid_px(std::max(hex_grid_chars(kHexPerRow), diff_grid_chars()));
-  constexpr float kSideMin = 300, kSideMax = 420;
-  const float two = std::floor(std::min({w * 0.26f, (w - grid_w) / 2, kSideMax}));
-  layout_.stacked = two < kSideMin;
+  const float hex8_w = grid_px(hex_grid_chars(kHexPerRow / 2));
+  layout_.grid_px = grid_w;
+  layout_.grid8_px = hex8_w;
+  const float side_min = px(300), side_max = px(420);
+  const float two = std::floor(std::min({w * 0.26f, (w - grid_w) / 2, side_max}));
+  layout_.stacked = two < side_min;
   if (!layout_.stacked) {
     const float center = w - 2 * two;
     const float pages_h = std::floor(h * 0.6f);
@@ -397,16 +435,15 @@ void App::draw(float dt) {
     draw_views(x + two, y, center, h);
     draw_deltas(x + two + center, y, two, h);
   } else {
-    // Wide enough for 16 bytes a row next to kSideMin, or else for 8 (the
+    // Wide enough for 16 bytes a row next to side_min, or else for 8 (the
     // side-by-side diff then scrolls sideways).
-    const float hex8_w = grid_px(hex_grid_chars(kHexPerRow / 2));
     const float side =
-        std::floor(std::clamp(w - grid_w >= kSideMin ? w - grid_w : w - hex8_w, kSideMin, kSideMax));
+        std::floor(std::clamp(w - grid_w >= side_min ? w - grid_w : w - hex8_w, side_min, side_max));
     const float pages_h = std::floor(h * 0.35f), deltas_h = std::floor(h * 0.4f);
     draw_pages(x, y, side, pages_h);
     draw_deltas(x, y + pages_h, side, deltas_h);
     draw_recording(x, y + pages_h + deltas_h, side, h - pages_h - deltas_h);
-    draw_views(x + side, y, std::max(200.f, w - side), h);
+    draw_views(x + side, y, std::max(px(200), w - side), h);
   }
   draw_modals();
 }
@@ -436,6 +473,7 @@ float App::draw_banner(float y) {
   ImGui::SetNextWindowSize(ImVec2(vp->WorkSize.x, h));
   ImGui::PushStyleColor(ImGuiCol_WindowBg, colv(0x6e1e1e));
   ImGui::Begin("##banner", nullptr, kBar);
+  note_panel("banner");
   const auto* ix = model_.index();
   ImGui::Text("Damaged recording: showing its readable part, epochs %llu..%llu (%llu deltas). "
               "Nothing after the damage is shown.",
@@ -457,6 +495,7 @@ float App::draw_toolbar(float y) {
   ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x, y));
   ImGui::SetNextWindowSize(ImVec2(vp->WorkSize.x, h));
   ImGui::Begin("##toolbar", nullptr, kBar);
+  note_panel("toolbar");
   const float edge = content_right();
   float reach = 0;  // the right end of the widest row
   // The next group of `w` pixels on this row if it fits, else on the next.
@@ -467,7 +506,7 @@ float App::draw_toolbar(float y) {
   };
 
   const char* hint = "recording directory (or drop one here)";
-  ImGui::SetNextItemWidth(std::floor(ImGui::CalcTextSize(hint).x + 2 * style.FramePadding.x + 4));
+  ImGui::SetNextItemWidth(std::floor(ImGui::CalcTextSize(hint).x + 2 * style.FramePadding.x + px(4)));
   const bool enter = ImGui::InputTextWithHint("##path", hint, path_buf_, sizeof path_buf_,
                                               ImGuiInputTextFlags_EnterReturnsTrue);
   layout_.buttons["field:path"] = item_rect();
@@ -476,8 +515,9 @@ float App::draw_toolbar(float y) {
 
   if (model_.loaded()) {
     const float sp = style.ItemSpacing.x;
-    next_group(button_width("|<") + button_width("<") + button_width(">") + button_width(">|") + 100 + 48 + 5 * sp,
-               16);
+    next_group(button_width("|<") + button_width("<") + button_width(">") + button_width(">|") + px(100) + px(48) +
+                   5 * sp,
+               px(16));
     if (button("|<")) model_.seek(model_.first_epoch());
     ImGui::SameLine();
     if (button("<")) model_.step(-1);
@@ -486,7 +526,7 @@ float App::draw_toolbar(float y) {
     ImGui::SameLine();
     if (button(">|")) model_.seek(model_.last_epoch());
     ImGui::SameLine();
-    ImGui::SetNextItemWidth(100);
+    ImGui::SetNextItemWidth(px(100));
     uint64_t target = model_.cursor();
     if (ImGui::InputScalar("##goto", ImGuiDataType_U64, &target, nullptr, nullptr, nullptr,
                            ImGuiInputTextFlags_EnterReturnsTrue))
@@ -494,9 +534,9 @@ float App::draw_toolbar(float y) {
     layout_.buttons["field:epoch"] = item_rect();
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("Type an epoch and press Enter to jump there");
     ImGui::SameLine();
-    if (button(model_.playing() ? "Pause" : "Play", 48)) model_.set_playing(!model_.playing());
-    next_group(120 + sp + ImGui::CalcTextSize("epochs/s").x + style.ItemInnerSpacing.x + button_width("Fit"), sp);
-    ImGui::SetNextItemWidth(120);
+    if (button(model_.playing() ? "Pause" : "Play", px(48))) model_.set_playing(!model_.playing());
+    next_group(px(120) + sp + ImGui::CalcTextSize("epochs/s").x + style.ItemInnerSpacing.x + button_width("Fit"), sp);
+    ImGui::SetNextItemWidth(px(120));
     float rate = static_cast<float>(model_.rate());
     if (ImGui::SliderFloat("epochs/s", &rate, 1.f, 1e6f, "%.0f", ImGuiSliderFlags_Logarithmic))
       model_.set_rate(rate);
@@ -504,7 +544,7 @@ float App::draw_toolbar(float y) {
     if (button("Fit")) model_.timeline().fit(model_.first_epoch(), model_.last_epoch());
     const std::string where = fmt("epoch %llu  [%llu..%llu]", static_cast<ull>(model_.cursor()),
                                   static_cast<ull>(model_.first_epoch()), static_cast<ull>(model_.last_epoch()));
-    next_group(ImGui::CalcTextSize(where.c_str()).x + sp + ImGui::CalcTextSize("(?)").x, 16);
+    next_group(ImGui::CalcTextSize(where.c_str()).x + sp + ImGui::CalcTextSize("(?)").x, px(16));
     ImGui::TextUnformatted(where.c_str());
     ImGui::SameLine();
     ImGui::TextDisabled("(?)");
@@ -516,7 +556,7 @@ float App::draw_toolbar(float y) {
   }
   if (!notice_.empty() && notice_at_ != notice_key()) notice_.clear();  // the user has moved on
   if (!notice_.empty()) {
-    next_group(ImGui::CalcTextSize(notice_.c_str()).x, 16);
+    next_group(ImGui::CalcTextSize(notice_.c_str()).x, px(16));
     ImGui::PushTextWrapPos(0);  // longer than a row: wrapped
     ImGui::TextColored(colv(0xffcc66), "%s", notice_.c_str());
     ImGui::PopTextWrapPos();
@@ -532,12 +572,13 @@ float App::draw_toolbar(float y) {
 // selected page's writes, snapshots, and the cursor.
 float App::draw_timeline(float y) {
   const ImGuiViewport* vp = ImGui::GetMainViewport();
-  const float axis_h = 16, bytes_h = 30, derived_h = 8, page_h = 16, snap_h = 10, gap = 3;
+  const float axis_h = px(16), bytes_h = px(30), derived_h = px(8), page_h = px(16), snap_h = px(10), gap = px(3);
   const float content_h = axis_h + bytes_h + derived_h + page_h + snap_h + 4 * gap;
   const float h = std::floor(content_h + ImGui::GetStyle().WindowPadding.y * 2);
   ImGui::SetNextWindowPos(ImVec2(vp->WorkPos.x, y));
   ImGui::SetNextWindowSize(ImVec2(vp->WorkSize.x, h));
   ImGui::Begin("##timeline", nullptr, kBar);
+  note_panel("timeline");
   if (!model_.loaded()) {
     ImGui::TextDisabled(loading() ? "Opening %s ..." : "%s",
                         loading() ? loading_dir_.string().c_str()
@@ -552,9 +593,9 @@ float App::draw_timeline(float y) {
   ImDrawList* dl = ImGui::GetWindowDrawList();
   const ImGuiIO& io = ImGui::GetIO();
   const ImVec2 p = ImGui::GetCursorScreenPos();
-  const float label_w = 92;
+  const float label_w = px(92);
   const float x0 = std::floor(p.x + label_w);
-  const float w = std::max(10.f, std::floor(ImGui::GetContentRegionAvail().x - label_w));
+  const float w = std::max(px(10), std::floor(ImGui::GetContentRegionAvail().x - label_w));
   const float y_axis = p.y, y_bytes = y_axis + axis_h + gap, y_der = y_bytes + bytes_h + gap,
               y_page = y_der + derived_h + gap, y_snap = y_page + page_h + gap, y_end = y_snap + snap_h;
 
@@ -583,17 +624,17 @@ float App::draw_timeline(float y) {
   // Labels.
   const ImU32 dim = ImGui::GetColorU32(ImGuiCol_TextDisabled);
   dl->AddText(ImVec2(p.x, y_axis), dim, "epoch");
-  dl->AddText(ImVec2(p.x, y_bytes + 8), dim, "bytes/delta");
-  dl->AddText(ImVec2(p.x, y_der - 4), dim, "derived");
+  dl->AddText(ImVec2(p.x, y_bytes + px(8)), dim, "bytes/delta");
+  dl->AddText(ImVec2(p.x, y_der - px(4)), dim, "derived");
   const PageId page = model_.selected_page();
   const std::string page_label = page == kNoPage ? std::string("(no page)") : model_.page_label(page);
   {
-    const float room = label_w - 4;
+    const float room = label_w - px(4);
     const std::string s = fit_end(page_label, room);
-    dl->AddText(ImVec2(p.x, y_page + 1), dim, s.c_str());
+    dl->AddText(ImVec2(p.x, y_page + px(1)), dim, s.c_str());
     note_fit("timeline:page", p.x + ImGui::CalcTextSize(s.c_str()).x, p.x + room);
   }
-  dl->AddText(ImVec2(p.x, y_snap - 2), dim, "snapshots");
+  dl->AddText(ImVec2(p.x, y_snap - px(2)), dim, "snapshots");
 
   // Strip backgrounds.
   const ImU32 strip_bg = col(0x262626);
@@ -602,17 +643,18 @@ float App::draw_timeline(float y) {
   dl->AddRectFilled(ImVec2(x0, y_page), ImVec2(x0 + w, y_page + page_h), strip_bg);
   dl->PushClipRect(ImVec2(x0, y_axis), ImVec2(x0 + w, y_end), true);
 
-  // Ticks.
-  const double step = nice_step(view.span() * 90 / w);
+  // Ticks, about 90 px (at 1x) apart; lines of one pixel at any scale, as ImGui's borders.
+  const double step = nice_step(view.span() * px(90) / w);
   for (double t = std::ceil(view.lo / step) * step; t <= view.hi; t += step) {
     if (t < 0) continue;
     const float tx = snap(static_cast<float>(view.x_of(t, x0, w)));
-    dl->AddLine(ImVec2(tx, y_axis + axis_h - 4), ImVec2(tx, y_end), col(0x333333));
-    dl->AddText(ImVec2(tx + 2, y_axis), dim, fmt("%llu", static_cast<ull>(t)).c_str());
+    dl->AddLine(ImVec2(tx, y_axis + axis_h - px(4)), ImVec2(tx, y_end), col(0x333333));
+    dl->AddText(ImVec2(tx + px(2), y_axis), dim, fmt("%llu", static_cast<ull>(t)).c_str());
   }
 
   // Density: bytes per delta (sqrt scale, so small writes still show) and
-  // the share of derived deltas, per pixel column.
+  // the share of derived deltas, per pixel column (a bar is at least one
+  // pixel high: any bytes at all).
   const int ncols = static_cast<int>(w);
   if (columns_index_ != &ix || columns_lo_ != view.lo || columns_hi_ != view.hi || columns_n_ != ncols) {
     model_.density().query(ix, view.lo, view.hi, ncols, &columns_);
@@ -657,7 +699,7 @@ float App::draw_timeline(float y) {
     }
     for (int c = 0; c < ncols; ++c) {
       if (!counts[c]) continue;
-      const float bh = std::max(3.f, snap(static_cast<float>(counts[c]) / max_count * page_h));
+      const float bh = std::max(px(3), snap(static_cast<float>(counts[c]) / max_count * page_h));
       dl->AddRectFilled(ImVec2(x0 + c, y_page + page_h - bh), ImVec2(x0 + c + 1, y_page + page_h),
                         col(Palette::kCurrent));
     }
@@ -668,7 +710,7 @@ float App::draw_timeline(float y) {
     const double e = static_cast<double>(s.last_epoch);
     if (e < view.lo || e > view.hi) continue;
     const float sx = snap(static_cast<float>(view.x_of(e, x0, w)));
-    dl->AddTriangleFilled(ImVec2(sx - 4, y_snap + snap_h), ImVec2(sx + 4, y_snap + snap_h), ImVec2(sx, y_snap),
+    dl->AddTriangleFilled(ImVec2(sx - px(4), y_snap + snap_h), ImVec2(sx + px(4), y_snap + snap_h), ImVec2(sx, y_snap),
                           s.complete ? col(Palette::kSnapshot) : col(0x707070));
   }
 
@@ -690,13 +732,14 @@ float App::draw_timeline(float y) {
   const double ce = static_cast<double>(model_.cursor());
   if (ce >= view.lo && ce <= view.hi) {
     const float cx = snap(static_cast<float>(view.x_of(ce, x0, w)));
-    const float slot = std::max(2.f, static_cast<float>(w / view.span()));
-    if (slot > 4 && slot < w / 4) dl->AddRectFilled(ImVec2(cx - slot / 2, y_bytes), ImVec2(cx + slot / 2, y_end), col(Palette::kCursor, 40));
-    dl->AddLine(ImVec2(cx, y_axis), ImVec2(cx, y_end), col(Palette::kCursor), 2);
+    const float slot = std::max(px(2), static_cast<float>(w / view.span()));
+    if (slot > px(4) && slot < w / 4)
+      dl->AddRectFilled(ImVec2(cx - slot / 2, y_bytes), ImVec2(cx + slot / 2, y_end), col(Palette::kCursor, 40));
+    dl->AddLine(ImVec2(cx, y_axis), ImVec2(cx, y_end), col(Palette::kCursor), px(2));
     const std::string s = fmt("%llu", static_cast<ull>(model_.cursor()));
     const ImVec2 ts = ImGui::CalcTextSize(s.c_str());
-    const float lx = std::min(cx + 3, x0 + w - ts.x - 4);
-    dl->AddRectFilled(ImVec2(lx - 2, y_axis), ImVec2(lx + ts.x + 2, y_axis + ts.y), col(Palette::kCursor));
+    const float lx = std::min(cx + px(3), x0 + w - ts.x - px(4));
+    dl->AddRectFilled(ImVec2(lx - px(2), y_axis), ImVec2(lx + ts.x + px(2), y_axis + ts.y), col(Palette::kCursor));
     dl->AddText(ImVec2(lx, y_axis), col(0x000000), s.c_str());
   }
   dl->PopClipRect();
@@ -763,6 +806,7 @@ void App::draw_pages(float x, float y, float w, float h) {
   ImGui::SetNextWindowPos(ImVec2(x, y));
   ImGui::SetNextWindowSize(ImVec2(w, h));
   ImGui::Begin("Pages", nullptr, kPanel);
+  note_panel("pages");
   if (!model_.loaded()) {
     ImGui::TextDisabled("No recording open.");
     ImGui::End();
@@ -864,6 +908,7 @@ void App::draw_recording(float x, float y, float w, float h) {
   ImGui::SetNextWindowPos(ImVec2(x, y));
   ImGui::SetNextWindowSize(ImVec2(w, h));
   ImGui::Begin("Recording", nullptr, kPanel);
+  note_panel("recording");
   if (!model_.loaded()) {
     ImGui::TextDisabled("%s", loading() ? "Opening ..." : "No recording open.");
     ImGui::End();
@@ -928,6 +973,7 @@ void App::draw_views(float x, float y, float w, float h) {
   ImGui::SetNextWindowPos(ImVec2(x, y));
   ImGui::SetNextWindowSize(ImVec2(w, h));
   ImGui::Begin("Page", nullptr, kPanel);
+  note_panel("page");
   if (!model_.loaded()) {
     ImGui::TextDisabled("No recording open.");
     ImGui::End();
@@ -1001,7 +1047,7 @@ void App::draw_hex() {
   const float byte_w = sb ? button_width("< byte write") + button_width("byte write >") +
                                 ImGui::CalcTextSize("byte 0000000 (0x000000)").x + 2 * style.ItemSpacing.x
                           : ImGui::CalcTextSize("click a byte to follow its writes").x;
-  ImGui::SameLine(0, 16);
+  ImGui::SameLine(0, px(16));
   if (ImGui::GetContentRegionAvail().x < byte_w) ImGui::NewLine();
   if (sb) {
     if (button("< byte write")) {
@@ -1027,18 +1073,18 @@ void App::draw_hex() {
     ImGui::TextDisabled("click a byte to follow its writes");
   }
   note_fit("hex:byte", ImGui::GetItemRectMax().x, content_right());
-  legend_box(Palette::kCurrent, "changed here");
-  ImGui::SameLine(0, 12);
-  legend_box(Palette::kCurrent, "rewritten, same value", /*outline=*/true);
+  legend_box(ui_scale_, Palette::kCurrent, "changed here");
+  ImGui::SameLine(0, px(12));
+  legend_box(ui_scale_, Palette::kCurrent, "rewritten, same value", /*outline=*/true);
   const char* fading = "earlier writes, fading over the last";
-  const float fading_w = ImGui::CalcTextSize(fading).x + ImGui::GetTextLineHeight() * 2 + 150;
-  ImGui::SameLine(0, 12);
+  const float fading_w = ImGui::CalcTextSize(fading).x + ImGui::GetTextLineHeight() * 2 + px(150);
+  ImGui::SameLine(0, px(12));
   if (ImGui::GetContentRegionAvail().x < fading_w) ImGui::NewLine();  // a narrow window: on a line of its own
-  legend_box(Palette::recent(1, model_.fade()), fading);
+  legend_box(ui_scale_, Palette::recent(1, model_.fade()), fading);
   ImGui::SameLine();
-  if (ImGui::GetContentRegionAvail().x < 70 + style.ItemInnerSpacing.x + ImGui::CalcTextSize("writes").x)
+  if (ImGui::GetContentRegionAvail().x < px(70) + style.ItemInnerSpacing.x + ImGui::CalcTextSize("writes").x)
     ImGui::NewLine();  // narrower still: the slider below
-  ImGui::SetNextItemWidth(70);
+  ImGui::SetNextItemWidth(px(70));
   int fade = model_.fade();
   if (ImGui::SliderInt("writes##fade", &fade, 1, Model::kMaxFade)) model_.set_fade(fade);
   note_fit("hex:legend", ImGui::GetItemRectMax().x, content_right());
@@ -1079,7 +1125,7 @@ void App::draw_hex() {
   std::optional<uint64_t> show = focus;
   if (hex_goto_) show = std::exchange(hex_goto_, std::nullopt);
   if (show && *show >= base && *show - base < bytes.size()) {
-    const float row_h = std::floor(ImGui::GetTextLineHeight() + 4);
+    const float row_h = std::floor(ImGui::GetTextLineHeight() + px(4));  // as draw_hex_grid's
     const float ry = static_cast<float>((*show - base) / hex_per_row_) * row_h;
     const float view_h = ImGui::GetWindowHeight();
     if (ry < ImGui::GetScrollY() || ry + row_h > ImGui::GetScrollY() + view_h)
@@ -1147,7 +1193,8 @@ void App::draw_hex_grid(uint64_t base, std::span<const std::byte> bytes, std::sp
   const ImGuiIO& io = ImGui::GetIO();
   ImGui::PushStyleVar(ImGuiStyleVar_ItemSpacing, ImVec2(ImGui::GetStyle().ItemSpacing.x, 0));
   const float cw = ImGui::CalcTextSize("0").x;
-  const float row_h = std::floor(ImGui::GetTextLineHeight() + 4);
+  const float row_h = std::floor(ImGui::GetTextLineHeight() + px(4));
+  const float text_dy = px(2);  // the glyphs' offset in a row
   const int per_row = hex_per_row_;
   const float hex_x = 10 * cw, cell_w = 3 * cw, gap8 = cw;
   const float ascii_x = hex_x + per_row * cell_w + gap8 + cw;
@@ -1171,7 +1218,7 @@ void App::draw_hex_grid(uint64_t base, std::span<const std::byte> bytes, std::sp
       p.x = snap(p.x);
       p.y = snap(p.y);
       const uint64_t first = static_cast<uint64_t>(row) * per_row;  // in the window
-      dl->AddText(ImVec2(p.x, p.y + 2), dim, fmt("%08llx", static_cast<ull>(base + first)).c_str());
+      dl->AddText(ImVec2(p.x, p.y + text_dy), dim, fmt("%08llx", static_cast<ull>(base + first)).c_str());
       for (int i = 0; i < per_row; ++i) {
         const uint64_t k = first + i;  // in the window
         if (k >= n) break;
@@ -1182,8 +1229,9 @@ void App::draw_hex_grid(uint64_t base, std::span<const std::byte> bytes, std::sp
         const int age = k < ages.size() ? ages[k] : kAgeNone;
         const bool current = age == kAgeCurrent;
         if (age == kAgeUnchanged) {  // written with the value it had: an outline, not a fill
-          dl->AddRect(ImVec2(hr.x0 + 1, hr.y0 + 1), ImVec2(hr.x1 - 1, hr.y1 - 1), col(Palette::kCurrent), 0, 0, 2);
-          dl->AddRectFilled(ImVec2(ar.x0, ar.y1 - 3), ImVec2(ar.x1, ar.y1 - 1), col(Palette::kCurrent));  // underline
+          const float in = px(1);
+          dl->AddRect(ImVec2(hr.x0 + in, hr.y0 + in), ImVec2(hr.x1 - in, hr.y1 - in), col(Palette::kCurrent), 0, 0, px(2));
+          dl->AddRectFilled(ImVec2(ar.x0, ar.y1 - px(3)), ImVec2(ar.x1, ar.y1 - in), col(Palette::kCurrent));  // underline
         } else if (age != kAgeNone) {
           const ImU32 fill = current ? col(Palette::kCurrent) : col(Palette::recent(age, fade));
           dl->AddRectFilled(ImVec2(hr.x0, hr.y0), ImVec2(hr.x1, hr.y1), fill);
@@ -1192,14 +1240,14 @@ void App::draw_hex_grid(uint64_t base, std::span<const std::byte> bytes, std::sp
         const int v = std::to_integer<int>(bytes[k]);
         const char hex[3] = {"0123456789abcdef"[v >> 4], "0123456789abcdef"[v & 15], 0};
         const ImU32 tc = current ? col(0x000000) : text;
-        dl->AddText(ImVec2(snap(hx), p.y + 2), tc, hex);
+        dl->AddText(ImVec2(snap(hx), p.y + text_dy), tc, hex);
         const char ch[2] = {printable(bytes[k]), 0};
         // '.' (not printable) is dimmed only on the plain background: grey on blue would vanish.
-        dl->AddText(ImVec2(ar.x0, p.y + 2), current ? tc : (ch[0] == '.' && (age == kAgeNone || age == kAgeUnchanged) ? dim : text), ch);
+        dl->AddText(ImVec2(ar.x0, p.y + text_dy), current ? tc : (ch[0] == '.' && (age == kAgeNone || age == kAgeUnchanged) ? dim : text), ch);
         if (sel && *sel == off) {  // yellow, lined inside with black: visible on the orange fill too
           for (const Rect& r : {hr, ar}) {
-            dl->AddRect(ImVec2(r.x0, r.y0), ImVec2(r.x1, r.y1), col(Palette::kCursor), 0, 0, 2);
-            dl->AddRect(ImVec2(r.x0 + 2, r.y0 + 2), ImVec2(r.x1 - 2, r.y1 - 2), col(0x000000));
+            dl->AddRect(ImVec2(r.x0, r.y0), ImVec2(r.x1, r.y1), col(Palette::kCursor), 0, 0, px(2));
+            dl->AddRect(ImVec2(r.x0 + px(2), r.y0 + px(2)), ImVec2(r.x1 - px(2), r.y1 - px(2)), col(0x000000), 0, 0, px(1));
           }
         }
         layout_.hex_cells.push_back({off, hr});
@@ -1258,16 +1306,16 @@ void App::draw_diff() {
   ImGui::AlignTextToFramePadding();
   ImGui::TextUnformatted("A");
   ImGui::SameLine();
-  ImGui::SetNextItemWidth(100);
+  ImGui::SetNextItemWidth(px(100));
   if (ImGui::InputScalar("##diffa", ImGuiDataType_U64, &a, nullptr, nullptr, nullptr,
                          ImGuiInputTextFlags_EnterReturnsTrue))
     model_.set_diff(a, model_.diff_b());
   ImGui::SameLine();
   if (button("A = cursor")) model_.set_diff(model_.cursor(), model_.diff_b());
-  ImGui::SameLine(0, 16);
+  ImGui::SameLine(0, px(16));
   ImGui::TextUnformatted("B");
   ImGui::SameLine();
-  ImGui::SetNextItemWidth(100);
+  ImGui::SetNextItemWidth(px(100));
   if (ImGui::InputScalar("##diffb", ImGuiDataType_U64, &b, nullptr, nullptr, nullptr,
                          ImGuiInputTextFlags_EnterReturnsTrue))
     model_.set_diff(model_.diff_a(), b);
@@ -1291,7 +1339,7 @@ void App::draw_diff() {
               static_cast<ull>(model_.diff_a()), static_cast<ull>(model_.diff_b()), static_cast<ull>(total));
 
   const float row_h = ImGui::GetTextLineHeight() + ImGui::GetStyle().CellPadding.y * 2;
-  const float table_h = row_h * (std::min<float>(static_cast<float>(diffs.size()), 6.f) + 1) + 4;
+  const float table_h = row_h * (std::min<float>(static_cast<float>(diffs.size()), 6.f) + 1) + px(4);
   const PageId sel = model_.selected_page();
   if (!diffs.empty() &&
       ImGui::BeginTable("diffpages", 5,
@@ -1358,7 +1406,7 @@ void App::draw_diff() {
     const ImGuiStyle& st = ImGui::GetStyle();
     const float box_w = ImGui::GetFrameHeight() + st.ItemInnerSpacing.x + ImGui::CalcTextSize(label).x;
     const float right = content_right();
-    if (ImGui::GetItemRectMax().x + 16 + box_w <= right) ImGui::SameLine(0, 16);
+    if (ImGui::GetItemRectMax().x + px(16) + box_w <= right) ImGui::SameLine(0, px(16));
     ImGui::Checkbox(label, &diff_only_rows_);
     layout_.buttons[label] = item_rect();
     note_fit(std::string("diff:") + label, ImGui::GetItemRectMax().x, right);
@@ -1416,7 +1464,8 @@ void App::draw_diff_grid() {
     return;
   }
   const float cw = ImGui::CalcTextSize("0").x;
-  const float row_h = std::floor(ImGui::GetTextLineHeight() + 4);
+  const float row_h = std::floor(ImGui::GetTextLineHeight() + px(4));  // as the hex grid's
+  const float text_dy = px(2);
   const float cell_w = 3 * cw;
   const float old_x = 8 * cw, old_ascii = old_x + kDiffPerRow * cell_w + cw;
   const float new_x = old_ascii + kDiffPerRow * cw + 3 * cw, new_ascii = new_x + kDiffPerRow * cell_w + cw;
@@ -1444,7 +1493,7 @@ void App::draw_diff_grid() {
       p.y = snap(p.y);
       if (ri > 0 && sides_.rows[static_cast<size_t>(ri) - 1] + 1 != row)  // rows left out above
         dl->AddLine(ImVec2(p.x, p.y), ImVec2(p.x + total_w, p.y), col(0x444444));
-      dl->AddText(ImVec2(p.x, p.y + 2), dim, fmt("%06llx", static_cast<ull>(row * kDiffPerRow)).c_str());
+      dl->AddText(ImVec2(p.x, p.y + text_dy), dim, fmt("%06llx", static_cast<ull>(row * kDiffPerRow)).c_str());
       for (int side = 0; side < 2; ++side) {
         const auto& bytes = side == 0 ? sides_.old_bytes : sides_.new_bytes;
         const float hx0 = p.x + (side == 0 ? old_x : new_x), ax0 = p.x + (side == 0 ? old_ascii : new_ascii);
@@ -1456,7 +1505,7 @@ void App::draw_diff_grid() {
           const Rect hr{snap(hx - cw / 2), p.y, snap(hx + 2.5f * cw), p.y + row_h};
           const Rect ar{snap(ax0 + i * cw), p.y, snap(ax0 + (i + 1) * cw), p.y + row_h};
           if (off >= bytes.size()) {
-            dl->AddText(ImVec2(snap(hx), p.y + 2), dim, "--");
+            dl->AddText(ImVec2(snap(hx), p.y + text_dy), dim, "--");
             continue;
           }
           const bool differs = sides_.mask[off] != 0;
@@ -1466,9 +1515,9 @@ void App::draw_diff_grid() {
           }
           const int v = std::to_integer<int>(bytes[off]);
           const char hex[3] = {"0123456789abcdef"[v >> 4], "0123456789abcdef"[v & 15], 0};
-          dl->AddText(ImVec2(snap(hx), p.y + 2), text, hex);
+          dl->AddText(ImVec2(snap(hx), p.y + text_dy), text, hex);
           const char ch[2] = {printable(bytes[off]), 0};
-          dl->AddText(ImVec2(ar.x0, p.y + 2), ch[0] == '.' && !differs ? dim : text, ch);
+          dl->AddText(ImVec2(ar.x0, p.y + text_dy), ch[0] == '.' && !differs ? dim : text, ch);
           (side == 0 ? layout_.diff_old_cells : layout_.diff_new_cells).push_back({off, hr});
         }
       }
@@ -1508,7 +1557,7 @@ void App::draw_deps() {
     const float bw = button_width(visible_label(label.c_str()).c_str());
     if (i > 0) {
       ImGui::SameLine();
-      if (ImGui::GetContentRegionAvail().x < bw + 30) ImGui::NewLine();
+      if (ImGui::GetContentRegionAvail().x < bw + px(30)) ImGui::NewLine();
       else {
         ImGui::TextDisabled("->");
         ImGui::SameLine();
@@ -1564,6 +1613,7 @@ void App::draw_deltas(float x, float y, float w, float h) {
   ImGui::SetNextWindowPos(ImVec2(x, y));
   ImGui::SetNextWindowSize(ImVec2(w, h));
   ImGui::Begin("Deltas", nullptr, kPanel);
+  note_panel("deltas");
   if (!model_.loaded()) {
     ImGui::TextDisabled("No recording open.");
     ImGui::End();
@@ -1604,12 +1654,12 @@ void App::draw_deltas(float x, float y, float w, float h) {
   // to 10 characters, which tell pages apart; past that (the long offsets
   // of a big page) "written" is cut. What is cut off shows in the tooltips.
   const ImGuiStyle& st = ImGui::GetStyle();
-  const float pad = 2;
+  const float pad = px(2);
   const std::string widest_epoch = std::to_string(ix.last_epoch());
   auto text_w = [](const char* t) { return ImGui::CalcTextSize(t).x; };
   const float num_w = text_w(widest_epoch.c_str());
   const float fixed_w = std::max(text_w("epoch"), num_w) + std::max(text_w("ver"), num_w) +
-                        std::max(text_w("cause"), num_w) + 5 * (2 * pad + 1) + 2;
+                        std::max(text_w("cause"), num_w) + 5 * (2 * pad + 1) + 2;  // borders: 1 px at any scale
   const float page_room = std::max(text_w("~00000000'"), ImGui::GetContentRegionAvail().x - st.ScrollbarSize - fixed_w -
                                                              std::max(deltas_written_w_, text_w("written")));
   deltas_written_w_ = 0;
@@ -1699,7 +1749,7 @@ void App::draw_modals() {
   };
   auto place = [&] {
     ImGui::SetNextWindowPos(center, ImGuiCond_Always, ImVec2(0.5f, 0.5f));
-    ImGui::SetNextWindowSize(ImVec2(std::min(600.f, vp->WorkSize.x - 40), 0));
+    ImGui::SetNextWindowSize(ImVec2(std::min(px(600), vp->WorkSize.x - px(40)), 0));
   };
 
   if (loading()) open("Opening");
@@ -1814,6 +1864,9 @@ bool App::write_layout_json(const std::filesystem::path& path, std::string* erro
   const Model& m = model_;
   out << "{\n";
   out << "  \"window\": [" << layout_.width << ", " << layout_.height << "],\n";
+  // The layout's sizes are the 1x ones times scale / framebuffer_scale.
+  out << "  \"scale\": " << fmt("%g", scale_) << ",\n";
+  out << "  \"framebuffer_scale\": " << fmt("%g", framebuffer_scale_) << ",\n";
   out << "  \"loaded\": " << (m.loaded() ? "true" : "false") << ",\n";
   out << "  \"epoch\": " << static_cast<ull>(m.cursor()) << ",\n";
   out << "  \"page\": " << (m.selected_page() == kNoPage ? -1 : static_cast<long long>(m.selected_page())) << ",\n";
@@ -1824,13 +1877,18 @@ bool App::write_layout_json(const std::filesystem::path& path, std::string* erro
       << ", \"recent\": " << rgb(Palette::kRecent) << ", \"diff_old\": " << rgb(Palette::kDiffOld)
       << ", \"diff_new\": " << rgb(Palette::kDiffNew) << ", \"cursor\": " << rgb(Palette::kCursor) << "},\n";
   out << "  \"timeline\": " << rect(layout_.timeline) << ",\n";
-  out << "  \"tabs\": {";
-  bool first = true;
-  for (const auto& [k, r] : layout_.tabs) {
-    out << (first ? "" : ", ") << "\"" << k << "\": " << rect(r);
-    first = false;
-  }
-  out << "},\n";
+  auto rects = [&](const char* key, const std::map<std::string, Rect>& by_name) {
+    out << "  \"" << key << "\": {";
+    bool first = true;
+    for (const auto& [k, r] : by_name) {
+      out << (first ? "" : ", ") << "\"" << k << "\": " << rect(r);
+      first = false;
+    }
+    out << "},\n";
+  };
+  rects("tabs", layout_.tabs);
+  rects("panels", layout_.panels);
+  out << "  \"grid_px\": [" << std::lround(layout_.grid_px) << ", " << std::lround(layout_.grid8_px) << "],\n";
   cells("hex_cells", layout_.hex_cells);
   cells("ascii_cells", layout_.ascii_cells);
   cells("diff_old_cells", layout_.diff_old_cells);
@@ -1840,7 +1898,7 @@ bool App::write_layout_json(const std::filesystem::path& path, std::string* erro
   cells("delta_rows", layout_.delta_rows);
   cells("deps_nodes", layout_.deps_nodes);
   out << "  \"fits\": {";
-  first = true;
+  bool first = true;
   for (const auto& [k, f] : layout_.fits) {
     out << (first ? "" : ", ") << json_string(k) << ": [" << static_cast<int>(std::ceil(f.first)) << ", "
         << static_cast<int>(std::floor(f.second)) << "]";

@@ -34,11 +34,12 @@ struct Rect {
   bool empty() const noexcept { return !(x1 > x0 && y1 > y0); }
 };
 
-// Where the last frame drew what (screen pixels, origin top left).
 // F5 (Reload) as ImGui 1.86's GLFW backend indexes io.KeysDown: by GLFW key
 // code, GLFW_KEY_F5 (main.cc checks); its ImGuiKey enum has no F keys.
 inline constexpr int kReloadKey = 294;
 
+// Where the last frame drew what (window coordinates, origin top left: the
+// screenshot's pixels where the framebuffer scale is 1, as on X11).
 struct FrameLayout {
   int width = 0, height = 0;
   Rect timeline;        // the interactive strip (scrub, pan, zoom)
@@ -48,6 +49,12 @@ struct FrameLayout {
   std::vector<std::pair<Epoch, Rect>> delta_rows, deps_nodes;
   std::map<std::string, Rect> tabs;     // "hex", "diff", "deps"
   std::map<std::string, Rect> buttons;  // by label (the part before "##")
+  // The fixed windows: "banner", "toolbar", "timeline", "pages", "recording",
+  // "page" (the views) and "deltas".
+  std::map<std::string, Rect> panels;
+  // The widths the page view keeps for its grids, padding and scrollbar
+  // included: 16 bytes a row (and the diff), and 8.
+  float grid_px = 0, grid8_px = 0;
   // Texts that must not be clipped: how far each reaches (x) and the edge
   // of the room it has ("recording:program", "diff:only rows that differ",
   // "timeline:page", "deltas:written": the widest row's "N ranges, M B").
@@ -119,8 +126,18 @@ class App {
   // The layout of the last frame as JSON (tests sample pixels with it).
   bool write_layout_json(const std::filesystem::path& path, std::string* error) const;
 
-  // Applies the inspector's colours to ImGui's style (call once after CreateContext).
-  static void apply_style();
+  // Sizes the UI for a display of `scale` physical pixels per 1x pixel (1 at
+  // 96 dpi, 2 on a "2x" display), `framebuffer_scale` of them per window
+  // coordinate (2 where the system scales windows itself, as Wayland and
+  // macOS do; 1 on X11): ImGui's style is made again (the inspector's
+  // colours, then ScaleAllSizes), the font atlas holds ProggyClean at
+  // 13 * scale pixels, and every fixed size of the windows is scaled. So the
+  // layout, in window coordinates, is the 1x one times scale /
+  // framebuffer_scale. Call between frames, never inside one; the renderer's
+  // font texture must be made again after (main.cc does).
+  void set_scale(float scale, float framebuffer_scale = 1);
+  float scale() const noexcept { return scale_; }
+  float framebuffer_scale() const noexcept { return framebuffer_scale_; }
 
  private:
   // Windows, top to bottom.
@@ -147,12 +164,17 @@ class App {
   bool small_button(const char* label);
   void field(const char* key, const std::string& value);
   void note_fit(const std::string& name, float right, float limit);
+  void note_panel(const char* name);  // the current window, into layout_.panels
+  // A size given at 1x, in window coordinates at the current scale.
+  float px(float v) const noexcept { return v * ui_scale_; }
   void go_to(Epoch e, bool select_page = false);
   void rebuild_page_rows();
   void after_adopt();
 
   Model model_;
   FrameLayout layout_;
+  float scale_ = 1, framebuffer_scale_ = 1;
+  float ui_scale_ = 1;  // scale_ / framebuffer_scale_: what px() multiplies by
 
   // Loading.
   // Shared with the loader thread, which may outlive the App (an open

@@ -4,6 +4,11 @@
 //   mmsb-inspector RECORDING --screenshot out.png --epoch N [--page P] [--view hex|diff|deps|propagation]
 //                  [--diff-a A --diff-b B] [--layout-json out.json]
 //   mmsb-inspector [RECORDING] --script FILE
+//   any of them with [--scale F] [--size WxH]
+//
+// HiDPI: the UI is scaled by --scale, else $MMSB_INSPECTOR_SCALE, else the
+// display's content scale as GLFW reports it (1 at 96 dpi, and under Xvfb).
+// --size is in pixels, the size of a screenshot.
 //
 // This file only sets up GLFW, OpenGL and Dear ImGui, parses the command line
 // and runs the frame loop; the UI is App (app.h), the logic mmsb::replay.
@@ -18,15 +23,19 @@
 #include <stb_image_write.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "app.h"
@@ -43,6 +52,8 @@ using mmsb::inspector::Script;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kExitScript = 1, kExitUsage = 2, kExitOpen = 3, kExitNoDisplay = 69;
+constexpr float kMinScale = 0.5f, kMaxScale = 4.f;
+constexpr int kWidth1x = 1280, kHeight1x = 800;  // the default window, at scale 1
 
 constexpr const char* kFooter = R"(Keys (when no text field has the focus):
   Left/Right       step one epoch (Shift: 10, Ctrl: 100)
@@ -64,9 +75,41 @@ const CLI::Validator kNotNegative(
     [](std::string& s) { return !s.empty() && s.front() == '-' ? std::string("must not be negative") : std::string(); },
     "EPOCH");
 
+// A UI scale, from --scale or $MMSB_INSPECTOR_SCALE: "" if `s` is one, else why not.
+std::string scale_error(const std::string& s) {
+  char* end = nullptr;
+  const float v = std::strtof(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v)) return "'" + s + "' is not a number";
+  if (!(v >= kMinScale && v <= kMaxScale)) return "must be from 0.5 to 4, not " + s;
+  return {};
+}
+const CLI::Validator kScale([](std::string& s) { return scale_error(s); }, "0.5..4");
+
 std::string g_glfw_error;
 void on_glfw_error(int code, const char* text) {
   g_glfw_error = "GLFW error " + std::to_string(code) + ": " + (text ? text : "?");
+}
+
+// Set when the window's content scale or framebuffer changed: the UI is
+// scaled again at the next frame boundary.
+bool g_rescale = false;
+void on_content_scale(GLFWwindow*, float, float) { g_rescale = true; }
+void on_framebuffer_size(GLFWwindow*, int, int) { g_rescale = true; }
+
+// The display's scale for `window`: physical pixels per 1x pixel.
+float display_scale(GLFWwindow* window) {
+  float x = 1, y = 1;
+  glfwGetWindowContentScale(window, &x, &y);
+  return std::clamp(x > 0 ? x : 1.f, kMinScale, kMaxScale);
+}
+
+// Physical pixels per window coordinate: 1 on X11; 2 on a Wayland or macOS
+// HiDPI display, where the system scales windows itself.
+float framebuffer_scale(GLFWwindow* window) {
+  int ww = 0, wh = 0, fw = 0, fh = 0;
+  glfwGetWindowSize(window, &ww, &wh);
+  glfwGetFramebufferSize(window, &fw, &fh);
+  return ww > 0 && fw > 0 ? static_cast<float>(fw) / static_cast<float>(ww) : 1.f;
 }
 
 void on_drop(GLFWwindow* window, int count, const char** paths) {
@@ -103,9 +146,10 @@ int main(int argc, char** argv) {
   mmsb::replay::raise_open_file_limit();  // a recording keeps one descriptor per segment
   CLI::App cli{"mmsb-inspector: scrub an MMSB recording's timeline, read pages in hex with the bytes each delta "
                "wrote highlighted, diff two epochs and walk propagation."};
-  std::string recording, screenshot, page, view_arg, script_path, layout_json, size = "1280x800";
+  std::string recording, screenshot, page, view_arg, script_path, layout_json, size;
   uint64_t epoch = 0, diff_a = 0, diff_b = 0;
   int frames = 4, fade = 0;
+  float scale_arg = 1;
   cli.add_option("recording", recording, "Recording directory to open");
   auto* shot_opt = cli.add_option("--screenshot", screenshot, "Render one frame at the given state into this PNG and exit");
   auto* epoch_opt = cli.add_option("--epoch", epoch, "Cursor epoch (default: the last)")->check(kNotNegative);
@@ -120,7 +164,13 @@ int main(int argc, char** argv) {
   auto* frames_opt =
       cli.add_option("--frames", frames, "With --screenshot: frames rendered before the one captured")->check(CLI::Range(1, 1000));
   cli.add_option("--script", script_path, "Run a script of UI commands (see inspector/script.h), then exit");
-  cli.add_option("--size", size, "Window size, WIDTHxHEIGHT");
+  auto* size_opt = cli.add_option(
+      "--size", size, "Window size in pixels, WIDTHxHEIGHT: a --screenshot's size (default: 1280x800 times the scale)");
+  auto* scale_opt =
+      cli.add_option("--scale", scale_arg,
+                     "UI scale, 0.5 to 4: 2 draws everything twice as large, for a 2x (HiDPI) display (default: "
+                     "$MMSB_INSPECTOR_SCALE, else the display's scale)")
+          ->check(kScale);
   // Hidden, for the tests: diffs over more than this many bytes of pages are
   // computed in the background (0: every diff, as on a big recording).
   uint64_t diff_sync_bytes = mmsb::inspector::Model::kDiffSyncBytes;
@@ -140,11 +190,22 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
-  int win_w = 1280, win_h = 800;
-  if (std::sscanf(size.c_str(), "%dx%d", &win_w, &win_h) != 2 || win_w < 320 || win_h < 240 || win_w > 16384 ||
-      win_h > 16384) {
+  int win_w = kWidth1x, win_h = kHeight1x;  // in pixels
+  if (!size_opt->empty() && (std::sscanf(size.c_str(), "%dx%d", &win_w, &win_h) != 2 || win_w < 320 || win_h < 240 ||
+                             win_w > 16384 || win_h > 16384)) {
     std::fprintf(stderr, "mmsb-inspector: --size wants WIDTHxHEIGHT (at least 320x240), not '%s'\n", size.c_str());
     return kExitUsage;
+  }
+  // The scale: --scale, else $MMSB_INSPECTOR_SCALE, else (0) the display's.
+  float scale_override = 0;
+  if (!scale_opt->empty()) {
+    scale_override = scale_arg;
+  } else if (const char* env = std::getenv("MMSB_INSPECTOR_SCALE"); env && *env) {
+    if (const std::string why = scale_error(env); !why.empty()) {
+      std::fprintf(stderr, "mmsb-inspector: MMSB_INSPECTOR_SCALE: %s\n", why.c_str());
+      return kExitUsage;
+    }
+    scale_override = std::strtof(env, nullptr);
   }
   const bool shot_mode = !shot_opt->empty();
   if (shot_mode && recording.empty()) {
@@ -180,25 +241,54 @@ int main(int argc, char** argv) {
   glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
   glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 0);
   glfwWindowHint(GLFW_RESIZABLE, headless ? GLFW_FALSE : GLFW_TRUE);
+  glfwWindowHint(GLFW_VISIBLE, GLFW_FALSE);  // shown once sized for the scale
   GLFWwindow* window = glfwCreateWindow(win_w, win_h, "mmsb-inspector", nullptr, nullptr);
   if (!window) {
     std::fprintf(stderr, "mmsb-inspector: cannot create an OpenGL 3 window: %s\n", g_glfw_error.c_str());
     glfwTerminate();
     return kExitNoDisplay;
   }
+  // The window's size in its coordinates: --size's pixels, or 1280x800 at
+  // 1x, scaled (and kept on the screen when it is a user's window).
+  const float scale = scale_override > 0 ? scale_override : display_scale(window);
+  float fb_scale = framebuffer_scale(window);
+  {
+    auto coords = [&](float pixels) { return static_cast<int>(std::lround(pixels / fb_scale)); };
+    int want_w = coords(win_w), want_h = coords(win_h);
+    if (size_opt->empty()) {
+      want_w = coords(kWidth1x * scale);
+      want_h = coords(kHeight1x * scale);
+      int ax = 0, ay = 0, aw = 0, ah = 0;
+      if (GLFWmonitor* monitor = glfwGetPrimaryMonitor(); monitor && !headless)
+        glfwGetMonitorWorkarea(monitor, &ax, &ay, &aw, &ah);
+      if (aw > 0 && ah > 0) {
+        want_w = std::min(want_w, aw);
+        want_h = std::min(want_h, ah);
+      }
+    }
+    int ww = 0, wh = 0;
+    glfwGetWindowSize(window, &ww, &wh);
+    if (ww != want_w || wh != want_h) glfwSetWindowSize(window, want_w, want_h);
+  }
+  glfwShowWindow(window);
+  fb_scale = framebuffer_scale(window);
   glfwMakeContextCurrent(window);
   glfwSwapInterval(headless ? 0 : 1);
 
   IMGUI_CHECKVERSION();
   ImGui::CreateContext();
   ImGui::GetIO().IniFilename = nullptr;
-  App::apply_style();
   ImGui_ImplGlfw_InitForOpenGL(window, true);
   ImGui_ImplOpenGL3_Init("#version 130");
+  glfwSetWindowContentScaleCallback(window, on_content_scale);
+  glfwSetFramebufferSizeCallback(window, on_framebuffer_size);
 
   int rc = 0;
   {
     App app;
+    app.set_scale(scale, fb_scale);  // the first NewFrame makes the font texture
+    bool drawn = false;               // the renderer's font texture exists
+    float script_scale = 0;           // the display's scale as a script's `scale` set it; 0: GLFW's
     app.model().set_diff_sync_limit(diff_sync_bytes);
     app.model().set_window_bytes(hex_window_bytes);
     app.model().set_view_limit(side_by_side_bytes);
@@ -276,7 +366,22 @@ int main(int argc, char** argv) {
       const float dt = std::chrono::duration<float>(Clock::now() - last).count();
       last = Clock::now();
 
+      // A new content scale (the window moved to another monitor) or
+      // framebuffer scale: style, fonts and font texture are made again
+      // here, between frames.
+      if (std::exchange(g_rescale, false)) {
+        const float s = scale_override > 0 ? scale_override
+                        : script_scale > 0 ? script_scale
+                                           : display_scale(window);
+        const float fb = framebuffer_scale(window);
+        if (s != app.scale() || fb != app.framebuffer_scale()) {
+          if (drawn) ImGui_ImplOpenGL3_DestroyFontsTexture();
+          app.set_scale(s, fb);
+          if (drawn) ImGui_ImplOpenGL3_CreateFontsTexture();
+        }
+      }
       ImGui_ImplOpenGL3_NewFrame();
+      drawn = true;
       ImGui_ImplGlfw_NewFrame();
       if (script) {
         script->before_frame(app);
@@ -328,6 +433,10 @@ int main(int argc, char** argv) {
       const double frame_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       if (script) {
         script->record_frame(cpu_ms, gl_ms, frame_ms);
+        if (const float f = script->take_display_scale(); f > 0) {  // as if the window moved to another monitor
+          script_scale = f;
+          g_rescale = true;
+        }
         if (script->finished()) {
           if (script->failed()) {
             std::fprintf(stderr, "mmsb-inspector: %s\n", script->error().c_str());

@@ -22,7 +22,7 @@ using ull = unsigned long long;
 
 const std::set<std::string>& known_commands() {
   static const std::set<std::string> k = {
-      "open", "seek", "select-page", "select-byte", "view", "diff", "filter-pages", "fade", "play", "pause",
+      "open", "seek", "select-page", "select-byte", "view", "diff", "filter-pages", "fade", "play", "pause", "scale",
       "key", "drag-timeline", "pan-timeline", "wheel-timeline", "click-tab", "click-page", "click-diff-page",
       "click-delta", "click-deps", "click-byte", "hover-byte", "click-button", "type", "wait", "wait-file", "wait-loaded", "wait-diff", "screenshot",
       "layout-json", "stats-begin", "stats-end", "expect-epoch", "expect-page", "expect-view", "expect-byte",
@@ -274,6 +274,13 @@ bool Script::step(App& app, const Cmd& c) {
   if (n == "fade") {
     uint64_t k;
     if (need(1) && u64_arg(0, &k)) m.set_fade(static_cast<int>(std::min<uint64_t>(k, 64)));
+    return true;
+  }
+  if (n == "scale") {  // main.cc applies it before the next frame
+    float f = 0;
+    if (!need(1)) return true;
+    if (!parse_float(c.args[0], &f) || !(f >= 0.5f && f <= 4.f)) return fail(c, "a scale from 0.5 to 4 expected"), true;
+    display_scale_ = f;
     return true;
   }
   if (n == "play") {

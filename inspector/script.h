@@ -13,6 +13,9 @@
 //   filter-pages TEXT            type into the pages filter
 //   fade K                       fade the highlight over the last K writes
 //   play RATE | pause            playback at RATE epochs per second
+//   scale F                      the display's scale becomes F (0.5 to 4), as when the
+//                                window moves to another monitor: the UI is scaled
+//                                again before the next frame (not with --scale)
 //   key NAME [COUNT]             press Left, Right, Up, Down, Home, End, PageUp,
 //                                PageDown, Space, Enter, Escape, A or F5 (Shift+Right, Ctrl+A ...)
 //   drag-timeline F0 F1 [FRAMES] left-drag across the timeline, from F0 to F1
@@ -64,6 +67,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mmsb::inspector {
@@ -84,6 +88,8 @@ class Script {
   // Frame times (milliseconds) of the frame just finished.
   void record_frame(double cpu_ms, double gl_ms, double frame_ms);
   bool timing() const noexcept { return timing_; }
+  // The display scale a `scale` command set since the last call, else 0.
+  float take_display_scale() noexcept { return std::exchange(display_scale_, 0.f); }
 
   bool finished() const noexcept { return done_; }
   bool failed() const noexcept { return !error_.empty(); }
@@ -115,6 +121,7 @@ class Script {
   int key_ = -1;  // io.KeysDown index pressed this frame
   bool shift_ = false, ctrl_ = false;
   std::string pending_shot_;
+  float display_scale_ = 0;
   // Frame statistics.
   bool timing_ = false;
   std::vector<double> cpu_ms_, gl_ms_, frame_ms_;

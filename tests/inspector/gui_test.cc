@@ -4,7 +4,7 @@
 // hex cells the --layout-json sidecar names.
 //
 //   mmsb_inspector_gui_test INSPECTOR WORKDIR CASE
-//   CASE: hex | window | diff | deps | script | damaged | args | cancel | scroll
+//   CASE: hex | window | diff | deps | script | damaged | args | cancel | scroll | names | reload | scale
 //
 // Exit 0 passed, 1 failed, 77 skipped (no xvfb-run, or no X server or
 // OpenGL could start: "no X server: ...").
@@ -79,14 +79,20 @@ struct Run {
   std::string out, err;
 };
 
+// The Xvfb screen, and environment variables (VAR=value ...) for the
+// inspector: a case may set them for its runs.
+std::string g_screen = "1280x800x24";
+std::string g_env;
+
 // Runs the inspector with `args` under xvfb-run; exits 77 when no X server
 // (or no OpenGL window) could be had.
 Run run_inspector_once(const std::string& inspector, const fs::path& work, const std::string& args,
                        int timeout_s = 0) {
   const fs::path out = work / "stdout.txt", err = work / "stderr.txt";
   const std::string cmd = (timeout_s ? "timeout -k 5 " + std::to_string(timeout_s) + " " : std::string()) +
-                          "xvfb-run -a -s '-screen 0 1280x800x24' " + quote(inspector) + " " + args + " >" +
-                          quote(out.string()) + " 2>" + quote(err.string());
+                          (g_env.empty() ? std::string() : "env " + g_env + " ") + "xvfb-run -a -s '-screen 0 " +
+                          g_screen + "' " + quote(inspector) + " " + args + " >" + quote(out.string()) + " 2>" +
+                          quote(err.string());
   const int st = std::system(cmd.c_str());
   Run r;
   r.out = read_file(out);
@@ -887,7 +893,7 @@ void case_names(const std::string& inspector, const fs::path& work, const fs::pa
     auto r = mmsb::capture::Recorder::start(bus, rec, {});
     EXPECT(r.ok(), "Recorder::start");
     if (!r.ok()) return;
-    for (const std::string name : {std::string("new\nline"), long_name, std::string("plain")}) {
+    for (const std::string& name : {std::string("new\nline"), long_name, std::string("plain")}) {
       auto page = bus.create_page(8, name);
       EXPECT(page.ok(), "create_page %s", name.c_str());
       const std::byte b{0x5a};
@@ -957,9 +963,250 @@ void case_reload(const std::string& inspector, const fs::path& work, const fs::p
   EXPECT(notice == "reloaded: epochs 0..8 (3 new)", "notice after the reload: '%s'", notice.c_str());
 }
 
+// The sidecar's objects of rectangles ("panels", "tabs"): name -> [x0, y0, x1, y1].
+std::map<std::string, std::vector<long long>> json_rects(const std::string& json, const std::string& key) {
+  std::map<std::string, std::vector<long long>> m;
+  const auto k = json.find("\"" + key + "\": {");
+  if (k == std::string::npos) return m;
+  const auto end = json.find('}', k);
+  for (size_t i = json.find('"', k + key.size() + 4); i < end; i = json.find('"', i)) {
+    const size_t q = json.find('"', i + 1), e = json.find(']', q);
+    if (q >= end || e >= end) break;
+    m[json.substr(i + 1, q - i - 1)] = json_arrays("\"r\": " + json.substr(q + 2, e - q - 1), "r").at(0);
+    i = e;
+  }
+  return m;
+}
+
+std::string join(const std::vector<long long>& v) {
+  std::string t;
+  for (const long long x : v) t += (t.empty() ? "" : " ") + std::to_string(x);
+  return t;
+}
+
+double json_double(const std::string& json, const std::string& key) {
+  const auto k = json.find("\"" + key + "\": ");
+  return k == std::string::npos ? -999 : std::stod(json.substr(k + key.size() + 4));
+}
+
+// HiDPI. Under Xvfb the display's scale is 1: the default is --scale 1, and
+// that is the layout the inspector drew before it had a scale (the values
+// below are what it drew then). --scale 2 in a window twice the size draws
+// that layout doubled: every panel, tab, row and cell the sidecar lists, to
+// within 3 px: rounding, and the few sizes ImGui keeps at one pixel at any
+// scale (borders, and a pixel a tab, which add up along a row). The
+// scale may change while running (a script's `scale`, as when the window
+// moves to another monitor); MMSB_INSPECTOR_SCALE sets it when --scale
+// does not; bad values are refused.
+void case_scale(const std::string& inspector, const fs::path& work, const fs::path& rec) {
+  const std::string at5 = " --epoch 5 --page alpha --view hex";
+  auto shot = [&](const std::string& name, const std::string& args) {
+    const fs::path png = work / (name + ".png"), json = work / (name + ".json");
+    const Run r = run_inspector(inspector, work,
+                                quote(rec.string()) + " " + args + " --screenshot " + quote(png.string()) +
+                                    " --layout-json " + quote(json.string()));
+    EXPECT(r.code == 0, "%s: exit code %d: %s", name.c_str(), r.code, r.err.c_str());
+    Shot s;
+    EXPECT(s.img.load(png), "%s: cannot decode %s", name.c_str(), png.c_str());
+    s.json = read_file(json);
+    return s;
+  };
+
+  // Bad values: exit 2, and a message that names them.
+  for (const std::string bad : {"0", "abc", "9", "-1", "4.5", "2x"}) {
+    const Run r = run_inspector(inspector, work, quote(rec.string()) + " --scale " + bad + " --screenshot " +
+                                                     quote((work / "bad.png").string()));
+    EXPECT(r.code == 2 && r.err.find("--scale") != std::string::npos, "--scale %s exits %d: %s", bad.c_str(), r.code,
+           r.err.c_str());
+  }
+  g_env = "MMSB_INSPECTOR_SCALE=abc";
+  const Run env_bad =
+      run_inspector(inspector, work, quote(rec.string()) + " --screenshot " + quote((work / "bad.png").string()));
+  EXPECT(env_bad.code == 2 && env_bad.err.find("MMSB_INSPECTOR_SCALE") != std::string::npos,
+         "MMSB_INSPECTOR_SCALE=abc exits %d: %s", env_bad.code, env_bad.err.c_str());
+
+  // The default at 1x: what --scale 1 draws, pixel for pixel, and what the
+  // inspector drew before it had a scale.
+  g_env.clear();
+  const Shot def = shot("default", at5), one = shot("one", "--scale 1" + at5);
+  EXPECT(json_double(def.json, "scale") == 1 && json_double(one.json, "scale") == 1, "the scale under Xvfb is %g",
+         json_double(def.json, "scale"));
+  EXPECT(def.json == one.json, "the default sidecar differs from --scale 1's");
+  {
+    // Pixel for pixel, but for the Recording panel: it shows how long the open took.
+    const auto panels = json_rects(one.json, "panels");
+    const std::vector<long long> skip = panels.count("recording") ? panels.at("recording") : std::vector<long long>{};
+    EXPECT(skip.size() == 4, "no Recording panel in the sidecar");
+    long long differ = 0;
+    for (int y = 0; y < def.img.h && skip.size() == 4; ++y)
+      for (int x = 0; x < def.img.w; ++x)
+        if (!(x >= skip[0] && x < skip[2] && y >= skip[1] && y < skip[3]) && !def.img.at(x, y).near(one.img.at(x, y), 0))
+          ++differ;
+    EXPECT(def.img.w == 1280 && def.img.h == 800 && one.img.w == 1280 && differ == 0,
+           "the default screenshot (%dx%d) differs from --scale 1's in %lld pixels", def.img.w, def.img.h, differ);
+  }
+  {
+    const auto hex = cells(one.json, "hex_cells"), ascii = cells(one.json, "ascii_cells");
+    const auto tabs = json_rects(one.json, "tabs");
+    auto same = [&](const char* what, const std::vector<long long>& got, const std::vector<long long>& want) {
+      EXPECT(got == want, "%s at 1x: [%s], before --scale: [%s]", what, join(got).c_str(), join(want).c_str());
+    };
+    const auto tl = json_arrays(one.json, "timeline");
+    same("timeline", tl.empty() ? std::vector<long long>{} : tl[0], {100, 43, 1272, 135});
+    same("tab hex", tabs.count("hex") ? tabs.at("hex") : std::vector<long long>{}, {340, 170, 370, 189});
+    same("tab deps", tabs.count("deps") ? tabs.at("deps") : std::vector<long long>{}, {415, 170, 501, 189});
+    auto cell = [](const std::map<long long, Cell>& m, long long k) {
+      if (!m.count(k)) return std::vector<long long>{};
+      const Cell& c = m.at(k);
+      return std::vector<long long>{c.x0, c.y0, c.x1, c.y1};
+    };
+    same("hex cell 0", cell(hex, 0), {407, 294, 428, 311});
+    same("hex cell 63", cell(hex, 63), {729, 345, 750, 362});
+    same("ascii cell 17", cell(ascii, 17), {767, 311, 774, 328});
+  }
+
+  // Doubled: each state at 1x and at 2x in a window twice the size, on a
+  // screen that holds it. The grids' widths, worked out from ImGui's
+  // defaults (ProggyClean 13 px is 7 px a character; a window's padding 8,
+  // a scrollbar 14): 78 characters (the diff's row) + 2 * 8 + 14 + 2, and
+  // the 8-byte hex row's 45 characters likewise.
+  g_screen = "2560x1600x24";
+  struct State {
+    const char* name;
+    int w, h;
+    std::string args;
+    bool stacked;
+  };
+  const State states[] = {
+      {"hex", 1280, 800, at5, false},
+      {"hex-narrow", 800, 600, at5, true},
+      {"diff", 1280, 800, " --epoch 9 --page alpha --view diff --diff-a 1 --diff-b 9", false},
+      {"deps", 1024, 700, " --epoch 6 --view deps", true},
+  };
+  for (const State& st : states) {
+    const std::string n = st.name;
+    const Shot a = shot(n + "-1x", "--scale 1 --size " + std::to_string(st.w) + "x" + std::to_string(st.h) + st.args);
+    const Shot b =
+        shot(n + "-2x", "--scale 2 --size " + std::to_string(2 * st.w) + "x" + std::to_string(2 * st.h) + st.args);
+    const char* what = st.name;
+    EXPECT(b.img.w == 2 * st.w && b.img.h == 2 * st.h, "%s: the 2x screenshot is %dx%d", what, b.img.w, b.img.h);
+    EXPECT(json_double(b.json, "scale") == 2, "%s: the 2x sidecar's scale is %g", what, json_double(b.json, "scale"));
+    EXPECT(json_flag(a.json, "stacked") == st.stacked && json_flag(b.json, "stacked") == st.stacked,
+           "%s: stacked at 1x %d, at 2x %d, want %d", what, json_flag(a.json, "stacked"), json_flag(b.json, "stacked"),
+           st.stacked);
+    const std::vector<long long> grids = {78 * 7 + 2 * 8 + 14 + 2, 45 * 7 + 2 * 8 + 14 + 2};
+    const auto ga = json_arrays(a.json, "grid_px"), gb = json_arrays(b.json, "grid_px");
+    EXPECT(!ga.empty() && ga[0] == grids, "%s: grid_px at 1x: [%s]", what, ga.empty() ? "" : join(ga[0]).c_str());
+    EXPECT(!gb.empty() && gb[0] == (std::vector<long long>{2 * grids[0], 2 * grids[1]}), "%s: grid_px at 2x: [%s]", what,
+           gb.empty() ? "" : join(gb[0]).c_str());
+    int compared = 0;
+    long long worst = 0;
+    using Nums = std::vector<long long>;
+    auto doubled = [&](const std::string& key, const Nums& one_x, const Nums& two_x) {
+      EXPECT(one_x.size() == two_x.size() && !one_x.empty(), "%s: %s has %zu numbers at 1x, %zu at 2x", what,
+             key.c_str(), one_x.size(), two_x.size());
+      for (size_t i = 0; i < one_x.size() && i < two_x.size(); ++i) {
+        ++compared;
+        worst = std::max(worst, std::abs(two_x[i] - 2 * one_x[i]));
+        EXPECT(std::abs(two_x[i] - 2 * one_x[i]) <= 3, "%s: %s[%zu] is %lld at 2x, %lld at 1x", what, key.c_str(), i,
+               two_x[i], one_x[i]);
+      }
+    };
+    for (const char* key : {"window", "timeline"}) {
+      const auto x = json_arrays(a.json, key), y = json_arrays(b.json, key);
+      doubled(key, x.empty() ? std::vector<long long>{} : x[0], y.empty() ? std::vector<long long>{} : y[0]);
+    }
+    for (const char* key : {"panels", "tabs"}) {
+      const auto x = json_rects(a.json, key), y = json_rects(b.json, key);
+      EXPECT(x.size() >= 3 && x.size() == y.size(), "%s: %zu %s at 1x, %zu at 2x", what, x.size(), key, y.size());
+      for (const auto& [name, r] : x)
+        doubled(std::string(key) + ":" + name, r, y.count(name) ? y.at(name) : std::vector<long long>{});
+    }
+    for (const char* key : {"hex_cells", "ascii_cells", "diff_old_cells", "diff_new_cells", "page_rows", "diff_rows",
+                            "delta_rows", "deps_nodes"}) {
+      const auto x = cells(a.json, key), y = cells(b.json, key);
+      EXPECT(x.size() == y.size(), "%s: %zu %s at 1x, %zu at 2x", what, x.size(), key, y.size());
+      for (const auto& [k, c] : x) {
+        const std::string name = std::string(key) + ":" + std::to_string(k);
+        if (!y.count(k)) {
+          EXPECT(false, "%s: %s is not drawn at 2x", what, name.c_str());
+          continue;
+        }
+        const Cell& d = y.at(k);
+        doubled(name, {c.x0, c.y0, c.x1, c.y1}, {d.x0, d.y0, d.x1, d.y1});
+      }
+    }
+    EXPECT(compared > 100, "%s: only %d numbers compared", what, compared);
+    std::printf("%s: %d coordinates at 2x within %lld px of twice 1x's\n", what, compared, worst);
+    // Texts that fit at 1x fit at 2x.
+    const auto fa = json_fits(a.json), fb = json_fits(b.json);
+    for (const auto& [name, f] : fa)
+      if (f.first <= f.second)
+        EXPECT(fb.count(name) && fb.at(name).first <= fb.at(name).second, "%s: \"%s\" fits at 1x, not at 2x", what,
+               name.c_str());
+  }
+  // The pixels follow the layout: epoch 5's bytes in the delta colour at 2x.
+  {
+    const Shot b = shot("hex-2x", "--scale 2 --size 2560x1600" + at5);
+    const auto hex = cells(b.json, "hex_cells");
+    const Rgb current = json_color(b.json, "current"), bg = json_color(b.json, "background");
+    for (const long long off : {16, 19, 40, 41})
+      EXPECT(hex.count(off) && cell_is(b.img, hex.at(off), current), "2x: byte %lld is not highlighted: %s", off,
+             hex.count(off) ? cell_colors(b.img, hex.at(off)).c_str() : "not drawn");
+    EXPECT(hex.count(30) && cell_is(b.img, hex.at(30), bg), "2x: byte 30 is coloured");
+  }
+
+  // Scaled while running (a move to a 2x monitor): the same layout as
+  // --scale 2 from the start, and a screenshot of it.
+  const fs::path script = work / "scale.txt";
+  std::ofstream(script) << "select-page alpha\nseek 5\nview hex\nwait 2\nlayout-json " << (work / "run1.json").string()
+                        << "\nscale 2\nwait 3\nlayout-json " << (work / "run2.json").string() << "\nscreenshot "
+                        << (work / "run2.png").string() << "\nquit\n";
+  const Run sr =
+      run_inspector(inspector, work, quote(rec.string()) + " --size 2560x1600 --script " + quote(script.string()));
+  EXPECT(sr.code == 0, "the scale script exits %d: %s", sr.code, sr.err.c_str());
+  {
+    const std::string r1 = read_file(work / "run1.json"), r2 = read_file(work / "run2.json"),
+                      direct = read_file(work / "hex-2x.json");
+    EXPECT(json_double(r1, "scale") == 1 && json_double(r2, "scale") == 2, "the script's scales: %g, then %g",
+           json_double(r1, "scale"), json_double(r2, "scale"));
+    EXPECT(json_rects(r2, "panels") == json_rects(direct, "panels"),
+           "the panels scaled while running differ from --scale 2's");
+    const auto got = cells(r2, "hex_cells");
+    EXPECT(got.size() == 64, "%zu hex cells scaled while running", got.size());
+    for (const auto& [k, c] : cells(direct, "hex_cells")) {
+      const bool same = got.count(k) && got.at(k).x0 == c.x0 && got.at(k).y0 == c.y0 && got.at(k).x1 == c.x1 &&
+                        got.at(k).y1 == c.y1;
+      EXPECT(same, "hex cell %lld scaled while running is not where --scale 2 draws it", k);
+    }
+    Image img;
+    EXPECT(img.load(work / "run2.png") && img.w == 2560 && img.h == 1600, "the screenshot after scaling: %dx%d", img.w,
+           img.h);
+  }
+
+  // The default window at --scale 2 is 1280x800 doubled, on the usual
+  // screen too; --size is the screenshot's size at any scale; the
+  // environment variable holds where --scale is not given.
+  g_screen = "1280x800x24";
+  {
+    const Shot big = shot("default-2x", "--scale 2" + at5);
+    EXPECT(big.img.w == 2560 && big.img.h == 1600, "--scale 2's default screenshot is %dx%d", big.img.w, big.img.h);
+    const Shot sized = shot("sized-2x", "--scale 2 --size 1600x1000" + at5);
+    EXPECT(sized.img.w == 1600 && sized.img.h == 1000, "--scale 2 --size 1600x1000 gives %dx%d", sized.img.w,
+           sized.img.h);
+    g_env = "MMSB_INSPECTOR_SCALE=2";
+    const Shot env = shot("env", at5), over = shot("env-over", "--scale 1" + at5);
+    g_env.clear();
+    EXPECT(json_double(env.json, "scale") == 2 && env.img.w == 2560, "MMSB_INSPECTOR_SCALE=2: scale %g, %d px wide",
+           json_double(env.json, "scale"), env.img.w);
+    EXPECT(json_double(over.json, "scale") == 1 && over.img.w == 1280,
+           "--scale 1 over MMSB_INSPECTOR_SCALE=2: scale %g, %d px wide", json_double(over.json, "scale"), over.img.w);
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|window|diff|deps|script|damaged|args|cancel|scroll|names|reload\n", argv[0]);
+    std::fprintf(stderr, "usage: %s INSPECTOR WORKDIR hex|window|diff|deps|script|damaged|args|cancel|scroll|names|reload|scale\n", argv[0]);
     return 2;
   }
   const std::string inspector = argv[1], which = argv[3];
@@ -988,6 +1235,7 @@ int main(int argc, char** argv) {
   else if (which == "scroll") case_scroll(inspector, work, rec);
   else if (which == "names") case_names(inspector, work, rec);
   else if (which == "reload") case_reload(inspector, work, rec);
+  else if (which == "scale") case_scale(inspector, work, rec);
   else {
     std::fprintf(stderr, "unknown case %s\n", which.c_str());
     return 2;
