@@ -129,15 +129,24 @@ __global__ void __launch_bounds__(kScanThreads)
   if (threadIdx.x == 0) *totals = all;
 }
 
+// The tile's differing bytes are gathered in shared memory, each at its rank
+// in the tile, and then copied out by the whole block, consecutive threads
+// to consecutive words (coalesced); a thread storing its chunk's bytes one
+// by one straight to global memory touched 16 scattered places a step. Run
+// starts and ends (one 8-byte word per run) are stored by the thread that
+// found them.
 __global__ void __launch_bounds__(kDiffThreads)
     diff_emit_kernel(const uint8_t* __restrict__ live, const uint8_t* __restrict__ synced,
                      const DiffTile* __restrict__ tiles, const uint64_t* __restrict__ counts,
                      const DiffCounts* __restrict__ prefix, uint64_t* __restrict__ starts,
                      uint64_t* __restrict__ ends, uint8_t* __restrict__ bytes) {
   __shared__ uint64_t sh[kDiffThreads / 32 + 1];
+  __shared__ uint8_t staged[kTileBytes];
   if (counts[blockIdx.x] == 0) return;  // the whole block: nothing differs in this tile
   const DiffTile t = tiles[blockIdx.x];
-  DiffCounts at = prefix[blockIdx.x];
+  const DiffCounts at = prefix[blockIdx.x];
+  uint32_t staged_n = 0;                  // bytes the earlier steps staged (the same in every thread)
+  uint64_t os0 = at.starts, oe0 = at.ends;  // where this step's first start and end go
   for (uint32_t step = 0; step < kTileSteps; ++step) {
     if (step * 16 * kDiffThreads >= t.length) break;  // uniform over the block
     const uint32_t c = step * 16 * kDiffThreads + 16 * threadIdx.x;
@@ -150,21 +159,35 @@ __global__ void __launch_bounds__(kDiffThreads)
     uint64_t total;
     const uint64_t rank = block_exclusive_sum<kDiffThreads / 32>(packed, &total, sh);
     if (packed != 0) {
-      uint64_t ob = at.bytes + packed_bytes(rank);
-      uint64_t os = at.starts + packed_starts(rank);
-      uint64_t oe = at.ends + packed_ends(rank);
+      uint32_t ob = staged_n + packed_bytes(rank);
+      uint64_t os = os0 + packed_starts(rank);
+      uint64_t oe = oe0 + packed_ends(rank);
       const uint64_t base = t.offset + c;
       for (uint32_t i = 0; i < 16; ++i) {
         const uint32_t bit = 1u << i;
         if (d.starts & bit) starts[os++] = base + i;
         if (d.ends & bit) ends[oe++] = base + i + 1;
-        if (d.diff & bit) bytes[ob++] = static_cast<uint8_t>(d.live.byte(i));
+        if (d.diff & bit) staged[ob++] = static_cast<uint8_t>(d.live.byte(i));
       }
     }
-    at.bytes += packed_bytes(total);
-    at.starts += packed_starts(total);
-    at.ends += packed_ends(total);
+    staged_n += packed_bytes(total);
+    os0 += packed_starts(total);
+    oe0 += packed_ends(total);
   }
+  __syncthreads();  // every byte staged
+  // Out to bytes[at.bytes ...]: the bytes up to a 4-byte boundary, whole
+  // words, then the rest.
+  uint8_t* const out = bytes + at.bytes;
+  const uint32_t head = min(staged_n, static_cast<uint32_t>((4 - (at.bytes & 3)) & 3));
+  const uint32_t words = (staged_n - head) / 4;
+  const uint32_t tail = head + 4 * words;
+  if (threadIdx.x < head) out[threadIdx.x] = staged[threadIdx.x];
+  for (uint32_t w = threadIdx.x; w < words; w += kDiffThreads) {
+    const uint8_t* b = staged + head + 4 * w;
+    reinterpret_cast<uint32_t*>(out + head)[w] =
+        uint32_t{b[0]} | (uint32_t{b[1]} << 8) | (uint32_t{b[2]} << 16) | (uint32_t{b[3]} << 24);
+  }
+  if (tail + threadIdx.x < staged_n) out[tail + threadIdx.x] = staged[tail + threadIdx.x];
 }
 
 }  // namespace
