@@ -67,6 +67,8 @@ int run_verify(const VerifyArgs& a) {
     // writer's frames in flight are not damage.
     const std::string hint =
         r.live          ? "a process is still recording into it: verify it once the program has ended"
+        : r.end_missing ? "copy the missing segment files back if they exist elsewhere; otherwise 'mmsb-replay "
+                          "recover " + a.dir + "' ends the recording where its files end"
         : r.recoverable ? "'mmsb-replay recover " + a.dir +
                               "' repairs it: it cuts at the first damage, or drops a bad snapshot keeping every epoch"
                         : "'mmsb-replay recover' cannot repair this: every frame is intact, "

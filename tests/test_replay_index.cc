@@ -1100,12 +1100,20 @@ TEST_CASE("open: lost last segments (deleted, or not copied) are damage -- recov
       CHECK(rec->live());
       CHECK(rec->damage().ok());
       CHECK(rec->last_epoch() == intact);
+      // verify still fails: the recording is not known to be whole.
+      auto lv = mmsb::replay::verify(work.path);
+      CHECK_FALSE(lv.ok);
+      CHECK(lv.live);
+      CHECK(lv.end_missing);
+      CHECK(lv.problem.find(missing.filename().string()) != std::string::npos);
     }
     auto v = mmsb::replay::verify(work.path);
     CHECK_FALSE(v.ok);
     CHECK(v.recoverable);
     CHECK(v.problem.find(missing.filename().string()) != std::string::npos);
     CHECK(v.problem.find("recover") != std::string::npos);
+    CHECK(v.end_missing);
+    CHECK(v.epoch == 0);  // what the missing file held is not known
 
     // The dry run changes nothing; recover rewrites only the new last
     // segment's index and trailer, and sets nothing aside.
@@ -1132,6 +1140,23 @@ TEST_CASE("open: lost last segments (deleted, or not copied) are damage -- recov
     REQUIRE(after.size() > index_at);
     CHECK(std::equal(before.begin(), before.begin() + static_cast<std::ptrdiff_t>(index_at), after.begin()));
     for (const auto& e : fs::directory_iterator(work.path)) CHECK(e.path().extension() == ".tlog");
+    check_recovered_again(work.path);
+
+    // The lost files turn up again: readers go on into them, verify names
+    // the mark recover set, and recover clears it, keeping every epoch.
+    for (size_t s = kept; s < segs.size(); ++s) fs::copy_file(segs[s], work.path / segs[s].filename());
+    CHECK(open_rec(work.path)->last_epoch() == f.last);
+    auto marked = mmsb::replay::verify(work.path);
+    CHECK_FALSE(marked.ok);
+    CHECK(marked.problem.find("marks it as the recording's last segment") != std::string::npos);
+    auto clear = mmsb::replay::recover(work.path);
+    REQUIRE(clear.ok());
+    INFO(clear->summary);
+    CHECK(clear->outcome == RecoverReport::Outcome::kIntact);
+    CHECK(clear->bytes_cut == 0);
+    REQUIRE(clear->actions.size() == 1);
+    CHECK(clear->actions[0].find("cleared " + segs[kept - 1].filename().string()) != std::string::npos);
+    check_recovered(work.path, f, f.last);
     check_recovered_again(work.path);
   }
 }

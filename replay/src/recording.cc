@@ -214,7 +214,7 @@ Status Recording::missing_end(DamageAt* at) const {
   if (last.format_minor < format::kMinorLastSegment || last.last_segment.value_or(true)) return Status::OK();
   const uint32_t next = static_cast<uint32_t>(segments_.size());
   const fs::path missing = dir_ / format::segment_file_name(next);
-  if (at) *at = DamageAt{next, missing, 0, last_epoch_ + 1};
+  if (at) *at = DamageAt{next, missing, 0, 0};  // what the missing file held is not known
   return Status(Code::kCorruption, missing.string() + " is missing: " + last.path.filename().string() +
                                        " was closed to go on in it (its index says more follows), so the recording's "
                                        "end is lost (deleted, not copied, or its writer stopped between the two "

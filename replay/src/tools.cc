@@ -439,8 +439,10 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
   r.bytes = w.bytes;
   r.deltas = w.deltas;
   if (!r.ok) return r;
+  const Status end = rec.missing_end();
   if (!rec.damage().ok()) {
     const DamageAt& d = rec.damage_at();
+    r.end_missing = !end.ok() && rec.damage().message() == end.message();
     fail(&r, rec.damage().message() + (r.live ? " (a process is still writing the recording: this may be a frame in flight)"
                                               : " (run 'mmsb-replay recover' to keep the intact part)"),
          d.file, d.offset, d.epoch);
@@ -479,6 +481,26 @@ VerifyReport verify(const fs::path& dir, const Progress& progress) {
            s.path, s.good_bytes, 0);
       return r;
     }
+  // Only the last segment may say the recording ends with it. One that does
+  // with more after it (files put back after a recover, say) is read on
+  // into the next; recover clears the mark.
+  for (size_t i = 0; i + 1 < rec.segments().size(); ++i) {
+    const SegmentInfo& s = rec.segments()[i];
+    if (s.format_minor >= format::kMinorLastSegment && s.last_segment == true) {
+      fail(&r, s.path.string() + ": its index marks it as the recording's last segment, yet " +
+                   rec.segments()[i + 1].path.filename().string() +
+                   " follows (readers go on into it; 'mmsb-replay recover' clears the mark)",
+           s.path, s.file_bytes - format::kTrailerBytes, 0);
+      return r;
+    }
+  }
+  // A live recording's closed last segment that says more follows: its
+  // writer is between two files (open() leaves that out of damage()).
+  if (r.live && !end.ok()) {
+    fail(&r, end.message() + " (a process is still writing the recording: it may be between two segment files)",
+         rec.dir(), 0, 0);
+    r.end_missing = true;
+  }
   return r;
 }
 
@@ -739,7 +761,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     bool needs_close;
     std::vector<format::IndexEntry> frames;
     std::vector<uint64_t> dropped;  // offsets of frames left out: the segment is rewritten
-    bool only_mark = false;         // whole, closed, and closed again only to mark it the last segment
+    bool only_mark = false;         // whole and closed, closed again only to set its last-segment mark right
   };
   std::vector<Keep> keep;
   for (uint32_t i = 0; i < rec.segments().size(); ++i) {
@@ -772,15 +794,21 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
   // A segment left with no frame (only its header, or nothing) is set aside.
   while (!keep.empty() && keep.back().frames.empty()) keep.pop_back();
   // The recording now ends with the last segment kept: from format 1.1 on its
-  // index must say so, or readers take the segments after it for lost.
-  if (!keep.empty()) {
-    Keep& tail = keep.back();
-    const SegmentInfo& ts = rec.segments()[tail.index];
-    if (!tail.needs_close && ts.format_minor >= format::kMinorLastSegment && ts.last_segment != true) {
-      tail.needs_close = tail.only_mark = true;
-      tail.end = frames_end[tail.index];
+  // index must say so, or readers take the segments after it for lost, and
+  // no other index may (files put back after a recover bring such a mark).
+  for (Keep& k : keep) {
+    const SegmentInfo& s = rec.segments()[k.index];
+    const bool last = &k == &keep.back();
+    if (!k.needs_close && s.format_minor >= format::kMinorLastSegment && s.last_segment != last) {
+      k.needs_close = k.only_mark = true;
+      k.end = frames_end[k.index];
     }
   }
+  // The last segment's old index could not be read: whether it said more
+  // follows cannot be told.
+  const bool mark_unknown = !keep.empty() &&
+                            rec.segments()[keep.back().index].format_minor >= format::kMinorLastSegment &&
+                            !rec.segments()[keep.back().index].last_segment.has_value();
   // Nothing of the state survives without a page table, a snapshot or a delta.
   bool any_state = false;
   for (const Keep& k : keep)
@@ -819,8 +847,11 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     }
     const uint64_t cut = s.file_bytes - k.end;
     if (k.only_mark) {  // its old index and trailer hold nothing the new ones lack: not saved
-      r.actions.push_back((dry_run ? "would mark " : "marked ") + s.path.filename().string() +
-                          " as the recording's last segment (a new index and trailer)");
+      r.actions.push_back(last_segment ? (dry_run ? "would mark " : "marked ") + s.path.filename().string() +
+                                             " as the recording's last segment (a new index and trailer)"
+                                       : (dry_run ? "would clear " : "cleared ") + s.path.filename().string() +
+                                             "'s last-segment mark: more segments follow it (a new index and "
+                                             "trailer)");
     } else if (cut > 0) {
       const fs::path aside = free_name(s.path.string() + ".damaged");
       r.actions.push_back((dry_run ? "would cut " : "cut ") + s.path.filename().string() + " at offset " + num(k.end) + " (" + num(cut) +
@@ -847,11 +878,20 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
     }
     if (!write_sync_close(fd, tail, k.end)) return io_error(s.path, "cannot rewrite the segment's end");
   }
+  // A segment that holds no whole frame (created just before its writer
+  // died) takes nothing with it.
+  std::vector<bool> has_frames(rec.segments().size(), false);
+  for (const FrameRef& f : rec.frames()) has_frames[f.segment] = true;
+  std::set<fs::path> frameless;
+  for (size_t j = 0; j < rec.segments().size(); ++j)
+    if (!has_frames[j]) frameless.insert(rec.segments()[j].path);
   for (const fs::path& f : files) {
     if (f <= last_kept) continue;
     const fs::path aside = free_name(f.string() + ".orphan");
-    r.actions.push_back((dry_run ? "would set aside " : "set aside ") + f.filename().string() + " as " + aside.filename().string() +
-                        " (it follows the damage, so its history cannot be joined)");
+    r.actions.push_back((dry_run ? "would set aside " : "set aside ") + f.filename().string() + " as " +
+                        aside.filename().string() +
+                        (frameless.count(f) ? " (it holds no whole frame)"
+                                            : " (it follows the damage, so its history cannot be joined)"));
     r.bytes_cut += regular_file_bytes(f);
     r.set_aside.push_back(aside);
     if (!dry_run) {
@@ -889,7 +929,7 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
                 rec.segments()[keep.back().index].path.filename().string() + " as the last segment" +
                 (r.bytes_cut > 0 ? " and set aside " + num(r.bytes_cut) + " bytes" : "") + "; every epoch up to " +
                 num(r.last_good_epoch) + (dry_run ? " would be kept" : " kept");
-  } else if (!damaged) {  // an index, a trailer or snapshot parts: every delta stays
+  } else if (!damaged) {  // an index, a trailer, snapshot parts, a mark: every delta stays
     r.summary = (dry_run ? "would repair, losing no epoch: " : "repaired, no epoch lost: ") + num(r.bytes_cut) +
                 (dry_run ? " bytes would be set aside" : " bytes set aside") + "; every epoch up to " +
                 num(r.last_good_epoch) + (dry_run ? " would be kept" : " kept");
@@ -900,6 +940,9 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
       r.summary += ", holding epochs " + num(r.last_good_epoch + 1) + ".." + num(r.lost_last);
     r.summary += "; every epoch up to " + num(r.last_good_epoch) + (dry_run ? " would be kept" : " kept");
   }
+  if (mark_unknown && !end_lost)
+    r.summary += " (" + rec.segments()[keep.back().index].path.filename().string() +
+                 "'s old index could not be read, so whether segment files followed it cannot be told)";
   return r;
 }
 

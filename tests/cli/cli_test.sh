@@ -854,6 +854,7 @@ case_lost-end() {
   rc_is 1
   out_has "$(basename "$last") is missing"
   out_has "mmsb-replay recover"
+  err_has "copy the missing segment files back"
   run info rec
   rc_is 0
   out_has "last $want"
@@ -877,6 +878,17 @@ case_lost-end() {
   ls rec | grep -qv '\.tlog$' && fail "recover set a file aside"
   run recover rec
   rc_is 0
+  # The lost file turns up again: verify names the mark, recover clears it.
+  cp "$last" rec/
+  run verify rec
+  rc_is 1
+  out_has "marks it as the recording's last segment"
+  run recover rec
+  rc_is 0
+  out_has "cleared "
+  run verify rec
+  rc_is 0
+  [ "$("$FIX" last-epoch rec)" = "$("$FIX" last-epoch orig)" ] || fail "the restored file's epochs are not read"
 }
 
 # A recording whose writer died mid-frame, before recover: read up to the

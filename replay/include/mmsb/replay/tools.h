@@ -36,6 +36,9 @@ struct VerifyReport {
   // A process was writing the recording (Recording::live()): an open
   // segment or torn tail is its writer's work in flight, not damage.
   bool live = false;
+  // The problem is segment files missing after the last one
+  // (Recording::missing_end()): they may exist elsewhere.
+  bool end_missing = false;
   // What was checked.
   uint64_t frames = 0, deltas = 0, snapshots = 0, snapshot_pages = 0, bytes = 0;
 };
