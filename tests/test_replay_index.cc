@@ -1161,6 +1161,44 @@ TEST_CASE("open: lost last segments (deleted, or not copied) are damage -- recov
   }
 }
 
+TEST_CASE("recover: a next segment holding only its file header (its writer died right after creating it)",
+          "[replay]") {
+  // The writer closes a segment (not marked last), creates the next and
+  // writes its 32-byte header: a crash there leaves a frameless file.
+  Full f;
+  record_full(f, 0x1d0d, 600, many_segments());
+  const std::vector<fs::path> segs = segment_files(f.dir.path);
+  REQUIRE(segs.size() >= 3);
+  TempDir work("replay-stub");
+  copy_dir(f.dir.path, work.path);
+  const fs::path stub = work.path / segs.back().filename();
+  std::vector<uint8_t> header = read_file(stub);
+  header.resize(32);
+  write_file(stub, header);
+  Epoch intact = 0;
+  for (size_t s = 0; s + 1 < segs.size(); ++s)
+    for (const RawFrame& r : raw_frames(read_file(segs[s])))
+      if (r.kind == kDeltasKind) intact = std::max(intact, r.last);
+  {
+    auto rec = open_rec(work.path);  // an open last segment with nothing in it: read as a crash's
+    CHECK(rec->last_epoch() == intact);
+  }
+  CHECK_FALSE(mmsb::replay::verify(work.path).ok);
+  auto rep = mmsb::replay::recover(work.path);
+  REQUIRE(rep.ok());
+  INFO(rep->summary);
+  CHECK(rep->last_good_epoch == intact);
+  CHECK(rep->bytes_cut == 32);
+  REQUIRE(rep->set_aside.size() == 1);
+  bool said = false;
+  for (const std::string& a : rep->actions)
+    said |= a.find("set aside " + stub.filename().string()) != std::string::npos &&
+            a.find("holds no whole frame") != std::string::npos;
+  CHECK(said);
+  check_recovered(work.path, f, intact);
+  check_recovered_again(work.path);
+}
+
 TEST_CASE("open: a format 1.0 recording (no last-segment mark) whose last segment is gone still opens clean",
           "[replay]") {
   // 1.0 writers did not mark the last segment, so readers cannot tell: the
