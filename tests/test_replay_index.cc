@@ -148,6 +148,16 @@ void check_recovered(const fs::path& dir, const Full& f, Epoch last) {
   }
 }
 
+// The model of a recording that keeps only its first `n` segment files:
+// the last delta epoch in them, read from their bytes (FORMAT.md).
+Epoch last_delta_in(const std::vector<fs::path>& segs, size_t n) {
+  Epoch last = 0;
+  for (size_t s = 0; s < n; ++s)
+    for (const RawFrame& r : raw_frames(read_file(segs[s])))
+      if (r.kind == kDeltasKind) last = std::max(last, r.last);
+  return last;
+}
+
 // recover finds nothing to do: the recording is whole (recovered before,
 // or never damaged).
 void check_recovered_again(const fs::path& dir) {
@@ -1076,11 +1086,7 @@ TEST_CASE("open: lost last segments (deleted, or not copied) are damage -- recov
     copy_dir(f.dir.path, work.path);
     const size_t kept = segs.size() - lost;
     for (size_t s = kept; s < segs.size(); ++s) fs::remove(work.path / segs[s].filename());
-    // The model: the last delta epoch in the segments left, from their bytes.
-    Epoch intact = 0;
-    for (size_t s = 0; s < kept; ++s)
-      for (const RawFrame& r : raw_frames(read_file(segs[s])))
-        if (r.kind == kDeltasKind) intact = std::max(intact, r.last);
+    const Epoch intact = last_delta_in(segs, kept);
     INFO(lost << " last segment(s) removed, intact up to epoch " << intact);
     REQUIRE(intact > 0);
     REQUIRE(intact <= f.last);  // equal when the lost files held only snapshot parts
@@ -1175,10 +1181,7 @@ TEST_CASE("recover: a next segment holding only its file header (its writer died
   std::vector<uint8_t> header = read_file(stub);
   header.resize(32);
   write_file(stub, header);
-  Epoch intact = 0;
-  for (size_t s = 0; s + 1 < segs.size(); ++s)
-    for (const RawFrame& r : raw_frames(read_file(segs[s])))
-      if (r.kind == kDeltasKind) intact = std::max(intact, r.last);
+  const Epoch intact = last_delta_in(segs, segs.size() - 1);
   {
     auto rec = open_rec(work.path);  // an open last segment with nothing in it: read as a crash's
     CHECK(rec->last_epoch() == intact);
@@ -1218,10 +1221,7 @@ TEST_CASE("open: a format 1.0 recording (no last-segment mark) whose last segmen
     write_file(work.path / seg.filename(), b);
   }
   fs::remove(work.path / segs.back().filename());
-  Epoch intact = 0;
-  for (size_t s = 0; s + 1 < segs.size(); ++s)
-    for (const RawFrame& r : raw_frames(read_file(segs[s])))
-      if (r.kind == kDeltasKind) intact = std::max(intact, r.last);
+  const Epoch intact = last_delta_in(segs, segs.size() - 1);
   auto rec = open_rec(work.path);
   INFO(rec->damage().to_string());
   CHECK(rec->damage().ok());
