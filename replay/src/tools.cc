@@ -852,19 +852,21 @@ Result<RecoverReport> recover(const fs::path& dir, bool dry_run, const Progress&
                                        : (dry_run ? "would clear " : "cleared ") + s.path.filename().string() +
                                              "'s last-segment mark: more segments follow it (a new index and "
                                              "trailer)");
-    } else if (cut > 0) {
-      const fs::path aside = free_name(s.path.string() + ".damaged");
-      r.actions.push_back((dry_run ? "would cut " : "cut ") + s.path.filename().string() + " at offset " + num(k.end) + " (" + num(cut) +
-                          " damaged bytes, " + (dry_run ? "to be saved to " : "saved to ") + aside.filename().string() + ")");
-      r.bytes_cut += cut;
-      r.set_aside.push_back(aside);
-      if (!dry_run) {
-        if (Status st = save_tail(s.path, k.end, aside); !st.ok()) return st;
+    } else {
+      if (cut > 0) {
+        const fs::path aside = free_name(s.path.string() + ".damaged");
+        r.actions.push_back((dry_run ? "would cut " : "cut ") + s.path.filename().string() + " at offset " +
+                            num(k.end) + " (" + num(cut) + " damaged bytes, " +
+                            (dry_run ? "to be saved to " : "saved to ") + aside.filename().string() + ")");
+        r.bytes_cut += cut;
+        r.set_aside.push_back(aside);
+        if (!dry_run) {
+          if (Status st = save_tail(s.path, k.end, aside); !st.ok()) return st;
+        }
       }
-    }
-    if (!k.only_mark)
       r.actions.push_back((dry_run ? "would close " : "closed ") + s.path.filename().string() + " with an index of " +
                           num(k.frames.size()) + " frames and a trailer");
+    }
     if (dry_run) continue;
     std::vector<std::byte> tail;
     if (Status st = format::segment_end(k.frames, k.end, seg_last, last_segment, zstd, &tail); !st.ok()) return st;
